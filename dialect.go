@@ -1,0 +1,150 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Dialect names the SQL dialect of the database that stores the locks. Its values equal go-dbkit's, so a
+// dbkit.Dialect converts with Dialect(d).
+type Dialect string
+
+// The supported dialects. The library imports no driver: open the *sql.DB with the driver of your choice.
+const (
+	// DialectPostgres is PostgreSQL through github.com/lib/pq or any other driver.
+	DialectPostgres Dialect = "postgres"
+	// DialectPgx is PostgreSQL through github.com/jackc/pgx/v5/stdlib; the SQL is DialectPostgres's.
+	DialectPgx Dialect = "pgx"
+	// DialectMySQL is MySQL 8 (and MariaDB) through github.com/go-sql-driver/mysql.
+	DialectMySQL Dialect = "mysql"
+	// DialectMariaDB is MariaDB 10.5 or later; it runs the same SQL as DialectMySQL, which avoids the
+	// MySQL-only row alias and the VALUES() function that MySQL deprecates.
+	DialectMariaDB Dialect = "mariadb"
+	// DialectSQLite is SQLite 3.42 or later (for unixepoch('subsec')), for example through the pure-Go
+	// modernc.org/sqlite. Its clock is the host's: use it for processes on one machine.
+	DialectSQLite Dialect = "sqlite3"
+)
+
+// dialectSpec holds what differs between databases besides the SQL text in schema/.
+type dialectSpec struct {
+	dir       string // folder under schema/
+	quote     byte   // identifier quote character
+	migrateID string // the driver name golang-migrate and sql-migrate know the dialect by
+
+	// acquire runs the acquire statement and reports the new fence, or errAcquireRefused.
+	acquire func(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error)
+	// extendArgs and releaseArgs order the bound values for the statement.
+	extendArgs  func(key, token string, ttlMicros int64) []any
+	releaseArgs func(key, token string) []any
+	// extended reads whether the extend statement found the lock.
+	extended func(sql.Result) (bool, error)
+}
+
+// acquireArgs are the values the acquire statement binds.
+type acquireArgs struct {
+	key, token string
+	ttlMicros  int64
+	owner      any // string or nil
+	data       any // []byte or nil
+}
+
+// errAcquireRefused is internal: the statement ran and found the lock held under another token.
+var errAcquireRefused = errors.New("acquire refused")
+
+var (
+	postgresSpec = &dialectSpec{
+		dir: "postgres", quote: '"', migrateID: "postgres",
+		acquire:     acquireReturning,
+		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
+		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		extended:    oneRowAffected,
+	}
+	mysqlSpec = &dialectSpec{
+		dir: "mysql", quote: '`', migrateID: "mysql",
+		acquire:     acquireMySQL,
+		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
+		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		extended:    lastInsertIDSet,
+	}
+	sqliteSpec = &dialectSpec{
+		dir: "sqlite", quote: '"', migrateID: "sqlite3",
+		acquire:     acquireReturning,
+		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
+		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		extended:    oneRowAffected,
+	}
+)
+
+func specFor(d Dialect) (*dialectSpec, error) {
+	switch d {
+	case DialectPostgres, DialectPgx:
+		return postgresSpec, nil
+	case DialectMySQL, DialectMariaDB:
+		return mysqlSpec, nil
+	case DialectSQLite:
+		return sqliteSpec, nil
+	default:
+		return nil, fmt.Errorf("%w %q", ErrUnsupportedDialect, string(d))
+	}
+}
+
+// acquireReturning runs an upsert whose RETURNING clause yields the fence only when the lock was taken
+// (PostgreSQL, SQLite).
+func acquireReturning(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
+	var fence int64
+	err := exec.QueryRowContext(ctx, query, a.key, a.token, a.ttlMicros, a.owner, a.data).Scan(&fence)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errAcquireRefused
+	}
+	return fence, err
+}
+
+// acquireMySQL runs INSERT … ON DUPLICATE KEY UPDATE and reads the outcome from the OK packet: a new fence
+// in LastInsertId when an existing row was taken; LastInsertId 0 and one affected row when the row was
+// created (fence 1); LastInsertId 0 and two affected rows when the lock is held (the statement bumps the
+// contended counter so that the row changes under either clientFoundRows setting).
+func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
+	t := a.token
+	res, err := exec.ExecContext(ctx, query,
+		a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data, // VALUES
+		t, t, // token
+		t,              // fence
+		t,              // contended
+		t, a.ttlMicros, // expire_at
+		t, a.ttlMicros, // ttl_us
+		t, a.owner, // owner
+		t, a.data, // data
+		t, // acquired_at
+	)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	if id > 0 {
+		return id, nil
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if n == 1 {
+		return 1, nil
+	}
+	return 0, errAcquireRefused
+}
+
+func oneRowAffected(res sql.Result) (bool, error) {
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// lastInsertIDSet reads MySQL's LAST_INSERT_ID(expr), which the statement evaluates only for a found row.
+func lastInsertIDSet(res sql.Result) (bool, error) {
+	id, err := res.LastInsertId()
+	return id > 0, err
+}

@@ -1,0 +1,85 @@
+package distrlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Errors returned by this package. Every error that leaves the package wraps one of them (or a driver's
+// error) with the operation and the key, so match them with [errors.Is], never by text.
+var (
+	// ErrLockAlreadyAcquired is returned by [DBLock.Acquire] and [DBLock.AcquireWithStaticToken] when another
+	// token holds an unexpired lease on the key, and by [DoExclusively] when it could not take the lock.
+	// Its text is go-dbkit's.
+	ErrLockAlreadyAcquired = errors.New("distributed lock already acquired")
+
+	// ErrLockAlreadyReleased is returned by [DBLock.Extend] and [DBLock.Release] when the lock is no longer
+	// held under this DBLock's token: it was released, it expired, or another holder has taken it since.
+	// Acquire again to hold it. Its text is go-dbkit's.
+	ErrLockAlreadyReleased = errors.New("distributed lock already released")
+
+	// ErrLockNotAcquired is returned by [DBLock.Extend] and [DBLock.Release] on a DBLock that has never
+	// attempted an acquisition; nothing is sent. It also matches [ErrLockAlreadyReleased], which is what
+	// go-dbkit returned in that case.
+	ErrLockNotAcquired = errors.New("lock was never acquired")
+
+	// ErrLockLost is the cause (see [context.Cause]) of the cancellation of the context that
+	// [DBLock.DoExclusively] gives its function when the lease may have ended on the server, and it is
+	// returned by DoExclusively in that case.
+	ErrLockLost = errors.New("distributed lock lost")
+
+	// ErrInvalidKey is returned for a key that is empty, longer than [MaxKeyLength] bytes, not valid
+	// UTF-8 or contains a NUL byte.
+	ErrInvalidKey = errors.New("invalid lock key")
+
+	// ErrInvalidToken is returned by [DBLock.AcquireWithStaticToken] for a token that is empty, longer than
+	// [MaxTokenLength] bytes, not valid UTF-8 or contains a NUL byte.
+	ErrInvalidToken = errors.New("invalid lock token")
+
+	// ErrInvalidTTL is returned for a lease duration below [MinTTL] or above [MaxTTL].
+	ErrInvalidTTL = errors.New("invalid lock TTL")
+
+	// ErrInvalidTableName is returned by [NewDBManager] for a table name that is not a plain SQL identifier
+	// or a schema-qualified one (see [WithTableName]).
+	ErrInvalidTableName = errors.New("invalid table name")
+
+	// ErrUnsupportedDialect is returned by [NewDBManager], [CreateTableSQL] and [DropTableSQL] for a
+	// dialect other than the Dialect constants of this package.
+	ErrUnsupportedDialect = errors.New("unsupported SQL dialect")
+
+	// ErrNilExecutor is returned when a nil [SQLExecutor] (or a nil *sql.DB, *sql.Tx or *sql.Conn) is passed.
+	ErrNilExecutor = errors.New("nil SQL executor")
+
+	// ErrInvalidLock is returned by the methods of a [DBLock] that was not made by [DBManager.NewLock].
+	ErrInvalidLock = errors.New("lock not created by DBManager.NewLock")
+
+	// ErrInvalidOption is returned for an option whose value is out of range.
+	ErrInvalidOption = errors.New("invalid option")
+)
+
+// opError formats an error leaving the package: `distrlock: <op> "<key>": <cause>`.
+func opError(op, key string, err error) error {
+	return fmt.Errorf("distrlock: %s %q: %w", op, printableKey(key), err)
+}
+
+// printableKey shortens keys that are too long to be read in an error message.
+func printableKey(key string) string {
+	const maxShown = 64
+	if len(key) <= maxShown {
+		return key
+	}
+	return key[:maxShown] + "…"
+}
+
+// contextError reports why ctx ended, keeping both ctx.Err() and a distinct cause matchable.
+func contextError(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
+}

@@ -1,0 +1,179 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of the DoOption values.
+const (
+	// DefaultLockTTL is the lease DoExclusively takes unless WithLockTTL says otherwise.
+	DefaultLockTTL = time.Minute
+	// DefaultReleaseTimeout bounds the release after the function returns unless WithReleaseTimeout says otherwise.
+	DefaultReleaseTimeout = 5 * time.Second
+	// DefaultSafetyMarginDivisor: unless WithSafetyMargin says otherwise the margin is TTL/10.
+	DefaultSafetyMarginDivisor = 10
+)
+
+// Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
+// loggers and every logrus logger satisfy it; a [logrus.FieldLogger] gets the fields distrlock_key and
+// distrlock_token instead of having them in the message.
+type Logger interface {
+	Errorf(format string, args ...any)
+}
+
+// DoOption configures [DBLock.DoExclusively] and [DoExclusively].
+type DoOption func(*doOptions)
+
+type doOptions struct {
+	lockTTL                time.Duration
+	periodicExtendInterval time.Duration
+	releaseTimeout         time.Duration
+	safetyMargin           time.Duration
+	logger                 Logger
+}
+
+// WithLockTTL sets the lease duration; the default is [DefaultLockTTL].
+func WithLockTTL(ttl time.Duration) DoOption {
+	return func(o *doOptions) { o.lockTTL = ttl }
+}
+
+// WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default is
+// half the TTL. It must be shorter than the TTL less the safety margin.
+func WithPeriodicExtendInterval(interval time.Duration) DoOption {
+	return func(o *doOptions) { o.periodicExtendInterval = interval }
+}
+
+// WithReleaseTimeout bounds the release that follows the function; the default is [DefaultReleaseTimeout].
+// The release runs even when the caller's context has ended.
+func WithReleaseTimeout(timeout time.Duration) DoOption {
+	return func(o *doOptions) { o.releaseTimeout = timeout }
+}
+
+// WithSafetyMargin sets how long before the lease may end the function's context is cancelled when no
+// extension has succeeded; the default is TTL/[DefaultSafetyMarginDivisor]. It is the time the function
+// has to notice the cancellation and stop before another process can take the lock.
+func WithSafetyMargin(margin time.Duration) DoOption {
+	return func(o *doOptions) { o.safetyMargin = margin }
+}
+
+// WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
+func WithLogger(logger Logger) DoOption {
+	return func(o *doOptions) { o.logger = logger }
+}
+
+func newDoOptions(options []DoOption) (doOptions, error) {
+	o := doOptions{lockTTL: DefaultLockTTL, releaseTimeout: DefaultReleaseTimeout, safetyMargin: -1}
+	for _, opt := range options {
+		opt(&o)
+	}
+	if err := validateTTL(o.lockTTL); err != nil {
+		return o, err
+	}
+	if o.safetyMargin == -1 {
+		o.safetyMargin = o.lockTTL / DefaultSafetyMarginDivisor
+	}
+	if o.periodicExtendInterval == 0 {
+		o.periodicExtendInterval = o.lockTTL / 2
+	}
+	switch {
+	case o.safetyMargin < 0 || o.safetyMargin >= o.lockTTL:
+		return o, fmt.Errorf("%w: safety margin %v must be in [0, TTL %v)", ErrInvalidOption, o.safetyMargin, o.lockTTL)
+	case o.periodicExtendInterval <= 0 || o.periodicExtendInterval >= o.lockTTL-o.safetyMargin:
+		return o, fmt.Errorf("%w: extend interval %v must be positive and shorter than TTL %v less safety margin %v",
+			ErrInvalidOption, o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
+	case o.releaseTimeout <= 0:
+		return o, fmt.Errorf("%w: release timeout %v must be positive", ErrInvalidOption, o.releaseTimeout)
+	}
+	return o, nil
+}
+
+// DoExclusively acquires the lock, runs fn while extending the lease in the background, and releases the
+// lock when fn returns. Every statement runs on db in autocommit mode.
+//
+// fn's context carries ctx's values. It is cancelled, with [ErrLockLost] as its [context.Cause], as soon as
+// the lease may have ended on the server: when no extension has succeeded for the TTL less the safety
+// margin, counted from the start of the last successful acquire or extend, whatever the reason (the
+// database reports the lock gone, extensions time out, the network is down). fn must then stop the
+// protected work promptly.
+//
+// DoExclusively returns the acquire error (matching [ErrLockAlreadyAcquired] when the lock is held), or
+// fn's error, or an error matching ErrLockLost when the lease was lost (joined with fn's error if both).
+// The release runs on [context.WithoutCancel] of ctx, bounded by the release timeout; its failure is logged.
+func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx context.Context) error, options ...DoOption) error {
+	const op = "do exclusively"
+	o, err := newDoOptions(options)
+	if err != nil {
+		return opError(op, l.Key, err)
+	}
+	if db == nil {
+		return opError(op, l.Key, ErrNilExecutor)
+	}
+	start := time.Now()
+	if err := l.Acquire(ctx, db, o.lockTTL); err != nil {
+		if l.token != "" && !errors.Is(err, ErrLockAlreadyAcquired) {
+			l.release(ctx, db, o) // the outcome was lost: free the lock in case it was taken
+		}
+		return err
+	}
+
+	workCtx, cancelWork := context.WithCancelCause(ctx)
+	defer cancelWork(nil)
+	hb := newHeartbeat(*l, db, o, cancelWork)
+	hbDone := make(chan struct{})
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer close(hbDone)
+		hb.run(hbCtx, start)
+	}()
+
+	fnErr := fn(workCtx)
+
+	stopHeartbeat()
+	<-hbDone
+	lost := hb.lostErr()
+	l.release(ctx, db, o)
+
+	if lost != nil {
+		return errors.Join(fnErr, opError(op, l.Key, lost))
+	}
+	return fnErr
+}
+
+// DoExclusively runs fn under the lock on key in [DefaultTableName]; see [DBLock.DoExclusively].
+func DoExclusively(
+	ctx context.Context, db *sql.DB, dialect Dialect, key string, fn func(ctx context.Context) error, options ...DoOption,
+) error {
+	m, err := NewDBManager(dialect)
+	if err != nil {
+		return err
+	}
+	lock, err := m.NewLock(ctx, db, key)
+	if err != nil {
+		return err
+	}
+	return lock.DoExclusively(ctx, db, fn, options...)
+}
+
+func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {
+	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
+	defer cancel()
+	if err := l.Release(relCtx, db); err != nil {
+		logError(o.logger, l, "release failed: %v", err)
+	}
+}
+
+func logError(logger Logger, l *DBLock, format string, args ...any) {
+	switch lg := logger.(type) {
+	case nil:
+	case logrus.FieldLogger:
+		lg.WithFields(logrus.Fields{"distrlock_key": l.Key, "distrlock_token": l.token}).Errorf("distrlock: "+format, args...)
+	default:
+		lg.Errorf("distrlock: key %q, token %s: "+format, append([]any{l.Key, l.token}, args...)...)
+	}
+}

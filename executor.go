@@ -1,0 +1,39 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+)
+
+// SQLExecutor runs the statements of a lock. *sql.DB, *sql.Conn and *sql.Tx all satisfy it, so a lock can
+// be taken, extended and released in autocommit mode, on a pinned connection or inside the caller's
+// transaction (where it becomes visible to others, and binding, only when the transaction commits).
+//
+// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext: PostgreSQL and SQLite hand the new fence
+// back with RETURNING in the same statement.
+type SQLExecutor interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ SQLExecutor = (*sql.DB)(nil)
+	_ SQLExecutor = (*sql.Conn)(nil)
+	_ SQLExecutor = (*sql.Tx)(nil)
+)
+
+// isNilExecutor reports a nil interface and the nil pointers of database/sql's own executors, which would
+// otherwise panic inside database/sql.
+func isNilExecutor(exec SQLExecutor) bool {
+	switch e := exec.(type) {
+	case nil:
+		return true
+	case *sql.DB:
+		return e == nil
+	case *sql.Conn:
+		return e == nil
+	case *sql.Tx:
+		return e == nil
+	}
+	return false
+}

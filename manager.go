@@ -1,0 +1,127 @@
+package distrlock
+
+import (
+	"context"
+)
+
+// DefaultTableName is the name of the table that stores the locks unless [WithTableName] says otherwise.
+const DefaultTableName = "distributed_locks"
+
+// DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
+// table. It holds no connection and no mutable state: it is safe for concurrent use, and one manager per
+// table serves a whole program.
+type DBManager struct {
+	dialect Dialect
+	spec    *dialectSpec
+	table   string // as given
+	quoted  string // validated and quoted
+	q       queries
+}
+
+// DBManagerOption configures [NewDBManager].
+type DBManagerOption func(*dbManagerOptions)
+
+type dbManagerOptions struct {
+	tableName string
+}
+
+// WithTableName sets the table that stores the locks: a plain identifier ("locks") or a schema-qualified one
+// ("app.locks"), each part 1 to 63 ASCII letters, digits or underscores, not starting with a digit. The name
+// is quoted in every statement, so it is case-sensitive. An empty name selects [DefaultTableName], as in
+// go-dbkit; any other name that does not fit makes NewDBManager return [ErrInvalidTableName].
+func WithTableName(name string) DBManagerOption {
+	return func(o *dbManagerOptions) { o.tableName = name }
+}
+
+// NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
+// [ErrInvalidTableName]; it does not touch the database.
+func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, error) {
+	var o dbManagerOptions
+	for _, opt := range options {
+		opt(&o)
+	}
+	if o.tableName == "" {
+		o.tableName = DefaultTableName
+	}
+	spec, err := specFor(dialect)
+	if err != nil {
+		return nil, opError("new manager", o.tableName, err)
+	}
+	quoted, err := quoteTableName(o.tableName, spec.quote)
+	if err != nil {
+		return nil, opError("new manager", o.tableName, err)
+	}
+	q, err := renderQueries(spec, quoted)
+	if err != nil {
+		return nil, err
+	}
+	return &DBManager{dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q}, nil
+}
+
+// DBManagerOpts configures [NewDBManagerWithOpts].
+//
+// Deprecated: use [NewDBManager] with [WithTableName].
+type DBManagerOpts struct {
+	// TableName is the table that stores the locks; empty selects DefaultTableName.
+	TableName string
+}
+
+// NewDBManagerWithOpts is go-dbkit's older constructor.
+//
+// Deprecated: use [NewDBManager] with [WithTableName].
+func NewDBManagerWithOpts(dialect Dialect, opts DBManagerOpts) (*DBManager, error) {
+	return NewDBManager(dialect, WithTableName(opts.TableName))
+}
+
+// Dialect returns the manager's dialect.
+func (m *DBManager) Dialect() Dialect { return m.dialect }
+
+// TableName returns the name of the manager's table, as given to [WithTableName].
+func (m *DBManager) TableName() string { return m.table }
+
+// CreateTableSQL returns the statement that creates the manager's table in its final shape if it does not
+// exist. Use it or [DBManager.Migrations], not both: the migrations start from go-dbkit's table.
+func (m *DBManager) CreateTableSQL() string { return m.q.createTable }
+
+// DropTableSQL returns the statement that drops the manager's table if it exists.
+func (m *DBManager) DropTableSQL() string { return m.q.dropTable }
+
+// NewLock returns an unacquired lock on key. It sends nothing to the database: the first acquire creates
+// the key's row. exec is accepted for go-dbkit compatibility and must not be nil. NewLock fails with
+// [ErrInvalidKey], [ErrNilExecutor] or the context's error.
+func (m *DBManager) NewLock(ctx context.Context, exec SQLExecutor, key string) (DBLock, error) {
+	if err := checkCall(ctx, exec); err != nil {
+		return DBLock{}, opError("new lock", key, err)
+	}
+	if err := validateKey(key); err != nil {
+		return DBLock{}, opError("new lock", key, err)
+	}
+	return DBLock{Key: key, manager: m}, nil
+}
+
+// CreateTableSQL returns the statement that creates [DefaultTableName] in its final shape for the dialect.
+// To use another table, call [DBManager.CreateTableSQL] on a manager made with [WithTableName].
+func CreateTableSQL(dialect Dialect) (string, error) {
+	m, err := NewDBManager(dialect)
+	if err != nil {
+		return "", err
+	}
+	return m.CreateTableSQL(), nil
+}
+
+// DropTableSQL returns the statement that drops [DefaultTableName] for the dialect.
+func DropTableSQL(dialect Dialect) (string, error) {
+	m, err := NewDBManager(dialect)
+	if err != nil {
+		return "", err
+	}
+	return m.DropTableSQL(), nil
+}
+
+// checkCall rejects a nil executor and a context that has already ended, before anything is sent.
+func checkCall(ctx context.Context, exec SQLExecutor) error {
+	if isNilExecutor(exec) {
+		return ErrNilExecutor
+	}
+	return contextError(ctx)
+}

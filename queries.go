@@ -1,0 +1,58 @@
+package distrlock
+
+import (
+	"embed"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// schemaFS holds every SQL text the library runs or ships; see schema/README.md.
+//
+//go:embed schema
+var schemaFS embed.FS
+
+// queries are the statements of one manager, rendered once for its table.
+type queries struct {
+	createTable string
+	dropTable   string
+	acquire     string
+	extend      string
+	release     string
+}
+
+func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
+	var q queries
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"create_table.sql", &q.createTable},
+		{"drop_table.sql", &q.dropTable},
+		{"acquire.sql", &q.acquire},
+		{"extend.sql", &q.extend},
+		{"release.sql", &q.release},
+	} {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		*f.dst = text
+	}
+	return q, nil
+}
+
+// renderFile reads an embedded SQL file, written for DefaultTableName so that it runs as it stands, and
+// puts the manager's validated, quoted table name in place of the default one.
+func renderFile(spec *dialectSpec, name, quotedTable string) (string, error) {
+	b, err := schemaFS.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("distrlock: embedded schema: %w", err)
+	}
+	text := string(b)
+	quotedDefault := string(spec.quote) + DefaultTableName + string(spec.quote)
+	if !strings.Contains(text, quotedDefault) {
+		return "", fmt.Errorf("distrlock: embedded schema: %s does not name table %s", name, quotedDefault)
+	}
+	return strings.ReplaceAll(text, quotedDefault, quotedTable), nil
+}
