@@ -43,54 +43,70 @@ func (h *heartbeat) markLost(reason error) {
 	h.cancelWork(h.lost)
 }
 
-// run extends the lease every interval until ctx ends; it returns once the lease is lost.
+type extendResult struct {
+	start time.Time
+	err   error
+}
+
+// run extends the lease every interval until ctx ends or the lease is lost. Each extend runs in a goroutine
+// of its own so that the watchdog fires on time even when an extend hangs; run waits for that goroutine
+// before it returns.
 func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 	safeFor := h.opts.lockTTL - h.opts.safetyMargin
 	deadline := acquiredAt.Add(safeFor)
-	// The watchdog fires on its own timer, so a hung extend cannot delay the cancellation.
-	watchdog := time.AfterFunc(time.Until(deadline), func() {
-		h.markLost(fmt.Errorf("no extension succeeded within %v of the last successful one", safeFor))
-	})
+	watchdog := time.NewTimer(time.Until(deadline))
 	defer watchdog.Stop()
+	tick := time.NewTimer(h.opts.periodicExtendInterval)
+	defer tick.Stop()
 
-	wait := h.opts.periodicExtendInterval
+	done := make(chan extendResult, 1)
+	var cancelExtend context.CancelFunc
+	defer func() {
+		if cancelExtend != nil { // an extend is in flight: stop it and wait for it
+			cancelExtend()
+			<-done
+		}
+	}()
+
 	for {
-		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return
-		case <-timer.C:
-		}
-		if h.lostErr() != nil {
+		case <-watchdog.C:
+			h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
 			return
-		}
-		start := time.Now()
-		extCtx, cancel := context.WithDeadline(ctx, deadline)
-		err := h.lock.Extend(extCtx, h.db)
-		cancel()
-		switch {
-		case err == nil:
-			deadline = start.Add(safeFor)
-			if !watchdog.Stop() {
-				return // fired while the extend ran: the work is already cancelled
+		case <-tick.C:
+			// An extend that ends after the lease may have ended proves nothing: bound it by the deadline.
+			extCtx, cancel := context.WithDeadline(ctx, deadline)
+			cancelExtend = cancel
+			start := time.Now()
+			go func() {
+				done <- extendResult{start: start, err: h.lock.Extend(extCtx, h.db)}
+			}()
+		case r := <-done:
+			cancelExtend()
+			cancelExtend = nil
+			switch {
+			case r.err == nil:
+				deadline = r.start.Add(safeFor)
+				watchdog.Reset(time.Until(deadline))
+				tick.Reset(h.opts.periodicExtendInterval)
+			case errors.Is(r.err, ErrLockAlreadyReleased):
+				h.markLost(r.err)
+				return
+			case ctx.Err() != nil:
+				return
+			default:
+				logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
+				// A retry that would start after the deadline is pointless: the watchdog fires first.
+				tick.Reset(retryDelay(h.opts.periodicExtendInterval))
 			}
-			watchdog.Reset(time.Until(deadline))
-			wait = h.opts.periodicExtendInterval
-		case errors.Is(err, ErrLockAlreadyReleased):
-			h.markLost(err)
-			return
-		case ctx.Err() != nil:
-			return
-		default:
-			logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", err)
-			wait = retryDelay(h.opts.periodicExtendInterval, time.Until(deadline))
 		}
 	}
 }
 
-// retryDelay spaces retries of a failed extend so that several fit in what is left of the lease.
-func retryDelay(interval, left time.Duration) time.Duration {
-	d := min(interval, left/4, time.Second)
-	return max(d, time.Millisecond)
+// retryDelay spaces the retries of a failed extend: a quarter of the interval, at least 10 ms and at most
+// 1 s, so that several retries fit in what is left of the lease without flooding a struggling server.
+func retryDelay(interval time.Duration) time.Duration {
+	return min(max(interval/4, 10*time.Millisecond), time.Second)
 }

@@ -1,0 +1,240 @@
+package distrlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+)
+
+// countingLogger counts the errors DoExclusively logs (one per failed extend or release).
+type countingLogger struct{ n atomic.Int64 }
+
+func (l *countingLogger) Errorf(string, ...any) { l.n.Add(1) }
+
+// heartbeatFixture is a PostgreSQL-dialect lock on a sqlmock database created inside the synctest bubble,
+// so that database/sql's goroutines and sqlmock's delays run on the bubble's fake clock.
+type heartbeatFixture struct {
+	mock sqlmock.Sqlmock
+	lock DBLock
+	db   interface{ Close() error }
+	run  func(ctx context.Context, fn func(context.Context) error, opts ...DoOption) error
+}
+
+func newHeartbeatFixture(t *testing.T) *heartbeatFixture {
+	t.Helper()
+	db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewDBManager(DialectPgx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := m.NewLock(context.Background(), db, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &heartbeatFixture{mock: mock, lock: lock, db: db}
+	f.run = func(ctx context.Context, fn func(context.Context) error, opts ...DoOption) error {
+		return f.lock.DoExclusively(ctx, db, fn, opts...)
+	}
+	t.Cleanup(func() {
+		if err := mock.ExpectationsWereMet(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+func (f *heartbeatFixture) expectAcquire() {
+	q := f.lock.manager.q
+	f.mock.ExpectQuery(q.acquire).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(7)))
+}
+
+func (f *heartbeatFixture) expectExtend(ttl time.Duration) *sqlmock.ExpectedExec {
+	return f.mock.ExpectExec(f.lock.manager.q.extend).WithArgs(ttl.Microseconds(), "job", sqlmock.AnyArg())
+}
+
+func (f *heartbeatFixture) expectRelease() {
+	f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", sqlmock.AnyArg()).
+		WillReturnResult(sqlmock.NewResult(0, 1))
+}
+
+// TestHeartbeatExtendsOnSchedule: with TTL 10 s and an interval of 2 s, work lasting 9 s is covered by exactly
+// four extends (at 2, 4, 6 and 8 s), and its context is never cancelled.
+func TestHeartbeatExtendsOnSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		const ttl = 10 * time.Second
+		f.expectAcquire()
+		for range 4 {
+			f.expectExtend(ttl).WillReturnResult(sqlmock.NewResult(0, 1))
+		}
+		f.expectRelease()
+
+		var workErr error
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			time.Sleep(9 * time.Second)
+			workErr = ctx.Err()
+			return nil
+		}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+		if err != nil {
+			t.Fatalf("DoExclusively: %v", err)
+		}
+		if workErr != nil {
+			t.Fatalf("work context ended although every extend succeeded: %v", workErr)
+		}
+	})
+}
+
+// lossCase describes an extend failure mode and when the work must learn of it.
+type lossCase struct {
+	name string
+	// setUp registers the extends' failures; it returns how many extend attempts must be logged.
+	setUp func(f *heartbeatFixture, ttl time.Duration) (loggedExtends int64)
+	// cancelAfter is when, after the acquire, the work's context must end.
+	cancelAfter time.Duration
+	// also is a second error the lost-lease cause must match, if any.
+	also error
+}
+
+// TestHeartbeatCancelsWorkBeforeLeaseEnds: whatever makes extends fail, the work's context ends, with
+// ErrLockLost as its cause, no later than TTL less the safety margin after the last successful start
+// (here the acquire), the release is still attempted, and DoExclusively returns ErrLockLost.
+func TestHeartbeatCancelsWorkBeforeLeaseEnds(t *testing.T) {
+	const (
+		ttl      = 10 * time.Second
+		margin   = 1200 * time.Millisecond // deadline at 8.8 s
+		interval = 3 * time.Second         // extends at 3 s, then retries every 750 ms
+	)
+	netErr := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	cases := []lossCase{
+		{
+			name: "extend times out",
+			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
+				// The first extend hangs until its own deadline, the lease deadline; no retry fits after it.
+				f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+				return 0 // the heartbeat stops at the deadline without logging the timed-out extend
+			},
+			cancelAfter: ttl - margin,
+		},
+		{
+			name: "network errors",
+			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
+				// Attempts at 3, 3.75, 4.5, 5.25, 6, 6.75, 7.5 and 8.25 s; the next (9 s) is past the deadline.
+				for range 8 {
+					f.expectExtend(ttl).WillReturnError(netErr)
+				}
+				return 8
+			},
+			cancelAfter: ttl - margin,
+		},
+		{
+			name: "slow extend succeeds, then extends fail",
+			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
+				// The extend started at 3 s succeeds at 4.5 s: the lease is trusted until 3 + 8.8 = 11.8 s,
+				// counted from its start, not its end. Then attempts at 7.5, 8.25, 9, 9.75, 10.5, 11.25 s fail.
+				f.expectExtend(ttl).WillDelayFor(1500 * time.Millisecond).WillReturnResult(sqlmock.NewResult(0, 1))
+				for range 6 {
+					f.expectExtend(ttl).WillReturnError(netErr)
+				}
+				return 6
+			},
+			cancelAfter: interval + ttl - margin,
+		},
+		{
+			name: "database says the lock is gone",
+			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
+				f.expectExtend(ttl).WillReturnResult(sqlmock.NewResult(0, 0))
+				return 0
+			},
+			cancelAfter: interval, // at once, not at the deadline
+			also:        ErrLockAlreadyReleased,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newHeartbeatFixture(t)
+				defer f.db.Close()
+				f.expectAcquire()
+				wantLogged := tc.setUp(f, ttl)
+				f.expectRelease()
+				logger := &countingLogger{}
+
+				start := time.Now()
+				var cancelledAfter time.Duration
+				var cause error
+				err := f.run(context.Background(), func(ctx context.Context) error {
+					<-ctx.Done()
+					cancelledAfter = time.Since(start)
+					cause = context.Cause(ctx)
+					return ctx.Err()
+				}, WithLockTTL(ttl), WithSafetyMargin(margin), WithPeriodicExtendInterval(interval), WithLogger(logger))
+
+				if cancelledAfter != tc.cancelAfter {
+					t.Errorf("work cancelled %v after the acquire, want %v", cancelledAfter, tc.cancelAfter)
+				}
+				if !errors.Is(cause, ErrLockLost) || (tc.also != nil && !errors.Is(cause, tc.also)) {
+					t.Errorf("cause = %v, want ErrLockLost (and %v)", cause, tc.also)
+				}
+				if !errors.Is(err, ErrLockLost) || !errors.Is(err, context.Canceled) {
+					t.Errorf("DoExclusively = %v, want ErrLockLost joined with the work's context.Canceled", err)
+				}
+				if got := logger.n.Load(); got != wantLogged {
+					t.Errorf("logged %d failed extends, want %d", got, wantLogged)
+				}
+				if took := time.Since(start); took != tc.cancelAfter {
+					t.Errorf("DoExclusively returned %v after the acquire, want %v", took, tc.cancelAfter)
+				}
+			})
+		})
+	}
+}
+
+// TestHeartbeatHungExtendDoesNotDelayReturn: when the work finishes while an extend hangs, DoExclusively
+// cancels that extend and returns at once, and releases the lock.
+func TestHeartbeatHungExtendDoesNotDelayReturn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		const ttl = 10 * time.Second
+		f.expectAcquire()
+		f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+		f.expectRelease()
+
+		start := time.Now()
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			time.Sleep(2500 * time.Millisecond) // the extend started at 2 s and hangs
+			return nil
+		}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+		if err != nil {
+			t.Fatalf("DoExclusively: %v", err)
+		}
+		if took := time.Since(start); took != 2500*time.Millisecond {
+			t.Fatalf("DoExclusively returned after %v, want 2.5s", took)
+		}
+	})
+}
+
+// TestDoExclusivelyReturnsWorkError: fn's error comes back unchanged and the lock is released.
+func TestDoExclusivelyReturnsWorkError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.expectAcquire()
+		f.expectRelease()
+		boom := fmt.Errorf("boom")
+		if err := f.run(context.Background(), func(context.Context) error { return boom }); err != boom {
+			t.Fatalf("DoExclusively = %v, want fn's error itself", err)
+		}
+	})
+}
