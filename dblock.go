@@ -22,6 +22,12 @@ type DBLock struct {
 	Key string
 	// TTL is the lease duration of the last acquisition attempt; Extend renews the lease for TTL.
 	TTL time.Duration
+	// Owner, if set before an acquire, is stored with the lock for others to read with [DBManager.Get]:
+	// a host name or a process identity (at most [MaxOwnerLength] bytes of UTF-8 without NUL).
+	Owner string
+	// Data, if set before an acquire, is stored with the lock for others to read (at most [MaxDataLength]
+	// bytes): what the holder works on, or a leader's address.
+	Data []byte
 
 	token   string
 	fence   int64
@@ -74,10 +80,18 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 	if err := validateTTL(ttl); err != nil {
 		return opError(op, l.Key, err)
 	}
+	if err := validateOwnerData(l.Owner, l.Data); err != nil {
+		return opError(op, l.Key, err)
+	}
+	args := acquireArgs{key: l.Key, token: token, ttlMicros: ttl.Microseconds()}
+	if l.Owner != "" {
+		args.owner = l.Owner
+	}
+	if len(l.Data) > 0 {
+		args.data = l.Data
+	}
 	m := l.manager
-	fence, err := m.spec.acquire(ctx, exec, m.q.acquire, acquireArgs{
-		key: l.Key, token: token, ttlMicros: ttl.Microseconds(),
-	})
+	fence, err := m.spec.acquire(ctx, exec, m.q.acquire, args)
 	if errors.Is(err, errAcquireRefused) {
 		return opError(op, l.Key, ErrLockAlreadyAcquired)
 	}
@@ -93,15 +107,29 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 // when the lock is no longer held under this DBLock's token (released, expired, or taken by another), and
 // [ErrLockNotAcquired] on a DBLock that never attempted an acquisition.
 func (l *DBLock) Extend(ctx context.Context, exec SQLExecutor) error {
-	const op = "extend"
+	return l.extend(ctx, exec, "extend", l.TTL)
+}
+
+// ExtendTTL renews the lease for ttl from now on the database's clock, and makes ttl the DBLock's TTL. A
+// shorter ttl shortens the lease. It returns what [DBLock.Extend] returns, and [ErrInvalidTTL] without
+// sending anything for a ttl out of range.
+func (l *DBLock) ExtendTTL(ctx context.Context, exec SQLExecutor, ttl time.Duration) error {
+	if err := l.extend(ctx, exec, "extend ttl", ttl); err != nil {
+		return err
+	}
+	l.TTL = ttl
+	return nil
+}
+
+func (l *DBLock) extend(ctx context.Context, exec SQLExecutor, op string, ttl time.Duration) error {
 	if err := l.checkHeld(ctx, exec); err != nil {
 		return opError(op, l.Key, err)
 	}
-	if err := validateTTL(l.TTL); err != nil {
+	if err := validateTTL(ttl); err != nil {
 		return opError(op, l.Key, err)
 	}
 	m := l.manager
-	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, l.token, l.TTL.Microseconds())...)
+	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, l.token, ttl.Microseconds())...)
 	if err != nil {
 		return opError(op, l.Key, withContext(ctx, err))
 	}
@@ -136,6 +164,7 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	if !released {
 		return opError(op, l.Key, ErrLockAlreadyReleased)
 	}
+	m.waiters.wake(l.Key)
 	return nil
 }
 

@@ -38,6 +38,7 @@ type dialectSpec struct {
 	// extendArgs and releaseArgs order the bound values for the statement.
 	extendArgs  func(key, token string, ttlMicros int64) []any
 	releaseArgs func(key, token string) []any
+	listArgs    func(prefix string, heldOnly bool, limit int64) []any
 	// extended reads whether the extend statement found the lock.
 	extended func(sql.Result) (bool, error)
 }
@@ -59,6 +60,7 @@ var (
 		acquire:     acquireReturning,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
 		extended:    oneRowAffected,
 	}
 	mysqlSpec = &dialectSpec{
@@ -66,6 +68,7 @@ var (
 		acquire:     acquireMySQL,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
 		extended:    lastInsertIDSet,
 	}
 	sqliteSpec = &dialectSpec{
@@ -73,9 +76,18 @@ var (
 		acquire:     acquireReturning,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
 		extended:    oneRowAffected,
 	}
 )
+
+// boolInt binds a flag for the dialects whose drivers have no boolean type.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func specFor(d Dialect) (*dialectSpec, error) {
 	switch d {

@@ -29,6 +29,10 @@ var (
 	// returned by DoExclusively in that case.
 	ErrLockLost = errors.New("distributed lock lost")
 
+	// ErrWaitTimeout is the reason, besides [ErrLockAlreadyAcquired], of the error [DBLock.AcquireWait] and a
+	// waiting DoExclusively return when their maximum wait ran out; it also matches [context.DeadlineExceeded].
+	ErrWaitTimeout = fmt.Errorf("wait for lock timed out: %w", context.DeadlineExceeded)
+
 	// ErrInvalidKey is returned for a key that is empty, longer than [MaxKeyLength] bytes, not valid
 	// UTF-8 or contains a NUL byte.
 	ErrInvalidKey = errors.New("invalid lock key")
@@ -78,8 +82,13 @@ func contextError(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if cause := context.Cause(ctx); cause != nil && cause != err {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil || cause == err:
+		return err
+	case errors.Is(cause, err): // e.g. ErrWaitTimeout, which says it is a deadline itself
+		return cause
+	default:
 		return fmt.Errorf("%w: %w", err, cause)
 	}
-	return err
 }

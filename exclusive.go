@@ -36,6 +36,26 @@ type doOptions struct {
 	releaseTimeout         time.Duration
 	safetyMargin           time.Duration
 	logger                 Logger
+	maxWait                time.Duration // 0: try once
+	owner                  string
+	data                   []byte
+}
+
+// WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
+// context ends ([WaitForever] waits for the context alone); see [DBLock.AcquireWait]. By default the
+// acquisition is tried once and fails with [ErrLockAlreadyAcquired], as in go-dbkit.
+func WithWait(maxWait time.Duration) DoOption {
+	return func(o *doOptions) { o.maxWait = maxWait }
+}
+
+// WithOwner stores owner with the lock (see [DBLock.Owner]); by default the lock's own Owner is kept.
+func WithOwner(owner string) DoOption {
+	return func(o *doOptions) { o.owner = owner }
+}
+
+// WithData stores data with the lock (see [DBLock.Data]); by default the lock's own Data is kept.
+func WithData(data []byte) DoOption {
+	return func(o *doOptions) { o.data = data }
 }
 
 // WithLockTTL sets the lease duration; the default is [DefaultLockTTL].
@@ -89,6 +109,8 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 			ErrInvalidOption, o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
 	case o.releaseTimeout <= 0:
 		return o, fmt.Errorf("%w: release timeout %v must be positive", ErrInvalidOption, o.releaseTimeout)
+	case o.maxWait < 0:
+		return o, fmt.Errorf("%w: maximum wait %v is negative", ErrInvalidOption, o.maxWait)
 	}
 	return o, nil
 }
@@ -111,38 +133,49 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 	if err != nil {
 		return opError(op, l.Key, err)
 	}
-	if db == nil {
-		return opError(op, l.Key, ErrNilExecutor)
-	}
-	start := time.Now()
-	if err := l.Acquire(ctx, db, o.lockTTL); err != nil {
-		if l.token != "" && !errors.Is(err, ErrLockAlreadyAcquired) {
-			l.release(ctx, db, o) // the outcome was lost: free the lock in case it was taken
-		}
-		return err
-	}
-
 	workCtx, cancelWork := context.WithCancelCause(ctx)
 	defer cancelWork(nil)
-	hb := newHeartbeat(*l, db, o, cancelWork)
-	hbDone := make(chan struct{})
-	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
-	go func() {
-		defer close(hbDone)
-		hb.run(hbCtx, start)
-	}()
-
+	hb, err := l.acquireAndBeat(ctx, db, o, cancelWork)
+	if err != nil {
+		return err
+	}
 	fnErr := fn(workCtx)
-
-	stopHeartbeat()
-	<-hbDone
-	lost := hb.lostErr()
+	lost := hb.stop()
 	l.release(ctx, db, o)
-
 	if lost != nil {
 		return errors.Join(fnErr, opError(op, l.Key, lost))
 	}
 	return fnErr
+}
+
+// acquireAndBeat takes the lock as o says (once, or waiting) and starts its heartbeat, which calls
+// cancelWork when the lease may be lost. If the acquire's outcome was lost, it frees the lock in case it
+// was taken.
+func (l *DBLock) acquireAndBeat(ctx context.Context, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc) (*heartbeat, error) {
+	if db == nil {
+		return nil, opError("acquire", l.Key, ErrNilExecutor)
+	}
+	if o.owner != "" {
+		l.Owner = o.owner
+	}
+	if o.data != nil {
+		l.Data = o.data
+	}
+	tokenBefore := l.token
+	start := time.Now()
+	var err error
+	if o.maxWait > 0 {
+		err = l.AcquireWait(ctx, db, o.lockTTL, o.maxWait)
+	} else {
+		err = l.Acquire(ctx, db, o.lockTTL)
+	}
+	if err != nil {
+		if l.token != tokenBefore && !errors.Is(err, ErrLockAlreadyAcquired) {
+			l.release(ctx, db, o)
+		}
+		return nil, err
+	}
+	return startHeartbeat(*l, db, o, cancelWork, start), nil
 }
 
 // DoExclusively runs fn under the lock on key in [DefaultTableName]; see [DBLock.DoExclusively].

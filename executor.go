@@ -9,10 +9,11 @@ import (
 // be taken, extended and released in autocommit mode, on a pinned connection or inside the caller's
 // transaction (where it becomes visible to others, and binding, only when the transaction commits).
 //
-// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext: PostgreSQL and SQLite hand the new fence
-// back with RETURNING in the same statement.
+// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext, as PostgreSQL and SQLite hand the new fence
+// back with RETURNING in the same statement, and QueryContext, for [DBManager.List].
 type SQLExecutor interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 

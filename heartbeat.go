@@ -18,12 +18,29 @@ type heartbeat struct {
 	opts       doOptions
 	cancelWork context.CancelCauseFunc
 
+	cancel context.CancelFunc // stops run
+	done   chan struct{}      // closed when run has returned
+
 	mu   sync.Mutex
 	lost error
 }
 
-func newHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc) *heartbeat {
-	return &heartbeat{lock: lock, db: db, opts: o, cancelWork: cancelWork}
+// startHeartbeat starts extending lock, acquired by a statement sent at acquiredAt, until stop.
+func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc, acquiredAt time.Time) *heartbeat {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &heartbeat{lock: lock, db: db, opts: o, cancelWork: cancelWork, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		h.run(ctx, acquiredAt)
+	}()
+	return h
+}
+
+// stop ends the heartbeat, waits for its goroutines and reports whether the lease was lost.
+func (h *heartbeat) stop() error {
+	h.cancel()
+	<-h.done
+	return h.lostErr()
 }
 
 func (h *heartbeat) lostErr() error {

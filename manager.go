@@ -2,27 +2,42 @@ package distrlock
 
 import (
 	"context"
+	"fmt"
+	"time"
 )
 
 // DefaultTableName is the name of the table that stores the locks unless [WithTableName] says otherwise.
 const DefaultTableName = "distributed_locks"
 
 // DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
-// table. It holds no connection and no mutable state: it is safe for concurrent use, and one manager per
-// table serves a whole program.
+// table. It holds no connection: it is safe for concurrent use, and one manager per table serves a whole
+// program. Its only mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
+// release through the manager wakes.
 type DBManager struct {
 	dialect Dialect
 	spec    *dialectSpec
 	table   string // as given
 	quoted  string // validated and quoted
 	q       queries
+
+	backoffMin, backoffMax time.Duration
+	waiters                *waitRoom
 }
 
 // DBManagerOption configures [NewDBManager].
 type DBManagerOption func(*dbManagerOptions)
 
 type dbManagerOptions struct {
-	tableName string
+	tableName              string
+	backoffMin, backoffMax time.Duration
+}
+
+// WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
+// each next one doubles up to maxDelay, each with jitter. The defaults are [DefaultWaitMinBackoff] and
+// [DefaultWaitMaxBackoff]; shorter sleeps hand a lock over between processes sooner and cost more
+// statements. minDelay must be positive and maxDelay at least minDelay.
+func WithWaitBackoff(minDelay, maxDelay time.Duration) DBManagerOption {
+	return func(o *dbManagerOptions) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
 }
 
 // WithTableName sets the table that stores the locks: a plain identifier ("locks") or a schema-qualified one
@@ -36,7 +51,7 @@ func WithTableName(name string) DBManagerOption {
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
 // [ErrInvalidTableName]; it does not touch the database.
 func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, error) {
-	var o dbManagerOptions
+	o := dbManagerOptions{backoffMin: DefaultWaitMinBackoff, backoffMax: DefaultWaitMaxBackoff}
 	for _, opt := range options {
 		opt(&o)
 	}
@@ -51,11 +66,18 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	if err != nil {
 		return nil, opError("new manager", o.tableName, err)
 	}
+	if o.backoffMin <= 0 || o.backoffMax < o.backoffMin {
+		return nil, opError("new manager", o.tableName, fmt.Errorf("%w: wait backoff [%v, %v]: need 0 < min <= max",
+			ErrInvalidOption, o.backoffMin, o.backoffMax))
+	}
 	q, err := renderQueries(spec, quoted)
 	if err != nil {
 		return nil, err
 	}
-	return &DBManager{dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q}, nil
+	return &DBManager{
+		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q,
+		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{},
+	}, nil
 }
 
 // DBManagerOpts configures [NewDBManagerWithOpts].
@@ -85,6 +107,19 @@ func (m *DBManager) CreateTableSQL() string { return m.q.createTable }
 
 // DropTableSQL returns the statement that drops the manager's table if it exists.
 func (m *DBManager) DropTableSQL() string { return m.q.dropTable }
+
+// CreateTable creates the manager's table in its final shape if it does not exist, with
+// [DBManager.CreateTableSQL]. It is idempotent; it is a convenience for tests, tools and small programs:
+// services that have a migrator should apply [DBManager.Migrations] instead.
+func (m *DBManager) CreateTable(ctx context.Context, exec SQLExecutor) error {
+	if err := checkCall(ctx, exec); err != nil {
+		return opError("create table", m.table, err)
+	}
+	if _, err := exec.ExecContext(ctx, m.q.createTable); err != nil {
+		return opError("create table", m.table, withContext(ctx, err))
+	}
+	return nil
+}
 
 // NewLock returns an unacquired lock on key. It sends nothing to the database: the first acquire creates
 // the key's row. exec is accepted for go-dbkit compatibility and must not be nil. NewLock fails with

@@ -19,6 +19,8 @@ type queries struct {
 	acquire     string
 	extend      string
 	release     string
+	get         string
+	list        string
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -32,6 +34,8 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"acquire.sql", &q.acquire},
 		{"extend.sql", &q.extend},
 		{"release.sql", &q.release},
+		{"get.sql", &q.get},
+		{"list.sql", &q.list},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {

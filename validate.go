@@ -18,6 +18,10 @@ const (
 	MinTTL = time.Millisecond
 	// MaxTTL is the longest lease, 100 years; every dialect computes expiry exactly up to it.
 	MaxTTL = 100 * 365 * 24 * time.Hour
+	// MaxOwnerLength is the longest DBLock.Owner, in bytes.
+	MaxOwnerLength = 255
+	// MaxDataLength is the longest DBLock.Data, in bytes.
+	MaxDataLength = 1 << 20
 )
 
 func validateKey(key string) error {
@@ -40,6 +44,19 @@ func validateText(sentinel error, what, s string, maxLen int) error {
 		return fmt.Errorf("%w: %s is not valid UTF-8", sentinel, what)
 	case strings.IndexByte(s, 0) >= 0:
 		return fmt.Errorf("%w: %s contains a NUL byte", sentinel, what)
+	}
+	return nil
+}
+
+// validateOwnerData checks what an acquisition stores besides the lease; both may be empty.
+func validateOwnerData(owner string, data []byte) error {
+	if owner != "" {
+		if err := validateText(ErrInvalidOption, "owner", owner, MaxOwnerLength); err != nil {
+			return err
+		}
+	}
+	if len(data) > MaxDataLength {
+		return fmt.Errorf("%w: data is %d bytes, longer than %d", ErrInvalidOption, len(data), MaxDataLength)
 	}
 	return nil
 }

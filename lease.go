@@ -1,0 +1,86 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// Lease is a lock held in the background: its lease is extended automatically until [Lease.Release], and
+// [Lease.Context] ends as soon as the lease may have ended on the server. Use it where the protected work
+// is not one function call: a leader's term, a long-lived worker. Its methods are safe for concurrent use.
+type Lease struct {
+	lock   DBLock // a copy, read-only after Hold
+	db     *sql.DB
+	opts   doOptions
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	hb     *heartbeat
+
+	once       sync.Once
+	releaseErr error
+}
+
+// Hold acquires the lock (once, or waiting with [WithWait]) and keeps extending its lease in the background
+// on db, with the heartbeat and options of [DBLock.DoExclusively], until [Lease.Release]. ctx bounds the
+// acquisition only: the lease and its context outlive it, and keep its values.
+func (l *DBLock) Hold(ctx context.Context, db *sql.DB, options ...DoOption) (*Lease, error) {
+	o, err := newDoOptions(options)
+	if err != nil {
+		return nil, opError("hold", l.Key, err)
+	}
+	leaseCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	hb, err := l.acquireAndBeat(ctx, db, o, cancel)
+	if err != nil {
+		cancel(err)
+		return nil, err
+	}
+	return &Lease{lock: *l, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
+}
+
+// Hold is [DBLock.Hold] on a new lock for key.
+func (m *DBManager) Hold(ctx context.Context, db *sql.DB, key string, options ...DoOption) (*Lease, error) {
+	lock, err := m.NewLock(ctx, db, key)
+	if err != nil {
+		return nil, err
+	}
+	return lock.Hold(ctx, db, options...)
+}
+
+// Context returns a context that ends when the lease may have ended (its [context.Cause] then matches
+// [ErrLockLost]) or when the lease is released. Do the protected work under it.
+func (s *Lease) Context() context.Context { return s.ctx }
+
+// Key returns the lock's key.
+func (s *Lease) Key() string { return s.lock.Key }
+
+// Token returns the token that holds the lock.
+func (s *Lease) Token() string { return s.lock.token }
+
+// Fence returns the fencing token of the acquisition; see [DBLock.Fence].
+func (s *Lease) Fence() int64 { return s.lock.fence }
+
+// Lost returns an error matching [ErrLockLost] once the lease may have ended, else nil.
+func (s *Lease) Lost() error { return s.hb.lostErr() }
+
+// Release stops the heartbeat, frees the lock and ends the lease's context. It is idempotent: later calls
+// return the first call's result. It returns an error matching [ErrLockLost] when the lease had been lost
+// (work done under it may have overlapped another holder's), and the release's error otherwise. The
+// release runs on [context.WithoutCancel] of ctx, bounded by the release timeout.
+func (s *Lease) Release(ctx context.Context) error {
+	s.once.Do(func() {
+		lost := s.hb.stop()
+		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.releaseTimeout)
+		defer cancel()
+		lock := s.lock
+		err := lock.Release(relCtx, s.db)
+		s.cancel(context.Canceled)
+		switch {
+		case lost != nil:
+			s.releaseErr = opError("release", s.lock.Key, lost)
+		case err != nil:
+			s.releaseErr = err
+		}
+	})
+	return s.releaseErr
+}
