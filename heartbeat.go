@@ -93,10 +93,11 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
 			return
 		case <-tick.C:
-			// An extend that ends after the lease may have ended proves nothing: bound it by the deadline.
-			extCtx, cancel := context.WithDeadline(ctx, deadline)
-			cancelExtend = cancel
+			// Each attempt gets one interval, so that a hung connection leaves time to retry on another;
+			// and none outlives the deadline, after which its success would prove nothing.
 			start := time.Now()
+			extCtx, cancel := context.WithDeadline(ctx, earliest(deadline, start.Add(h.opts.periodicExtendInterval)))
+			cancelExtend = cancel
 			go func() {
 				done <- extendResult{start: start, err: h.lock.Extend(extCtx, h.db)}
 			}()
@@ -113,6 +114,9 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				return
 			case ctx.Err() != nil:
 				return
+			case !time.Now().Before(deadline):
+				h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one: %w", safeFor, r.err))
+				return
 			default:
 				logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
 				// A retry that would start after the deadline is pointless: the watchdog fires first.
@@ -120,6 +124,13 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			}
 		}
 	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // retryDelay spaces the retries of a failed extend: a quarter of the interval, at least 10 ms and at most

@@ -118,11 +118,14 @@ func TestHeartbeatCancelsWorkBeforeLeaseEnds(t *testing.T) {
 	netErr := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	cases := []lossCase{
 		{
-			name: "extend times out",
+			name: "extends hang",
 			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
-				// The first extend hangs until its own deadline, the lease deadline; no retry fits after it.
-				f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
-				return 0 // the heartbeat stops at the deadline without logging the timed-out extend
+				// The extend at 3 s hangs until its own deadline one interval later (6 s) and is logged; the
+				// retry at 6.75 s hangs until the lease deadline (8.8 s), where the lease counts as lost.
+				for range 2 {
+					f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+				}
+				return 1
 			},
 			cancelAfter: ttl - margin,
 		},
