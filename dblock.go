@@ -168,6 +168,20 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	return nil
 }
 
+// ReleaseWithToken frees the lock on key if token holds it, as [DBLock.Release] would for the DBLock that
+// acquired it: for a process that restarted with a static token, or an operator who read the token with
+// [DBManager.Get]. It returns [ErrLockAlreadyReleased] when token does not hold the lock.
+func (m *DBManager) ReleaseWithToken(ctx context.Context, exec SQLExecutor, key, token string) error {
+	if err := validateKey(key); err != nil {
+		return opError("release", key, err)
+	}
+	if err := validateToken(token); err != nil {
+		return opError("release", key, err)
+	}
+	lock := DBLock{Key: key, token: token, manager: m}
+	return lock.Release(ctx, exec)
+}
+
 func (l *DBLock) check(ctx context.Context, exec SQLExecutor) error {
 	if l.manager == nil {
 		return ErrInvalidLock

@@ -1,0 +1,162 @@
+// Command distrlock runs a command while holding a distributed lock stored in a SQL database, so that cron
+// jobs, deploys and maintenance tasks on several hosts never overlap, and inspects and manages those locks.
+//
+// With no --dsn and no DISTRLOCK_DSN it uses a SQLite file in the user's state directory, created on first
+// use, so it works on a single host with no set-up; postgres:// and mysql:// DSNs make it work across hosts.
+// Run `distrlock help` for the commands, flags and exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes. A command run by `distrlock run` exits with its own code, which may collide with these:
+// scripts that must tell them apart should make their command avoid 64–78.
+const (
+	exitOK          = 0
+	exitUsage       = 64 // bad flags or arguments (sysexits EX_USAGE)
+	exitUnreachable = 69 // the database cannot be reached (EX_UNAVAILABLE)
+	exitInternal    = 70 // an unexpected error (EX_SOFTWARE)
+	exitHeld        = 75 // the lock is held by another (EX_TEMPFAIL: try again later)
+	exitWaitTimeout = 76 // --wait ran out while another held the lock
+	exitLeaseLost   = 77 // the lease was lost while the command ran; the command was stopped
+	exitNotFound    = 78 // release: the lock is not held under that token, or not held at all
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := newApp(os.Stdout, os.Stderr, os.Getenv).main(ctx, stop, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// app is the tool with its outputs and environment, so that tests run it in-process too.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
+	return &app{stdout: stdout, stderr: stderr, getenv: getenv}
+}
+
+// main runs one command. stopSignals hands SIGINT and SIGTERM back to the caller's handling: `run` forwards
+// them to its command instead of ending.
+func (a *app) main(ctx context.Context, stopSignals func(), args []string) int {
+	if len(args) == 0 {
+		a.usage(a.stderr)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		stopSignals()
+		return a.cmdRun(context.WithoutCancel(ctx), rest)
+	case "migrate":
+		return a.cmdMigrate(ctx, rest)
+	case "list":
+		return a.cmdList(ctx, rest)
+	case "inspect":
+		return a.cmdInspect(ctx, rest)
+	case "release":
+		return a.cmdRelease(ctx, rest)
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			return a.main(ctx, stopSignals, []string{rest[0], "--help"})
+		}
+		a.usage(a.stdout)
+		return exitOK
+	default:
+		a.errorf("unknown command %q", cmd)
+		a.usage(a.stderr)
+		return exitUsage
+	}
+}
+
+func (a *app) usage(w io.Writer) {
+	path, err := defaultSQLitePath()
+	if err != nil {
+		path = "(none: " + err.Error() + ")"
+	}
+	fmt.Fprintf(w, `distrlock runs a command while holding a distributed lock stored in a SQL database,
+so that jobs on several hosts never overlap; and it lists, inspects and releases those locks.
+
+Usage:
+  distrlock run --key KEY [--ttl 1m] [--wait 30s] [--owner NAME] -- COMMAND [ARG...]
+  distrlock migrate
+  distrlock list [--prefix PREFIX] [--held]
+  distrlock inspect KEY
+  distrlock release KEY (--token TOKEN | --force)
+  distrlock help [COMMAND]
+
+Every command takes:
+  --dsn DSN     the database: postgres://user@host:5432/db, mysql://user:pass@host:3306/db
+                (MySQL and MariaDB) or sqlite:///path/to/file.db. Default: $DISTRLOCK_DSN,
+                else the SQLite file %s (created on first use; one host only)
+  --table NAME  the lock table (default distributed_locks)
+  --json        print results as JSON
+
+Exit codes:
+  the command's own   run: the command ran (128+N if it died of signal N)
+  64  bad usage                     69  database unreachable
+  70  unexpected error              75  lock held by another (run without --wait)
+  76  --wait ran out                77  lease lost while the command ran; it was stopped
+  78  release: not held under that token
+`, path)
+}
+
+// commonFlags are the flags every command takes.
+type commonFlags struct {
+	dsn   string
+	table string
+	json  bool
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dsn, "dsn", "", "database `DSN` (default $DISTRLOCK_DSN, else the local SQLite file)")
+	fs.StringVar(&c.table, "table", "", "lock table `name` (default distributed_locks)")
+	fs.BoolVar(&c.json, "json", false, "print results as JSON")
+}
+
+// newFlagSet returns a flag set for cmd whose errors and help go to the app's outputs.
+func (a *app) newFlagSet(cmd, synopsis, about string) (*flag.FlagSet, *commonFlags) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	c := &commonFlags{}
+	c.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: distrlock %s\n\n%s\n\nFlags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs, c
+}
+
+// parse parses args; it reports an exit code when the command must stop (help or bad flags).
+func (a *app) parse(fs *flag.FlagSet, args []string) (int, bool) {
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "-h" || arg == "-help" || arg == "--help" {
+			fs.SetOutput(a.stdout) // asked-for help is output, not an error
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+func (a *app) errorf(format string, args ...any) {
+	fmt.Fprintf(a.stderr, "distrlock: "+format+"\n", args...)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"time"
+
+	"github.com/distrlock/distrlock"
+)
+
+// Defaults of `distrlock run`.
+const (
+	defaultRunTTL = time.Minute
+	releaseWithin = 5 * time.Second
+)
+
+func (a *app) cmdRun(ctx context.Context, args []string) int {
+	fs, cf := a.newFlagSet("run", "run --key KEY [--ttl 1m] [--wait D] [--owner NAME] [--grace D] -- COMMAND [ARG...]",
+		`Takes the lock KEY, runs COMMAND while extending the lease, and frees the lock when COMMAND ends.
+COMMAND gets DISTRLOCK_KEY, DISTRLOCK_TOKEN and DISTRLOCK_FENCE in its environment; the fence grows with
+every acquisition, so COMMAND can pass it to services that reject stale holders. Signals sent to
+distrlock (INT, TERM, HUP, QUIT, USR1, USR2) go to COMMAND's process group.
+
+If the lease may be lost (the database stops answering, or reports the lock gone), COMMAND gets
+SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then exits with 77.`)
+	key := fs.String("key", "", "the lock's `KEY` (required)")
+	ttl := fs.Duration("ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
+	wait := fs.Duration("wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
+	owner := fs.String("owner", defaultOwner(), "owner `NAME` stored with the lock")
+	grace := fs.Duration("grace", 0, "time between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
+	if code, ok := a.parse(fs, args); !ok {
+		return code
+	}
+	command := fs.Args()
+	switch {
+	case *key == "":
+		a.errorf("run needs --key KEY")
+		return exitUsage
+	case len(command) == 0:
+		a.errorf("run needs a COMMAND after --")
+		return exitUsage
+	case *wait < 0:
+		a.errorf("--wait must not be negative")
+		return exitUsage
+	}
+	// The work must be dead before the lease can end: stop it with a margin of a quarter of the TTL, of
+	// which the command gets half to exit after SIGTERM.
+	margin := *ttl / 4
+	if *grace == 0 {
+		*grace = *ttl / 8
+	}
+	if *grace <= 0 || *grace >= margin {
+		a.errorf("--grace %v must be positive and shorter than a quarter of --ttl (%v)", *grace, margin)
+		return exitUsage
+	}
+
+	c, code, ok := a.open(ctx, cf)
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	lock, err := c.m.NewLock(ctx, c.db, *key)
+	if err != nil {
+		return a.explain(c, err)
+	}
+	lock.Owner = *owner
+	opts := []distrlock.DoOption{
+		distrlock.WithLockTTL(*ttl), distrlock.WithPeriodicExtendInterval(*ttl / 3),
+		distrlock.WithSafetyMargin(margin), distrlock.WithReleaseTimeout(releaseWithin),
+		distrlock.WithLogger(stderrLogger{a}),
+	}
+	if *wait > 0 {
+		opts = append(opts, distrlock.WithWait(*wait))
+	}
+	lease, err := lock.Hold(ctx, c.db, opts...)
+	switch {
+	case errors.Is(err, distrlock.ErrWaitTimeout):
+		a.errorf("lock %q is still held by another after waiting %v", *key, *wait)
+		return exitWaitTimeout
+	case errors.Is(err, distrlock.ErrLockAlreadyAcquired):
+		a.holderHint(ctx, c, *key)
+		return exitHeld
+	case err != nil:
+		return a.explain(c, err)
+	}
+
+	exitCode := a.runUnderLease(lease, *grace, command)
+	if err := lease.Release(context.Background()); err != nil && !errors.Is(err, distrlock.ErrLockLost) {
+		a.errorf("releasing the lock: %v (it will expire within %v)", err, *ttl)
+	}
+	return exitCode
+}
+
+// holderHint says who holds the lock, when that can be read.
+func (a *app) holderHint(ctx context.Context, c *conn, key string) {
+	i, err := c.m.Get(ctx, c.db, key)
+	if err != nil || !i.Held {
+		a.errorf("lock %q is held by another; use --wait D to wait for it", key)
+		return
+	}
+	a.errorf("lock %q is held by %s (fence %d) for another %v; use --wait D to wait for it",
+		key, orDash(i.Owner), i.Fence, i.Remaining.Round(time.Millisecond))
+}
+
+// runUnderLease runs command until it exits, stopping it if the lease is lost, and returns the exit code
+// distrlock must end with.
+func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command []string) int {
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(),
+		"DISTRLOCK_KEY="+lease.Key(),
+		"DISTRLOCK_TOKEN="+lease.Token(),
+		"DISTRLOCK_FENCE="+strconv.FormatInt(lease.Fence(), 10),
+	)
+	ownProcessGroup(cmd)
+	// Catch signals before the command starts, so none is lost in between.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwardedSignals...)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		a.errorf("cannot start %s: %v", command[0], err)
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return 127
+		}
+		return 126
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	lost := lease.Context().Done()
+	var lostCause error
+	var kill <-chan time.Time
+	for {
+		select {
+		case sig := <-sigs:
+			signalGroup(cmd, sig)
+		case <-lost:
+			lost = nil
+			lostCause = context.Cause(lease.Context())
+			a.errorf("%v\n  stopping %s: SIGTERM now, SIGKILL in %v", lostCause, command[0], grace)
+			terminateGroup(cmd)
+			kill = time.After(grace)
+		case <-kill:
+			kill = nil
+			killGroup(cmd)
+		case err := <-exited:
+			if lostCause != nil {
+				return exitLeaseLost
+			}
+			return exitCodeOf(err)
+		}
+	}
+}
+
+// exitCodeOf turns the command's end into distrlock's exit code, as a shell would.
+func exitCodeOf(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if sig, ok := signaled(ee); ok {
+			return 128 + sig
+		}
+		return ee.ExitCode()
+	}
+	return exitInternal
+}
+
+// stderrLogger reports the heartbeat's failures on stderr.
+type stderrLogger struct{ a *app }
+
+func (l stderrLogger) Errorf(format string, args ...any) { l.a.errorf(format, args...) }
+
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/pid-%d", host, os.Getpid())
+}
