@@ -68,11 +68,12 @@ func (a *app) cmdList(ctx context.Context, args []string) int {
 		"Lists the locks in the table, by key: held ones with their owner, fence and remaining lease,\nfree ones with their last fence.")
 	prefix := fs.String("prefix", "", "only keys that start with `PREFIX`")
 	held := fs.Bool("held", false, "only locks that are held")
-	if code, ok := a.parse(fs, args); !ok {
+	rest, code, ok := a.parseInterleaved(fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		a.errorf("list takes no arguments (did you mean --prefix %s?)", fs.Arg(0))
+	if len(rest) > 0 {
+		a.errorf("list takes no arguments (did you mean --prefix %s?)", rest[0])
 		return exitUsage
 	}
 	c, code, ok := a.open(ctx, cf)
@@ -118,10 +119,11 @@ func orDash(s string) string {
 func (a *app) cmdInspect(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("inspect", "inspect [--json] KEY",
 		"Shows one lock: whether it is held, by which owner and token, its fence, and its lease\non the database's clock.")
-	if code, ok := a.parse(fs, args); !ok {
+	rest, code, ok := a.parseInterleaved(fs, args)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(rest) != 1 {
 		a.errorf("inspect takes one KEY")
 		return exitUsage
 	}
@@ -130,7 +132,7 @@ func (a *app) cmdInspect(ctx context.Context, args []string) int {
 		return code
 	}
 	defer c.Close()
-	i, err := c.m.Get(ctx, c.db, fs.Arg(0))
+	i, err := c.m.Get(ctx, c.db, rest[0])
 	if err != nil {
 		return a.explain(c, err)
 	}
@@ -177,20 +179,15 @@ func (a *app) cmdRelease(ctx context.Context, args []string) int {
 		"Frees a lock. With --token it frees the lock only if that token holds it. With --force it frees it\nwhoever holds it, and says whom it overrode: that holder's work is no longer protected.")
 	token := fs.String("token", "", "free the lock only if `TOKEN` holds it")
 	force := fs.Bool("force", false, "free the lock whoever holds it")
-	// Flags may follow the key: release KEY --force.
-	var key string
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		key, args = args[0], args[1:]
-	}
-	if code, ok := a.parse(fs, args); !ok {
+	rest, code, ok := a.parseInterleaved(fs, args)
+	if !ok {
 		return code
 	}
-	if key == "" && fs.NArg() == 1 {
-		key = fs.Arg(0)
-	} else if fs.NArg() > 0 || key == "" {
+	if len(rest) != 1 {
 		a.errorf("release takes one KEY")
 		return exitUsage
 	}
+	key := rest[0]
 	if (*token == "") == !*force {
 		a.errorf("release needs exactly one of --token TOKEN and --force")
 		return exitUsage

@@ -157,6 +157,21 @@ func (a *app) parse(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, true
 }
 
+// parseInterleaved is parse for commands whose flags may come before or after their arguments
+// (`release KEY --force`); it returns the arguments. A key that starts with "-" goes after "--".
+func (a *app) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var positional []string
+	for {
+		if code, ok := a.parse(fs, args); !ok {
+			return nil, code, false
+		}
+		if fs.NArg() == 0 {
+			return positional, 0, true
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+}
+
 func (a *app) errorf(format string, args ...any) {
 	fmt.Fprintf(a.stderr, "distrlock: "+format+"\n", args...)
 }

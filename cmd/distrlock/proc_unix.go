@@ -14,9 +14,12 @@ var forwardedSignals = []os.Signal{
 }
 
 // ownProcessGroup puts the command in a process group of its own, so that signals reach it (and its
-// children) once, through distrlock, and a lost lease stops all of them.
+// children) once, through distrlock, and a lost lease stops all of them. Where the platform can, the
+// command is also killed when distrlock dies without cleaning up (kill -9): otherwise it would go on
+// working after the lease expired, beside the next holder.
 func ownProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	killWithParent(cmd.SysProcAttr)
 }
 
 func signalGroup(cmd *exec.Cmd, sig os.Signal) {

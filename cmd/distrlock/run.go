@@ -16,7 +16,7 @@ import (
 // Defaults of `distrlock run`.
 const (
 	defaultRunTTL = time.Minute
-	releaseWithin = 5 * time.Second
+	releaseWithin = 5 * time.Second // or the TTL if shorter: past it, the lease has ended anyway
 )
 
 func (a *app) cmdRun(ctx context.Context, args []string) int {
@@ -71,7 +71,7 @@ SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then ex
 	lock.Owner = *owner
 	opts := []distrlock.DoOption{
 		distrlock.WithLockTTL(*ttl), distrlock.WithPeriodicExtendInterval(*ttl / 3),
-		distrlock.WithSafetyMargin(margin), distrlock.WithReleaseTimeout(releaseWithin),
+		distrlock.WithSafetyMargin(margin), distrlock.WithReleaseTimeout(min(releaseWithin, *ttl)),
 		distrlock.WithLogger(stderrLogger{a}),
 	}
 	if *wait > 0 {

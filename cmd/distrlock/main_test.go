@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distrlock/distrlock/internal/faultproxy"
+)
+
+var binary string // the distrlock binary the tests run, built once
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "distrlock-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "distrlock")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// backend is a database the CLI tests run against, as a --dsn value.
+type backend struct {
+	name string
+	dsn  string
+}
+
+// backends returns a fresh SQLite file and, unless unreachable outside CI, PostgreSQL on a table of the
+// test's own.
+func backends(t *testing.T) []backend {
+	bs := []backend{{"sqlite", "sqlite://" + filepath.Join(t.TempDir(), "locks.db")}}
+	pg := os.Getenv("DISTRLOCK_POSTGRES_DSN")
+	if pg == "" {
+		pg = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	db, err := sql.Open("pgx", pg)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		db.Close()
+	}
+	switch {
+	case err == nil:
+		bs = append(bs, backend{"postgres", pg})
+	case os.Getenv("CI") == "true":
+		t.Fatalf("PostgreSQL unreachable at %s (CI=true): %v", pg, err)
+	default:
+		t.Logf("PostgreSQL unreachable, testing SQLite only: %v", err)
+	}
+	return bs
+}
+
+// cli runs the binary with a table of the test's own.
+type cli struct {
+	t     *testing.T
+	dsn   string
+	table string
+}
+
+func newCLI(t *testing.T, b backend) *cli {
+	c := &cli{t: t, dsn: b.dsn, table: "cli_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))}
+	if len(c.table) > 60 {
+		c.table = c.table[:60]
+	}
+	if res := c.run("migrate"); res.code != 0 {
+		t.Fatalf("migrate: %d %s", res.code, res.stderr)
+	}
+	t.Cleanup(func() {
+		if b.name == "postgres" {
+			db, err := sql.Open("pgx", b.dsn)
+			if err == nil {
+				_, _ = db.Exec(`DROP TABLE IF EXISTS "` + c.table + `"`)
+				db.Close()
+			}
+		}
+	})
+	return c
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (c *cli) command(args ...string) *exec.Cmd {
+	sub, rest := args[0], args[1:]
+	full := append([]string{sub, "--dsn", c.dsn, "--table", c.table}, rest...)
+	cmd := exec.Command(binary, full...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+c.t.TempDir())
+	return cmd
+}
+
+func (c *cli) run(args ...string) result {
+	cmd := c.command(args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return result{code: exitCode(c.t, err), stdout: out.String(), stderr: errOut.String()}
+}
+
+func exitCode(t *testing.T, err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	default:
+		t.Fatalf("run: %v", err)
+		return -1
+	}
+}
+
+// started is a `distrlock run` in the background whose command printed its fence and then sleeps.
+type started struct {
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+	errs  *bytes.Buffer
+	fence int64
+}
+
+// start runs `distrlock run` with a command that prints DISTRLOCK_FENCE and sleeps, and waits until it
+// has printed, that is until the lock is held.
+func (c *cli) start(runArgs ...string) *started {
+	c.t.Helper()
+	args := append([]string{"run"}, runArgs...)
+	args = append(args, "--", "sh", "-c", `echo "fence=$DISTRLOCK_FENCE"; exec sleep 60`)
+	cmd := c.command(args...)
+	s := &started{cmd: cmd, out: &bytes.Buffer{}, errs: &bytes.Buffer{}}
+	r, w, err := os.Pipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, s.errs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	w.Close()
+	c.t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	line := make([]byte, 64)
+	_ = r.SetReadDeadline(time.Now().Add(15 * time.Second))
+	n, err := r.Read(line)
+	if err != nil {
+		c.t.Fatalf("run printed nothing: %v; stderr: %s", err, s.errs)
+	}
+	s.out.Write(line[:n])
+	s.fence = parseFence(c.t, s.out.String())
+	go func() { _, _ = s.out.ReadFrom(r) }()
+	return s
+}
+
+func parseFence(t *testing.T, out string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "fence="); ok {
+			f, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatalf("fence %q: %v", v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no fence in %q", out)
+	return 0
+}
+
+func (s *started) wait(t *testing.T) int {
+	return exitCode(t, s.cmd.Wait())
+}
+
+// TestRunExcludes: a second run on the same key fails at once without --wait (75), times out with a short
+// --wait (76), and with a long enough --wait gets the lock once the first ends, with a larger fence.
+func TestRunExcludes(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := newCLI(t, b)
+			first := c.start("--key", "job", "--ttl", "10s")
+			if res := c.run("run", "--key", "job", "--", "true"); res.code != exitHeld || !strings.Contains(res.stderr, "held by") {
+				t.Errorf("second run without --wait: %d %q", res.code, res.stderr)
+			}
+			if res := c.run("run", "--key", "job", "--wait", "300ms", "--", "true"); res.code != exitWaitTimeout {
+				t.Errorf("second run with a short --wait: %d %q", res.code, res.stderr)
+			}
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				_ = first.cmd.Process.Signal(syscall.SIGTERM) // ends the first run's command, and so the run
+			}()
+			res := c.run("run", "--key", "job", "--wait", "10s", "--", "sh", "-c", `echo "fence=$DISTRLOCK_FENCE"`)
+			if res.code != 0 {
+				t.Fatalf("waiting run: %d %q", res.code, res.stderr)
+			}
+			if got := parseFence(t, res.stdout); got <= first.fence {
+				t.Errorf("fence %d after %d: want it to grow", got, first.fence)
+			}
+			if code := first.wait(t); code != 128+int(syscall.SIGTERM) {
+				t.Errorf("first run: exit %d, want %d (its command died of SIGTERM)", code, 128+int(syscall.SIGTERM))
+			}
+		})
+	}
+}
+
+// TestRunKilledHolderExpires: a holder killed with SIGKILL cannot release; the next run gets the lock after
+// the TTL, not before.
+func TestRunKilledHolderExpires(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := newCLI(t, b)
+			const ttl = 2 * time.Second
+			first := c.start("--key", "job", "--ttl", ttl.String())
+			acquiredBy := time.Now()
+			_ = first.cmd.Process.Kill()
+			_ = first.wait(t)
+			res := c.run("run", "--key", "job", "--wait", "10s", "--", "sh", "-c", `echo "fence=$DISTRLOCK_FENCE"`)
+			took := time.Since(acquiredBy)
+			if res.code != 0 {
+				t.Fatalf("next run: %d %q", res.code, res.stderr)
+			}
+			if got := parseFence(t, res.stdout); got <= first.fence {
+				t.Errorf("fence %d after %d", got, first.fence)
+			}
+			if took < ttl-200*time.Millisecond {
+				t.Errorf("next run got the lock %v after the killed holder had it, before its TTL %v", took, ttl)
+			}
+			t.Logf("next holder in %v after the killed one acquired (TTL %v)", took.Round(time.Millisecond), ttl)
+		})
+	}
+}
+
+// TestRunLeaseLostStopsCommand: when the lock is taken away underneath (release --force from elsewhere),
+// run stops its command and exits 77.
+func TestRunLeaseLostStopsCommand(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := newCLI(t, b)
+			holder := c.start("--key", "job", "--ttl", "1500ms")
+			if res := c.run("release", "job", "--force"); res.code != 0 || !strings.Contains(res.stdout, "overriding") {
+				t.Fatalf("release --force: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			start := time.Now()
+			code := holder.wait(t)
+			if code != exitLeaseLost {
+				t.Fatalf("run exit %d, want %d; stderr %s", code, exitLeaseLost, holder.errs)
+			}
+			t.Logf("command stopped %v after the force release", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// TestRunConnectionCut: a run whose database connection is black-holed stops its command before the lease
+// can end and exits 77.
+func TestRunConnectionCut(t *testing.T) {
+	bs := backends(t)
+	var pg *backend
+	for i := range bs {
+		if bs[i].name == "postgres" {
+			pg = &bs[i]
+		}
+	}
+	if pg == nil {
+		t.Skip("needs PostgreSQL")
+	}
+	u, err := url.Parse(pg.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	u.Host = proxy.Addr()
+	c := newCLI(t, backend{"postgres-proxied", u.String()})
+	const ttl = 2 * time.Second
+	holder := c.start("--key", "job", "--ttl", ttl.String())
+	cut := time.Now()
+	proxy.SetMode(faultproxy.Blackhole)
+	code := holder.wait(t)
+	took := time.Since(cut)
+	proxy.SetMode(faultproxy.Forward)
+	if code != exitLeaseLost {
+		t.Fatalf("run exit %d, want %d; stderr %s", code, exitLeaseLost, holder.errs)
+	}
+	if took >= 2*ttl+time.Second { // lost before the TTL, plus the release attempt, bounded by the TTL
+		t.Errorf("run took %v after the cut", took)
+	}
+	if !strings.Contains(holder.errs.String(), "stopping sh: SIGTERM now") {
+		t.Errorf("run did not say it stopped the command: %s", holder.errs)
+	}
+	t.Logf("run exited %v after the cut (TTL %v)", took.Round(time.Millisecond), ttl)
+}
+
+// TestFirstCommand is the README's first command on a machine with no database configured.
+func TestFirstCommand(t *testing.T) {
+	cmd := exec.Command(binary, "run", "--key", "demo", "--", "echo", "hello")
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "DISTRLOCK_DSN=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "hello\n" {
+		t.Fatalf("got %q, %v", out, err)
+	}
+}
+
+// TestHelp: the help of the tool and of each command reads as help, on stdout, with exit 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "--help"}, {"migrate", "--help"},
+		{"list", "--help"}, {"inspect", "--help"}, {"release", "--help"}, {"help", "run"}} {
+		cmd := exec.Command(binary, args...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "Usage") || errOut.Len() != 0 {
+			t.Errorf("%v: %v\nstdout: %s\nstderr: %s", args, err, out.String(), errOut.String())
+		}
+	}
+	for _, args := range [][]string{{}, {"bogus"}, {"run", "--", "true"}, {"run", "--key", "k"}, {"release", "k"},
+		{"inspect"}, {"run", "--key", "k", "--ttl", "1s", "--grace", "1s", "--", "true"}} {
+		if code := exitCode(t, exec.Command(binary, args...).Run()); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
