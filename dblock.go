@@ -1,6 +1,7 @@
 package distrlock
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,6 +33,9 @@ type DBLock struct {
 	token   string
 	fence   int64
 	manager *DBManager
+	// prevToken may still hold the lock after an acquire whose outcome was lost: the token from before
+	// that attempt. Release falls back to it.
+	prevToken string
 }
 
 // Token returns the token of the last acquisition attempt: the lock is held under this token after a
@@ -50,7 +54,9 @@ func (l *DBLock) Token() string { return l.token }
 func (l *DBLock) Fence() int64 { return l.fence }
 
 // Acquire takes the lock for ttl under a new random token, with one statement that also creates the key's
-// row on first use. It returns [ErrLockAlreadyAcquired] when another token holds an unexpired lease, and
+// row on first use. Inside a transaction the statement locks the key's row until the transaction ends,
+// even when it is refused, and so delays the holder's Extend and Release: keep such transactions short,
+// and never retry a refused acquire inside one. It returns [ErrLockAlreadyAcquired] when another token holds an unexpired lease, and
 // also when this DBLock holds one (each Acquire uses a new token).
 //
 // When the statement may have run but its result was lost (the context ended while it was in flight, the
@@ -95,11 +101,14 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 	if errors.Is(err, errAcquireRefused) {
 		return opError(op, l.Key, ErrLockAlreadyAcquired)
 	}
-	// Success, or an outcome nobody knows: either way the lock may now be held under token.
-	l.token, l.TTL, l.fence = token, ttl, fence
 	if err != nil {
+		// Nobody knows the outcome: the lock may now be held under token, or still under the token from
+		// before (an attempt by a DBLock that held the lock is refused unless that lease had expired).
+		l.prevToken = cmp.Or(l.token, l.prevToken)
+		l.token, l.TTL, l.fence = token, ttl, 0
 		return opError(op, l.Key, withContext(ctx, err))
 	}
+	l.token, l.TTL, l.fence, l.prevToken = token, ttl, fence, ""
 	return nil
 }
 
@@ -147,22 +156,39 @@ func (l *DBLock) extend(ctx context.Context, exec SQLExecutor, op string, ttl ti
 // was not held under the token any more (released before, expired, or taken by another), and
 // [ErrLockNotAcquired] on a DBLock that never attempted an acquisition. Releasing twice is safe: the second
 // call changes nothing and returns ErrLockAlreadyReleased.
+//
+// After an acquire whose outcome was lost on a DBLock that already held the lock, the lock is held under
+// one of two tokens; Release then tries the newer and, if it does not hold the lock, the older, which
+// takes a second statement.
 func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	const op = "release"
 	if err := l.checkHeld(ctx, exec); err != nil {
 		return opError(op, l.Key, err)
 	}
-	m := l.manager
-	res, err := exec.ExecContext(ctx, m.q.release, m.spec.releaseArgs(l.Key, l.token)...)
-	if err != nil {
-		return opError(op, l.Key, withContext(ctx, err))
+	err := l.releaseToken(ctx, exec, l.token)
+	if errors.Is(err, ErrLockAlreadyReleased) && l.prevToken != "" {
+		err = l.releaseToken(ctx, exec, l.prevToken)
 	}
-	released, err := oneRowAffected(res)
 	if err != nil {
 		return opError(op, l.Key, err)
 	}
+	l.prevToken = ""
+	return nil
+}
+
+// releaseToken runs the release statement for token.
+func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token string) error {
+	m := l.manager
+	res, err := exec.ExecContext(ctx, m.q.release, m.spec.releaseArgs(l.Key, token)...)
+	if err != nil {
+		return withContext(ctx, err)
+	}
+	released, err := oneRowAffected(res)
+	if err != nil {
+		return err
+	}
 	if !released {
-		return opError(op, l.Key, ErrLockAlreadyReleased)
+		return ErrLockAlreadyReleased
 	}
 	m.waiters.wake(l.Key)
 	return nil

@@ -2,6 +2,7 @@ package distrlock
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -33,6 +34,11 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 	}
 	if err := l.check(ctx, exec); err != nil {
 		return opError(op, l.Key, err)
+	}
+	if _, inTx := exec.(*sql.Tx); inTx {
+		// A refused attempt keeps the key's row locked until the transaction ends, so the holder could
+		// neither extend nor release: the wait would last until the holder's lease ran out.
+		return opError(op, l.Key, fmt.Errorf("%w: waiting inside a transaction would block the holder; wait on a *sql.DB or *sql.Conn", ErrInvalidOption))
 	}
 	waitCtx := ctx
 	if maxWait != WaitForever {
