@@ -113,7 +113,8 @@ func acquireReturning(ctx context.Context, exec SQLExecutor, query string, a acq
 	return fence, err
 }
 
-// acquireMySQL runs INSERT … ON DUPLICATE KEY UPDATE and reads the outcome from the OK packet: a new fence
+// acquireMySQL runs INSERT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why it is
+// correct whatever the order of assignment) and reads the outcome from the OK packet: a new fence
 // in LastInsertId when an existing row was taken; LastInsertId 0 and one affected row when the row was
 // created (fence 1); LastInsertId 0 and two affected rows when the lock is held (the statement bumps the
 // contended counter so that the row changes under either clientFoundRows setting).
@@ -124,11 +125,11 @@ func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquire
 		t, t, // token
 		t,              // fence
 		t,              // contended
-		t, a.ttlMicros, // expire_at
 		t, a.ttlMicros, // ttl_us
 		t, a.owner, // owner
 		t, a.data, // data
-		t, // acquired_at
+		t,              // acquired_at
+		t, a.ttlMicros, // expire_at
 	)
 	if err != nil {
 		return 0, err

@@ -171,7 +171,13 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, db *sql.DB, o doOptions, ca
 	}
 	if err != nil {
 		if l.token != tokenBefore && !errors.Is(err, ErrLockAlreadyAcquired) {
-			l.release(ctx, db, o)
+			// The outcome was lost: free the lock in case this attempt took it, and only then (a hold
+			// the DBLock had before the call is the caller's business).
+			relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
+			if relErr := l.releaseToken(relCtx, db, l.token); relErr != nil && !errors.Is(relErr, ErrLockAlreadyReleased) {
+				logError(o.logger, l, "release after a lost acquire outcome failed: %v", relErr)
+			}
+			cancel()
 		}
 		return nil, err
 	}
