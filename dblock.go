@@ -131,23 +131,31 @@ func (l *DBLock) ExtendTTL(ctx context.Context, exec SQLExecutor, ttl time.Durat
 }
 
 func (l *DBLock) extend(ctx context.Context, exec SQLExecutor, op string, ttl time.Duration) error {
-	if err := l.checkHeld(ctx, exec); err != nil {
+	if err := l.extendCause(ctx, exec, ttl); err != nil {
 		return opError(op, l.Key, err)
 	}
+	return nil
+}
+
+// extendCause runs the extend statement and returns why it failed, unwrapped.
+func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Duration) error {
+	if err := l.checkHeld(ctx, exec); err != nil {
+		return err
+	}
 	if err := validateTTL(ttl); err != nil {
-		return opError(op, l.Key, err)
+		return err
 	}
 	m := l.manager
 	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, l.token, ttl.Microseconds())...)
 	if err != nil {
-		return opError(op, l.Key, withContext(ctx, err))
+		return withContext(ctx, err)
 	}
 	found, err := m.spec.extended(res)
 	if err != nil {
-		return opError(op, l.Key, err)
+		return err
 	}
 	if !found {
-		return opError(op, l.Key, ErrLockAlreadyReleased)
+		return ErrLockAlreadyReleased
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Errors returned by this package. Every error that leaves the package wraps one of them (or a driver's
@@ -73,7 +74,11 @@ func printableKey(key string) string {
 	if len(key) <= maxShown {
 		return key
 	}
-	return key[:maxShown] + "…"
+	cut := maxShown
+	for cut > 0 && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return key[:cut] + "…"
 }
 
 // contextError reports why ctx ended, keeping both ctx.Err() and a distinct cause matchable.

@@ -35,6 +35,7 @@ type doOptions struct {
 	periodicExtendInterval time.Duration
 	releaseTimeout         time.Duration
 	safetyMargin           time.Duration
+	marginSet              bool
 	logger                 Logger
 	maxWait                time.Duration // 0: try once
 	owner                  string
@@ -63,8 +64,9 @@ func WithLockTTL(ttl time.Duration) DoOption {
 	return func(o *doOptions) { o.lockTTL = ttl }
 }
 
-// WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default is
-// half the TTL. It must be shorter than the TTL less the safety margin.
+// WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default
+// (also selected by 0, as in go-dbkit) is half the TTL. It must be shorter than the TTL less the safety
+// margin.
 func WithPeriodicExtendInterval(interval time.Duration) DoOption {
 	return func(o *doOptions) { o.periodicExtendInterval = interval }
 }
@@ -79,7 +81,7 @@ func WithReleaseTimeout(timeout time.Duration) DoOption {
 // extension has succeeded; the default is TTL/[DefaultSafetyMarginDivisor]. It is the time the function
 // has to notice the cancellation and stop before another process can take the lock.
 func WithSafetyMargin(margin time.Duration) DoOption {
-	return func(o *doOptions) { o.safetyMargin = margin }
+	return func(o *doOptions) { o.safetyMargin, o.marginSet = margin, true }
 }
 
 // WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
@@ -88,14 +90,14 @@ func WithLogger(logger Logger) DoOption {
 }
 
 func newDoOptions(options []DoOption) (doOptions, error) {
-	o := doOptions{lockTTL: DefaultLockTTL, releaseTimeout: DefaultReleaseTimeout, safetyMargin: -1}
+	o := doOptions{lockTTL: DefaultLockTTL, releaseTimeout: DefaultReleaseTimeout}
 	for _, opt := range options {
 		opt(&o)
 	}
 	if err := validateTTL(o.lockTTL); err != nil {
 		return o, err
 	}
-	if o.safetyMargin == -1 {
+	if !o.marginSet {
 		o.safetyMargin = o.lockTTL / DefaultSafetyMarginDivisor
 	}
 	if o.periodicExtendInterval == 0 {
@@ -203,7 +205,7 @@ func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {
 	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
 	defer cancel()
 	if err := l.Release(relCtx, db); err != nil {
-		logError(o.logger, l, "release failed: %v", err)
+		logError(o.logger, l, "release failed: %v", errors.Unwrap(err))
 	}
 }
 

@@ -99,7 +99,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			extCtx, cancel := context.WithDeadline(ctx, earliest(deadline, start.Add(h.opts.periodicExtendInterval)))
 			cancelExtend = cancel
 			go func() {
-				done <- extendResult{start: start, err: h.lock.Extend(extCtx, h.db)}
+				done <- extendResult{start: start, err: h.lock.extendCause(extCtx, h.db, h.lock.TTL)}
 			}()
 		case r := <-done:
 			cancelExtend()
@@ -110,7 +110,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				watchdog.Reset(time.Until(deadline))
 				tick.Reset(h.opts.periodicExtendInterval)
 			case errors.Is(r.err, ErrLockAlreadyReleased):
-				h.markLost(r.err)
+				h.markLost(fmt.Errorf("extend: %w", r.err))
 				return
 			case ctx.Err() != nil:
 				return
