@@ -27,8 +27,9 @@ type DBLock struct {
 	// a host name or a process identity (at most [MaxOwnerLength] bytes of UTF-8 without NUL).
 	Owner string
 	// Data, if set before an acquire, is stored with the lock for others to read (at most [MaxDataLength]
-	// bytes): what the holder works on, or a leader's address.
-	Data []byte
+	// bytes, which need not be text): what the holder works on, or a leader's address. It is a string so
+	// that a DBLock stays comparable, as go-dbkit's is.
+	Data string
 
 	token   string
 	fence   int64
@@ -93,8 +94,8 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 	if l.Owner != "" {
 		args.owner = l.Owner
 	}
-	if len(l.Data) > 0 {
-		args.data = l.Data
+	if l.Data != "" {
+		args.data = []byte(l.Data) // bytes, for PostgreSQL's bytea and MySQL's blob
 	}
 	m := l.manager
 	fence, err := m.spec.acquire(ctx, exec, m.q.acquire, args)

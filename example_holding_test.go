@@ -88,7 +88,7 @@ func ExampleDBLock_Hold() {
 
 	lock, _ := m.NewLock(ctx, db, "leader")
 	lock.Owner = "node-a"
-	lock.Data = []byte("10.0.0.7:8080")
+	lock.Data = "10.0.0.7:8080"
 	lease, err := lock.Hold(ctx, db, distrlock.WithLockTTL(10*time.Second), distrlock.WithWait(distrlock.WaitForever))
 	if err != nil {
 		log.Fatal(err)

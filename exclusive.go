@@ -39,7 +39,8 @@ type doOptions struct {
 	logger                 Logger
 	maxWait                time.Duration // 0: try once
 	owner                  string
-	data                   []byte
+	data                   string
+	dataSet                bool
 }
 
 // WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
@@ -55,8 +56,8 @@ func WithOwner(owner string) DoOption {
 }
 
 // WithData stores data with the lock (see [DBLock.Data]); by default the lock's own Data is kept.
-func WithData(data []byte) DoOption {
-	return func(o *doOptions) { o.data = data }
+func WithData(data string) DoOption {
+	return func(o *doOptions) { o.data, o.dataSet = data, true }
 }
 
 // WithLockTTL sets the lease duration; the default is [DefaultLockTTL].
@@ -137,7 +138,7 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 	}
 	workCtx, cancelWork := context.WithCancelCause(ctx)
 	defer cancelWork(nil)
-	hb, err := l.acquireAndBeat(ctx, db, o, cancelWork)
+	hb, err := l.acquireAndBeat(ctx, op, db, o, cancelWork)
 	if err != nil {
 		return err
 	}
@@ -153,14 +154,14 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 // acquireAndBeat takes the lock as o says (once, or waiting) and starts its heartbeat, which calls
 // cancelWork when the lease may be lost. If the acquire's outcome was lost, it frees the lock in case it
 // was taken.
-func (l *DBLock) acquireAndBeat(ctx context.Context, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc) (*heartbeat, error) {
+func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc) (*heartbeat, error) {
 	if db == nil {
-		return nil, opError("acquire", l.Key, ErrNilExecutor)
+		return nil, opError(op, l.Key, ErrNilExecutor)
 	}
 	if o.owner != "" {
 		l.Owner = o.owner
 	}
-	if o.data != nil {
+	if o.dataSet {
 		l.Data = o.data
 	}
 	tokenBefore := l.token

@@ -9,23 +9,30 @@ import (
 // be taken, extended and released in autocommit mode, on a pinned connection or inside the caller's
 // transaction (where it becomes visible to others, and binding, only when the transaction commits).
 //
-// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext, as PostgreSQL and SQLite hand the new fence
-// back with RETURNING in the same statement, and QueryContext, for [DBManager.List].
+// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext: PostgreSQL and SQLite hand the new fence
+// back with RETURNING in the same statement.
 type SQLExecutor interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// SQLQueryer runs the statement of [DBManager.List]; *sql.DB, *sql.Conn and *sql.Tx satisfy it.
+type SQLQueryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 var (
 	_ SQLExecutor = (*sql.DB)(nil)
 	_ SQLExecutor = (*sql.Conn)(nil)
 	_ SQLExecutor = (*sql.Tx)(nil)
+	_ SQLQueryer  = (*sql.DB)(nil)
+	_ SQLQueryer  = (*sql.Conn)(nil)
+	_ SQLQueryer  = (*sql.Tx)(nil)
 )
 
 // isNilExecutor reports a nil interface and the nil pointers of database/sql's own executors, which would
 // otherwise panic inside database/sql.
-func isNilExecutor(exec SQLExecutor) bool {
+func isNilExecutor(exec any) bool {
 	switch e := exec.(type) {
 	case nil:
 		return true

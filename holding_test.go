@@ -243,7 +243,7 @@ func TestInspection(t *testing.T) {
 
 			lock, _ := m.NewLock(ctx, tdb.db, "inspect")
 			lock.Owner = "host-1 ü"
-			lock.Data = []byte{0, 1, 2, 255}
+			lock.Data = "\x00\x01\x02\xff"
 			if err := lock.Acquire(ctx, tdb.db, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +252,7 @@ func TestInspection(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !info.Held || info.Token != lock.Token() || info.Owner != lock.Owner ||
-				string(info.Data) != string(lock.Data) || info.Fence != lock.Fence() || info.TTL != 10*time.Second {
+				info.Data != lock.Data || info.Fence != lock.Fence() || info.TTL != 10*time.Second {
 				t.Errorf("Get: %+v", info)
 			}
 			if d := info.ExpiresAt.Sub(info.AcquiredAt); d != 10*time.Second {

@@ -20,7 +20,7 @@ type LockInfo struct {
 	Token string
 	// Owner and Data are what the last acquisition stored (see DBLock.Owner and DBLock.Data).
 	Owner string
-	Data  []byte
+	Data  string
 	// Fence is the fencing token of the last acquisition; 0 if the key was never acquired by distrlock.
 	Fence int64
 	// TTL is the lease the holder asked for; 0 if unknown (a lock taken by go-dbkit before the upgrade).
@@ -67,9 +67,12 @@ func (m *DBManager) Get(ctx context.Context, exec SQLExecutor, key string) (Lock
 
 // List reads the locks that opts selects, ordered by key, in one statement. Keys that were released stay
 // in the table (their rows carry the fence forward) and are listed as free unless opts.HeldOnly is set.
-func (m *DBManager) List(ctx context.Context, exec SQLExecutor, opts ListOptions) ([]LockInfo, error) {
+func (m *DBManager) List(ctx context.Context, exec SQLQueryer, opts ListOptions) ([]LockInfo, error) {
 	const op = "list"
-	if err := checkCall(ctx, exec); err != nil {
+	if isNilExecutor(exec) {
+		return nil, opError(op, opts.Prefix, ErrNilExecutor)
+	}
+	if err := contextError(ctx); err != nil {
 		return nil, opError(op, opts.Prefix, err)
 	}
 	if opts.Prefix != "" {
@@ -127,14 +130,14 @@ type rowScanner interface {
 func scanLockInfo(row rowScanner) (LockInfo, error) {
 	var (
 		info                       LockInfo
-		token, owner               sql.NullString
+		token, owner, data         sql.NullString
 		fence                      sql.NullInt64
 		ttl, acquired, expire, now sql.NullInt64
 	)
-	if err := row.Scan(&info.Key, &token, &owner, &info.Data, &fence, &ttl, &acquired, &expire, &now); err != nil {
+	if err := row.Scan(&info.Key, &token, &owner, &data, &fence, &ttl, &acquired, &expire, &now); err != nil {
 		return LockInfo{}, err
 	}
-	info.Token, info.Owner, info.Fence = token.String, owner.String, fence.Int64
+	info.Token, info.Owner, info.Data, info.Fence = token.String, owner.String, data.String, fence.Int64
 	info.TTL = time.Duration(ttl.Int64) * time.Microsecond
 	info.ReadAt = microsTime(now)
 	info.AcquiredAt = microsTime(acquired)

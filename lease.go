@@ -30,7 +30,7 @@ func (l *DBLock) Hold(ctx context.Context, db *sql.DB, options ...DoOption) (*Le
 		return nil, opError("hold", l.Key, err)
 	}
 	leaseCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	hb, err := l.acquireAndBeat(ctx, db, o, cancel)
+	hb, err := l.acquireAndBeat(ctx, "hold", db, o, cancel)
 	if err != nil {
 		cancel(err)
 		return nil, err

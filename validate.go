@@ -49,7 +49,7 @@ func validateText(sentinel error, what, s string, maxLen int) error {
 }
 
 // validateOwnerData checks what an acquisition stores besides the lease; both may be empty.
-func validateOwnerData(owner string, data []byte) error {
+func validateOwnerData(owner, data string) error {
 	if owner != "" {
 		if err := validateText(ErrInvalidOption, "owner", owner, MaxOwnerLength); err != nil {
 			return err

@@ -29,10 +29,10 @@ type lockJSON struct {
 
 func toJSON(i distrlock.LockInfo) lockJSON {
 	j := lockJSON{Key: i.Key, Held: i.Held, Token: i.Token, Owner: i.Owner, Fence: i.Fence, RemainingS: i.Remaining.Seconds()}
-	if utf8.Valid(i.Data) {
-		j.Data = string(i.Data)
+	if utf8.ValidString(i.Data) {
+		j.Data = i.Data
 	} else {
-		j.DataBase64 = i.Data
+		j.DataBase64 = []byte(i.Data)
 	}
 	if i.TTL > 0 {
 		j.TTL = i.TTL.String()
@@ -165,7 +165,7 @@ func (a *app) printInfo(i distrlock.LockInfo) {
 		fmt.Fprintf(w, "expires at:\t%s (in %s)\n", i.ExpiresAt.Format(time.RFC3339Nano), i.Remaining.Round(time.Millisecond))
 	}
 	if len(i.Data) > 0 {
-		if utf8.Valid(i.Data) {
+		if utf8.ValidString(i.Data) {
 			fmt.Fprintf(w, "data:\t%s\n", i.Data)
 		} else {
 			fmt.Fprintf(w, "data:\t%d bytes\n", len(i.Data))

@@ -1,0 +1,41 @@
+# make test: what CI runs (.ci/run) and what a fresh clone needs to go green.
+# make bench: the benchmarks. make quickstart: the zero-setup demo on SQLite.
+
+GO ?= go
+
+# Modules nested below the root (bench/, internal/compat/, …) keep heavy test dependencies away from the
+# library's users; make test enters each of them.
+NESTED_MODULES = $(sort $(patsubst %/go.mod,%,$(shell find . -mindepth 2 -name go.mod -not -path './.git/*' -not -path '*/testdata/*')))
+
+# The steps of test run in order, even under make -j.
+.NOTPARALLEL:
+
+.PHONY: test databases fmt-check vet unit nested bench quickstart
+
+test: databases fmt-check vet unit nested
+
+# PostgreSQL and MariaDB for the integration tests; see scripts/ensure-databases.sh.
+databases:
+	scripts/ensure-databases.sh
+
+fmt-check:
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt -l: run gofmt -w on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+nested:
+	@set -e; for dir in $(NESTED_MODULES); do \
+		echo "==> $$dir"; \
+		(cd "$$dir" && $(GO) vet ./... && $(GO) test -race -count=1 ./...); \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . ./...
+
+quickstart:
+	$(GO) run ./examples/quickstart

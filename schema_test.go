@@ -1,0 +1,702 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+)
+
+// unitUpdate rewrites the golden files under testdata/golden from what the code renders:
+//
+//	go test -run TestSchemaGolden -update .
+//
+// Review the diff before committing it: the golden files are the reviewed SQL for custom table names.
+var unitUpdate = flag.Bool("update", false, "rewrite testdata/golden from the SQL the code renders")
+
+// unitGoldenTables are the custom table names whose rendering is kept under testdata/golden.
+var unitGoldenTables = []string{"my_locks", "app.my_locks"}
+
+// unitQueryNames are the files of schema/<dialect>/queries, one statement each.
+var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "release", "get", "list"}
+
+// unitCall is one statement an SQLExecutor received.
+type unitCall struct {
+	query string
+	args  []any
+}
+
+// unitRecorder passes every statement on to exec and records it with its arguments.
+type unitRecorder struct {
+	exec  SQLExecutor
+	calls []unitCall
+}
+
+func (r *unitRecorder) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r.calls = append(r.calls, unitCall{query, args})
+	return r.exec.ExecContext(ctx, query, args...)
+}
+
+func (r *unitRecorder) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	r.calls = append(r.calls, unitCall{query, args})
+	return r.exec.QueryRowContext(ctx, query, args...)
+}
+
+// The values the recorded statements bind, distinct so that each bound value names its role.
+const (
+	unitRecKey   = "the-key"
+	unitRecToken = "the-token"
+	unitRecTTL   = 1234567 * time.Microsecond
+)
+
+// unitRecordStatements runs acquire, extend and release on a manager for table ("" is the default) and
+// returns the three statements as the executor received them. sqlmock accepts any arguments here but
+// only the text of the schema files.
+func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unitCall {
+	t.Helper()
+	db, mock := unitMock(t)
+	m, err := NewDBManager(d, WithTableName(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unitIsMySQL(d) {
+		mock.ExpectExec(unitQuery(t, d, "acquire", table)).WillReturnResult(sqlmock.NewResult(0, 1))
+	} else {
+		mock.ExpectQuery(unitQuery(t, d, "acquire", table)).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
+	}
+	mock.ExpectExec(unitQuery(t, d, "extend", table)).WillReturnResult(sqlmock.NewResult(1, 1))
+	mock.ExpectExec(unitQuery(t, d, "release", table)).WillReturnResult(sqlmock.NewResult(0, 1))
+
+	rec := &unitRecorder{exec: db}
+	ctx := context.Background()
+	l, err := m.NewLock(ctx, rec, unitRecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 0 {
+		t.Fatalf("NewLock sent %d statements", len(rec.calls))
+	}
+	if err := l.AcquireWithStaticToken(ctx, rec, unitRecToken, unitRecTTL); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Extend(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 3 {
+		t.Fatalf("acquire, extend and release sent %d statements, want 3", len(rec.calls))
+	}
+	return map[string]unitCall{"acquire": rec.calls[0], "extend": rec.calls[1], "release": rec.calls[2]}
+}
+
+// TestSchemaEmbeddedEqualsDisk: the embedded schema is the schema/ folder, file for file and byte for byte.
+func TestSchemaEmbeddedEqualsDisk(t *testing.T) {
+	read := func(fsys fs.FS) map[string]string {
+		files := map[string]string{}
+		err := fs.WalkDir(fsys, "schema", func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(fsys, p)
+			files[p] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	embedded, disk := read(schemaFS), read(os.DirFS("."))
+	for p, text := range disk {
+		if e, ok := embedded[p]; !ok {
+			t.Errorf("%s is not embedded", p)
+		} else if e != text {
+			t.Errorf("embedded %s differs from the file", p)
+		}
+	}
+	for p := range embedded {
+		if _, ok := disk[p]; !ok {
+			t.Errorf("embedded %s has no file", p)
+		}
+	}
+	if len(disk) == 0 {
+		t.Fatal("no schema files found")
+	}
+}
+
+// TestSchemaDefaultTableRunsFiles: with the default table, the code runs the files of schema/ byte for
+// byte: the DDL it returns and every statement it sends.
+func TestSchemaDefaultTableRunsFiles(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			m, err := NewDBManager(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, got := range map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL()} {
+				if want := unitFile(t, d, "queries/"+name+".sql"); got != want {
+					t.Errorf("%s: the manager returns\n%s\nthe file holds\n%s", name, got, want)
+				}
+			}
+			for name, call := range unitRecordStatements(t, d, "") {
+				if want := unitFile(t, d, "queries/"+name+".sql"); call.query != want {
+					t.Errorf("%s: the code sent\n%s\nthe file holds\n%s", name, call.query, want)
+				}
+			}
+		})
+	}
+}
+
+// unitGoldenPath is where the rendering of one file for one table is kept.
+func unitGoldenPath(t testing.TB, d Dialect, table string, parts ...string) string {
+	return filepath.Join(append([]string{"testdata", "golden", unitDir(t, d), table}, parts...)...)
+}
+
+// unitCheckGolden compares got with the golden file, or rewrites the file under -update.
+func unitCheckGolden(t *testing.T, file, got string) {
+	t.Helper()
+	if *unitUpdate {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run `go test -run TestSchemaGolden -update .` and review the new file)", err)
+	}
+	if got != string(want) {
+		t.Errorf("the code renders, for %s:\n%s\nthe golden file holds:\n%s\n(if the change is intended, run `go test -run TestSchemaGolden -update .`)",
+			file, got, want)
+	}
+}
+
+// unitJoinStatements is the golden form of a migration step: its statements, separated by blank lines.
+func unitJoinStatements(stmts []string) string { return strings.Join(stmts, "\n\n") + "\n" }
+
+// TestSchemaGolden: for custom table names, the DDL, the statements the code sends and the migrations
+// equal the reviewed golden files under testdata/golden/<dialect>/<table>/; they also equal the schema
+// files with the quoted table name replaced, and name no other table.
+func TestSchemaGolden(t *testing.T) {
+	for _, d := range unitDialects {
+		for _, table := range unitGoldenTables {
+			t.Run(string(d)+"/"+table, func(t *testing.T) {
+				m, err := NewDBManager(d, WithTableName(table))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
+					"get": m.q.get, "list": m.q.list}
+				for name, call := range unitRecordStatements(t, d, table) {
+					rendered[name] = call.query
+				}
+				for _, name := range unitQueryNames {
+					got := rendered[name]
+					unitCheckGolden(t, unitGoldenPath(t, d, table, "queries", name+".sql"), got)
+					if want := unitQuery(t, d, name, table); got != want {
+						t.Errorf("%s: the code renders\n%s\nreplacing the table name in the file gives\n%s", name, got, want)
+					}
+					unitWantOnlyTable(t, d, table, name, got)
+				}
+				for _, mig := range m.Migrations() {
+					for dir, stmts := range map[string][]string{"up": mig.UpSQL(), "down": mig.DownSQL()} {
+						got := unitJoinStatements(stmts)
+						unitCheckGolden(t, unitGoldenPath(t, d, table, "migrations", mig.ID()+"."+dir+".sql"), got)
+						unitWantOnlyTable(t, d, table, mig.ID()+"."+dir, got)
+					}
+				}
+			})
+		}
+	}
+}
+
+// unitWantOnlyTable fails if text does not name the quoted table or still names the default table.
+func unitWantOnlyTable(t *testing.T, d Dialect, table, name, text string) {
+	t.Helper()
+	if !strings.Contains(text, unitQuote(d, table)) {
+		t.Errorf("%s does not name %s:\n%s", name, unitQuote(d, table), text)
+	}
+	if strings.Contains(text, DefaultTableName) {
+		t.Errorf("%s still names %s:\n%s", name, DefaultTableName, text)
+	}
+}
+
+// TestSchemaGoldenComplete: every golden file is produced by TestSchemaGolden, so none is stale.
+func TestSchemaGoldenComplete(t *testing.T) {
+	want := map[string]bool{}
+	for _, d := range unitDialects {
+		for _, table := range unitGoldenTables {
+			m, err := NewDBManager(d, WithTableName(table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range unitQueryNames {
+				want[unitGoldenPath(t, d, table, "queries", name+".sql")] = true
+			}
+			for _, mig := range m.Migrations() {
+				want[unitGoldenPath(t, d, table, "migrations", mig.ID()+".up.sql")] = true
+				want[unitGoldenPath(t, d, table, "migrations", mig.ID()+".down.sql")] = true
+			}
+		}
+	}
+	n := 0
+	err := filepath.WalkDir(filepath.Join("testdata", "golden"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		n++
+		if !want[p] {
+			t.Errorf("stale golden file %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("%d golden files, want %d", n, len(want))
+	}
+}
+
+// unitSplitSQL separates SQL text into its code, with comments, string literals and quoted identifiers
+// blanked out (so positions hold), and those skipped parts. MySQL strings may also use backslash escapes.
+func unitSplitSQL(d Dialect, text string) (code, skipped string) {
+	c := []byte(text)
+	var sk strings.Builder
+	blank := func(from, to int) {
+		sk.WriteString(text[from:to])
+		sk.WriteByte('\n')
+		for i := from; i < to; i++ {
+			if c[i] != '\n' {
+				c[i] = ' '
+			}
+		}
+	}
+	for i := 0; i < len(text); {
+		switch {
+		case strings.HasPrefix(text[i:], "--"):
+			end := strings.IndexByte(text[i:], '\n')
+			if end < 0 {
+				end = len(text) - i
+			}
+			blank(i, i+end)
+			i += end
+		case strings.HasPrefix(text[i:], "/*"):
+			end := strings.Index(text[i+2:], "*/")
+			if end < 0 {
+				end = len(text) - i - 4
+			}
+			blank(i, i+end+4)
+			i += end + 4
+		case text[i] == '\'' || text[i] == '"' || text[i] == '`':
+			q := text[i]
+			j := i + 1
+			for j < len(text) {
+				if unitIsMySQL(d) && q != '`' && text[j] == '\\' {
+					j += 2
+					continue
+				}
+				if text[j] == q {
+					if j+1 < len(text) && text[j+1] == q { // doubled quote
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			blank(i, min(j+1, len(text)))
+			i = j + 1
+		default:
+			i++
+		}
+	}
+	return string(c), sk.String()
+}
+
+// unitPlaceholder is one placeholder in a statement's code: where it is and which bound value (0-based)
+// it reads.
+type unitPlaceholder struct {
+	pos, end int
+	index    int
+}
+
+var (
+	unitPostgresPlaceholder = regexp.MustCompile(`\$(\d+)`)
+	unitSQLitePlaceholder   = regexp.MustCompile(`\?(\d*)`)
+)
+
+// unitPlaceholders finds the placeholders of a statement and checks they are well formed: MySQL has only
+// `?`; PostgreSQL `$N` and SQLite `?N` number 1 to their maximum without gaps. None may appear in comments
+// or quoted text, where a driver that counts them (go-sql-driver's interpolateParams) would go wrong.
+// It returns the placeholders and the number of values the statement binds.
+func unitPlaceholders(t *testing.T, d Dialect, name, text string) ([]unitPlaceholder, int) {
+	t.Helper()
+	code, skipped := unitSplitSQL(d, text)
+	var phs []unitPlaceholder
+	switch unitDir(t, d) {
+	case "mysql":
+		if strings.Contains(skipped, "?") {
+			t.Errorf("%s: a ? in a comment or quoted text:\n%s", name, skipped)
+		}
+		for i := 0; i < len(code); i++ {
+			if code[i] == '?' {
+				phs = append(phs, unitPlaceholder{pos: i, end: i + 1, index: len(phs)})
+			}
+		}
+		return phs, len(phs)
+	case "postgres":
+		if unitPostgresPlaceholder.MatchString(skipped) {
+			t.Errorf("%s: a $N in a comment or quoted text:\n%s", name, skipped)
+		}
+		if strings.Contains(code, "?") {
+			t.Errorf("%s: a ? in PostgreSQL code", name)
+		}
+		for _, m := range unitPostgresPlaceholder.FindAllStringSubmatchIndex(code, -1) {
+			n, _ := strconv.Atoi(code[m[2]:m[3]])
+			phs = append(phs, unitPlaceholder{pos: m[0], end: m[1], index: n - 1})
+		}
+	default:
+		if strings.Contains(skipped, "?") {
+			t.Errorf("%s: a ? in a comment or quoted text:\n%s", name, skipped)
+		}
+		for _, m := range unitSQLitePlaceholder.FindAllStringSubmatchIndex(code, -1) {
+			if m[2] == m[3] {
+				t.Errorf("%s: a bare ? at byte %d; SQLite statements number theirs", name, m[0])
+				continue
+			}
+			n, _ := strconv.Atoi(code[m[2]:m[3]])
+			phs = append(phs, unitPlaceholder{pos: m[0], end: m[1], index: n - 1})
+		}
+	}
+	used := map[int]bool{}
+	maxN := 0
+	for _, p := range phs {
+		used[p.index] = true
+		maxN = max(maxN, p.index+1)
+	}
+	for i := range maxN {
+		if !used[i] {
+			t.Errorf("%s: placeholder %d of %d is never used", name, i+1, maxN)
+		}
+	}
+	if slices.ContainsFunc(phs, func(p unitPlaceholder) bool { return p.index < 0 }) {
+		t.Errorf("%s: a placeholder numbered 0", name)
+	}
+	return phs, maxN
+}
+
+// TestSchemaPlaceholderCounts: every statement binds exactly as many values as its file has placeholders,
+// and the DDL and migrations have none.
+func TestSchemaPlaceholderCounts(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			for name, call := range unitRecordStatements(t, d, "") {
+				_, n := unitPlaceholders(t, d, name, unitFile(t, d, "queries/"+name+".sql"))
+				if n != len(call.args) {
+					t.Errorf("%s.sql has %d placeholders; the code binds %d values", name, n, len(call.args))
+				}
+				if n == 0 {
+					t.Errorf("%s.sql has no placeholder", name)
+				}
+			}
+			for _, name := range []string{"create_table", "drop_table"} {
+				if _, n := unitPlaceholders(t, d, name, unitFile(t, d, "queries/"+name+".sql")); n != 0 {
+					t.Errorf("%s.sql has %d placeholders", name, n)
+				}
+			}
+			m, err := NewDBManager(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mig := range m.Migrations() {
+				for _, stmt := range append(mig.UpSQL(), mig.DownSQL()...) {
+					if _, n := unitPlaceholders(t, d, mig.ID(), stmt); n != 0 {
+						t.Errorf("%s has %d placeholders in\n%s", mig.ID(), n, stmt)
+					}
+				}
+			}
+		})
+	}
+	// The MySQL acquire's count, spelled out.
+	if _, n := unitPlaceholders(t, DialectMySQL, "acquire", unitFile(t, DialectMySQL, "queries/acquire.sql")); n != 19 {
+		t.Errorf("schema/mysql/queries/acquire.sql has %d placeholders, want 19", n)
+	}
+}
+
+// unitColumnRoles are the values a placeholder stands for, by the column it is compared with or written to.
+var unitColumnRoles = map[string]string{
+	"lock_key": "key", "token": "token", "expire_at": "ttl", "ttl_us": "ttl", "owner": "owner", "data": "data",
+}
+
+var (
+	unitValuesKeyword = regexp.MustCompile(`(?i)\bVALUES\b`)
+	unitInsertInto    = regexp.MustCompile(`(?i)\bINSERT\s+INTO\b`)
+	unitComparedWith  = regexp.MustCompile(`(\w+)\s*=\s*$`)
+	unitAssignment    = regexp.MustCompile(`(?mi)^\s*(?:SET\s+)?(\w+)\s*=`)
+)
+
+// unitClosing returns the index of the parenthesis that closes the one at open.
+func unitClosing(code string, open int) int {
+	depth := 0
+	for i := open; i < len(code); i++ {
+		switch code[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// unitPlaceholderRoles reads from the SQL alone which value each bound position stands for: a placeholder
+// in the VALUES tuple stands for its column's value; elsewhere one right after `column =` for that column's
+// value, and any other for the value of the column its line assigns (`expire_at = … + ?`).
+func unitPlaceholderRoles(t *testing.T, d Dialect, name, text string) []string {
+	t.Helper()
+	code, _ := unitSplitSQL(d, text)
+	phs, n := unitPlaceholders(t, d, name, text)
+	roles := make([]string, n)
+	set := func(p unitPlaceholder, col string) {
+		role, ok := unitColumnRoles[col]
+		if !ok {
+			t.Errorf("%s: placeholder at byte %d belongs to column %q, which binds no value", name, p.pos, col)
+			return
+		}
+		if roles[p.index] != "" && roles[p.index] != role {
+			t.Errorf("%s: bound value %d is both %s and %s", name, p.index+1, roles[p.index], role)
+		}
+		roles[p.index] = role
+	}
+
+	tupleStart, tupleEnd := -1, -1
+	var columns []string
+	var items [][2]int // byte ranges of the VALUES tuple's items
+	if ins := unitInsertInto.FindStringIndex(code); ins != nil {
+		open := ins[1] + strings.IndexByte(code[ins[1]:], '(')
+		for _, c := range strings.Split(code[open+1:unitClosing(code, open)], ",") {
+			columns = append(columns, strings.TrimSpace(c))
+		}
+		v := unitValuesKeyword.FindStringIndex(code)
+		tupleStart = v[1] + strings.IndexByte(code[v[1]:], '(')
+		tupleEnd = unitClosing(code, tupleStart)
+		depth, from := 0, tupleStart+1
+		for i := tupleStart + 1; i < tupleEnd; i++ {
+			switch code[i] {
+			case '(':
+				depth++
+			case ')':
+				depth--
+			case ',':
+				if depth == 0 {
+					items = append(items, [2]int{from, i})
+					from = i + 1
+				}
+			}
+		}
+		items = append(items, [2]int{from, tupleEnd})
+		if len(items) != len(columns) {
+			t.Fatalf("%s: %d columns but %d values", name, len(columns), len(items))
+		}
+	}
+	for _, p := range phs {
+		if p.pos > tupleStart && p.pos < tupleEnd {
+			for i, it := range items {
+				if p.pos >= it[0] && p.pos < it[1] {
+					set(p, columns[i])
+				}
+			}
+			continue
+		}
+		if m := unitComparedWith.FindStringSubmatch(code[:p.pos]); m != nil {
+			set(p, m[1])
+			continue
+		}
+		all := unitAssignment.FindAllStringSubmatch(code[:p.pos], -1)
+		if len(all) == 0 {
+			t.Errorf("%s: cannot tell what the placeholder at byte %d stands for", name, p.pos)
+			continue
+		}
+		set(p, all[len(all)-1][1])
+	}
+	return roles
+}
+
+// TestSchemaPlaceholderRoles: the values the code binds are in the order the files' placeholders expect:
+// the roles read from each file equal the documented order, and the values recorded from the code, mapped
+// back to their roles, equal those read from the file. Owner and data are both NULL as the code never
+// binds them, so between themselves their order is checked against the file only.
+func TestSchemaPlaceholderRoles(t *testing.T) {
+	documented := map[string][]string{
+		"postgres/acquire": {"key", "token", "ttl", "owner", "data"},
+		"postgres/extend":  {"ttl", "key", "token"},
+		"postgres/release": {"key", "token"},
+		"mysql/acquire":    unitMySQLAcquireRoles,
+		"mysql/extend":     {"ttl", "ttl", "key", "token"},
+		"mysql/release":    {"key", "token"},
+		"sqlite/acquire":   {"key", "token", "ttl", "owner", "data"},
+		"sqlite/extend":    {"ttl", "key", "token"},
+		"sqlite/release":   {"key", "token"},
+	}
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			for name, call := range unitRecordStatements(t, d, "") {
+				fromFile := unitPlaceholderRoles(t, d, name, unitFile(t, d, "queries/"+name+".sql"))
+				if want := documented[unitDir(t, d)+"/"+name]; !slices.Equal(fromFile, want) {
+					t.Errorf("%s.sql binds\n%q\nwant\n%q", name, fromFile, want)
+				}
+				var fromCode, fileNull []string
+				for _, a := range call.args {
+					switch a {
+					case unitRecKey:
+						fromCode = append(fromCode, "key")
+					case unitRecToken:
+						fromCode = append(fromCode, "token")
+					case unitRecTTL.Microseconds():
+						fromCode = append(fromCode, "ttl")
+					case nil:
+						fromCode = append(fromCode, "NULL")
+					default:
+						fromCode = append(fromCode, "?")
+					}
+				}
+				for _, r := range fromFile {
+					if r == "owner" || r == "data" {
+						r = "NULL"
+					}
+					fileNull = append(fileNull, r)
+				}
+				if !slices.Equal(fromCode, fileNull) {
+					t.Errorf("%s: the code binds\n%q\nthe file expects\n%q", name, fromCode, fileNull)
+				}
+			}
+		})
+	}
+}
+
+// TestPlaceholderReader checks the test's own SQL reader on statements with traps.
+func TestPlaceholderReader(t *testing.T) {
+	code, skipped := unitSplitSQL(DialectMySQL, "SELECT '?', \"?\", `?`, 'it''s \\' ?' -- ?\n/* ? */ ?")
+	if strings.Count(code, "?") != 1 || strings.Count(skipped, "?") != 6 {
+		t.Errorf("code %q, skipped %q", code, skipped)
+	}
+	roles := unitPlaceholderRoles(t, DialectPostgres, "test",
+		"INSERT INTO t (lock_key, ttl_us) VALUES ($2, f($1, 1))\nON CONFLICT DO UPDATE\nSET token = $3,\n    expire_at = g($1)")
+	if want := []string{"ttl", "key", "token"}; !slices.Equal(roles, want) {
+		t.Errorf("roles %q, want %q", roles, want)
+	}
+}
+
+// TestPackageDDLFunctions: the package-level CreateTableSQL and DropTableSQL equal a default manager's.
+func TestPackageDDLFunctions(t *testing.T) {
+	for _, d := range unitDialects {
+		m, err := NewDBManager(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		create, err := CreateTableSQL(d)
+		if err != nil || create != m.CreateTableSQL() {
+			t.Errorf("%s: CreateTableSQL = %q, %v; want the manager's", d, create, err)
+		}
+		drop, err := DropTableSQL(d)
+		if err != nil || drop != m.DropTableSQL() {
+			t.Errorf("%s: DropTableSQL = %q, %v; want the manager's", d, drop, err)
+		}
+	}
+}
+
+// TestSchemaFirstMigrationIsDBkit: migration 1 is exactly the table go-dbkit creates, so that its
+// migration ID can be shared with databases where go-dbkit already ran it.
+func TestSchemaFirstMigrationIsDBkit(t *testing.T) {
+	for _, c := range []struct {
+		dialects []Dialect
+		ddl      string
+	}{
+		{[]Dialect{DialectPostgres, DialectPgx},
+			`CREATE TABLE IF NOT EXISTS "distributed_locks" (lock_key varchar(40) PRIMARY KEY, token uuid, expire_at timestamp);`},
+		{[]Dialect{DialectMySQL, DialectMariaDB},
+			"CREATE TABLE IF NOT EXISTS `distributed_locks` (lock_key VARCHAR(40) PRIMARY KEY, token VARCHAR(36), expire_at BIGINT);"},
+	} {
+		for _, d := range c.dialects {
+			if got := unitFile(t, d, "000001_create_table.up.sql"); got != c.ddl+"\n" {
+				t.Errorf("%s: 000001_create_table.up.sql is\n%q\nwant go-dbkit's\n%q", d, got, c.ddl+"\n")
+			}
+			m, err := NewDBManager(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := m.Migrations()[0]
+			if first.ID() != "distrlock_00001_create_table" || !slices.Equal(first.UpSQL(), []string{c.ddl}) {
+				t.Errorf("%s: migration 1 is %s %q, want distrlock_00001_create_table %q", d, first.ID(), first.UpSQL(), c.ddl)
+			}
+		}
+	}
+}
+
+// TestSchemaFilesShape: every file under schema/ but its README is a .sql file that ends with one newline,
+// has no carriage returns or tabs, and the query files hold one statement each with no trailing semicolon
+// (MySQL drivers refuse a multi-statement string).
+func TestSchemaFilesShape(t *testing.T) {
+	err := fs.WalkDir(schemaFS, "schema", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || p == "schema/README.md" {
+			return err
+		}
+		b, err := fs.ReadFile(schemaFS, p)
+		if err != nil {
+			return err
+		}
+		text := string(b)
+		switch {
+		case path.Ext(p) != ".sql":
+			t.Errorf("%s is not a .sql file", p)
+		case !strings.HasSuffix(text, "\n") || strings.HasSuffix(text, "\n\n"):
+			t.Errorf("%s does not end with exactly one newline", p)
+		case strings.ContainsAny(text, "\r\t"):
+			t.Errorf("%s has a carriage return or a tab", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []Dialect{DialectPostgres, DialectMySQL, DialectSQLite} {
+		for _, name := range unitQueryNames {
+			code, _ := unitSplitSQL(d, unitFile(t, d, "queries/"+name+".sql"))
+			code = strings.TrimSpace(code)
+			semis := strings.Count(code, ";")
+			ddl := name == "create_table" || name == "drop_table"
+			if ddl && (semis != 1 || !strings.HasSuffix(code, ";")) || !ddl && semis != 0 {
+				t.Errorf("%s/queries/%s.sql is not one statement: %d semicolons", unitDir(t, d), name, semis)
+			}
+		}
+	}
+	files, err := fs.Glob(schemaFS, "schema/*/queries/*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	if len(files) != 3*len(unitQueryNames) {
+		t.Errorf("query files %q, want %d", files, 3*len(unitQueryNames))
+	}
+}

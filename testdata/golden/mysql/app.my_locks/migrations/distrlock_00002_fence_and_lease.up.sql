@@ -1,0 +1,11 @@
+-- Upgrades go-dbkit's table in place; 000003 converts its expiry times.
+-- Keys and tokens become byte strings: compared exactly, with no case folding and no trailing-space padding.
+ALTER TABLE `app`.`my_locks`
+    MODIFY lock_key VARBINARY(255) NOT NULL,
+    MODIFY token VARBINARY(255),
+    ADD COLUMN fence BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN contended BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN ttl_us BIGINT,
+    ADD COLUMN owner VARCHAR(255) CHARACTER SET utf8mb4,
+    ADD COLUMN data MEDIUMBLOB,
+    ADD COLUMN acquired_at BIGINT;

@@ -1,0 +1,11 @@
+CREATE TABLE IF NOT EXISTS `app`.`my_locks` (
+    lock_key    VARBINARY(255) NOT NULL PRIMARY KEY,
+    token       VARBINARY(255),
+    expire_at   BIGINT,
+    fence       BIGINT NOT NULL DEFAULT 0,
+    contended   BIGINT NOT NULL DEFAULT 0,
+    ttl_us      BIGINT,
+    owner       VARCHAR(255) CHARACTER SET utf8mb4,
+    data        MEDIUMBLOB,
+    acquired_at BIGINT
+);

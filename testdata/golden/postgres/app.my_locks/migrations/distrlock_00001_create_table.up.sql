@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS "app"."my_locks" (lock_key varchar(40) PRIMARY KEY, token uuid, expire_at timestamp);

@@ -1,0 +1,10 @@
+CREATE TABLE IF NOT EXISTS "app"."my_locks" (
+    lock_key    varchar(255) PRIMARY KEY,
+    token       text,
+    expire_at   timestamptz,
+    fence       bigint NOT NULL DEFAULT 0,
+    ttl_us      bigint,
+    owner       text,
+    data        bytea,
+    acquired_at timestamptz
+);

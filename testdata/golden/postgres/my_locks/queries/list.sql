@@ -1,0 +1,10 @@
+-- Parameters: 1 key prefix (empty for every key), 2 only held locks, 3 maximum number of rows.
+SELECT lock_key, token, owner, data, fence, ttl_us,
+       (extract(epoch FROM acquired_at) * 1000000)::bigint,
+       (extract(epoch FROM expire_at) * 1000000)::bigint,
+       (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
+FROM "my_locks"
+WHERE left(lock_key, char_length($1)) = $1
+  AND (NOT $2 OR expire_at > statement_timestamp())
+ORDER BY lock_key
+LIMIT $3

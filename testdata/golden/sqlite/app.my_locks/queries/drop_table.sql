@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS "app"."my_locks";

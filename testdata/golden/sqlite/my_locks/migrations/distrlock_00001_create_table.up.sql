@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS "my_locks" (lock_key TEXT NOT NULL PRIMARY KEY, token TEXT, expire_at INTEGER);

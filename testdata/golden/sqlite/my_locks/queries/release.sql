@@ -1,0 +1,6 @@
+-- Parameters: 1 key, 2 token. The row stays so that the next holder's fence continues from this one.
+UPDATE "my_locks"
+SET expire_at = NULL
+WHERE lock_key = ?1
+  AND token = ?2
+  AND expire_at > CAST(unixepoch('subsec') * 1000000 AS INTEGER)
