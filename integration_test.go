@@ -909,3 +909,47 @@ func TestIntegrationAmbiguousAcquire(t *testing.T) {
 		integAcquire(ctx, t, next, tdb.db, time.Minute)
 	})
 }
+
+// TestIntegrationAmbiguousReacquireKeepsHeldToken: a DBLock that holds the lock and makes a second Acquire
+// whose outcome is lost (its statement waits behind another transaction's row lock until the context
+// ends) can still release the lock it held: nothing stays stranded under a token nobody knows.
+func TestIntegrationAmbiguousReacquireKeepsHeldToken(t *testing.T) {
+	t.Parallel()
+	integEach(t, []*testDB{openPostgres(t), openMySQL(t, ""), openMySQL(t, "interpolateParams=true")}, func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		l := integLock(t, m, tdb.db, "k")
+		integAcquire(ctx, t, l, tdb.db, time.Minute)
+		held := l.Token()
+
+		blocker, err := tdb.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer blocker.Rollback()
+		var k string
+		q := integQuery(tdb.dialect, fmt.Sprintf("SELECT lock_key FROM %s WHERE lock_key = ? FOR UPDATE", m.quoted))
+		if err := blocker.QueryRowContext(ctx, q, "k").Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err = l.Acquire(short, tdb.db, time.Minute)
+		cancel()
+		if err == nil || errors.Is(err, ErrLockAlreadyAcquired) || l.Token() == held {
+			t.Fatalf("second acquire: %v, token %q (held %q): want an ambiguous outcome with a new token", err, l.Token(), held)
+		}
+		if err := blocker.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // the abandoned statement runs, and is refused: the lock is held
+
+		if err := l.Release(ctx, tdb.db); err != nil {
+			t.Fatalf("release after the ambiguous re-acquire: %v", err)
+		}
+		next := integLock(t, m, tdb.db, "k")
+		if err := next.Acquire(ctx, tdb.db, time.Minute); err != nil {
+			row, _ := integReadRow(ctx, t, tdb, m, "k")
+			t.Fatalf("the lock stayed held after release (row token %q): %v", row.token.String, err)
+		}
+	})
+}

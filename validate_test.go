@@ -500,3 +500,32 @@ func TestDoExclusivelyAcquireAndRelease(t *testing.T) {
 		})
 	}
 }
+
+// TestAcquireWaitRefusesTransaction: waiting inside a transaction would keep the key's row locked and so
+// block the holder it waits for; AcquireWait refuses it without sending anything.
+func TestAcquireWaitRefusesTransaction(t *testing.T) {
+	db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mock.ExpectBegin()
+	mock.ExpectRollback()
+	m, _ := NewDBManager(DialectPgx)
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := m.NewLock(ctx, tx, "job")
+	err = l.AcquireWait(ctx, tx, time.Minute, time.Second)
+	if !errors.Is(err, ErrInvalidOption) || !strings.HasPrefix(err.Error(), `distrlock: acquire wait "job": `) {
+		t.Errorf("AcquireWait in a transaction: %v", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mock.ExpectationsWereMet(); err != nil {
+		t.Error(err)
+	}
+}
