@@ -353,6 +353,179 @@ func ExampleCreateTableSQL() {
 	// );
 }
 
+// Wait for a lock another worker holds: at most 5 seconds, independent of the lease's TTL.
+func ExampleDBLock_AcquireWait() {
+	ctx := context.Background()
+	db, closeDB := openSQLite()
+	defer closeDB()
+	manager, err := distrlock.NewDBManager(distrlock.DialectSQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := manager.CreateTable(ctx, db); err != nil {
+		log.Fatal(err)
+	}
+
+	first, err := manager.NewLock(ctx, db, "report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := first.Acquire(ctx, db, time.Minute); err != nil {
+		log.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { _ = first.Release(ctx, db) })
+
+	second, err := manager.NewLock(ctx, db, "report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := second.AcquireWait(ctx, db, time.Minute, 5*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("second worker has the lock, fence", second.Fence())
+
+	// A wait that runs out reports both the contention and the timeout.
+	third, err := manager.NewLock(ctx, db, "report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = third.AcquireWait(ctx, db, time.Minute, 20*time.Millisecond)
+	fmt.Println(errors.Is(err, distrlock.ErrLockAlreadyAcquired), errors.Is(err, distrlock.ErrWaitTimeout))
+	// Output:
+	// second worker has the lock, fence 2
+	// true true
+}
+
+// Wait for the lock in DoExclusively, and store the owner with it for others to read.
+func ExampleWithWait() {
+	ctx := context.Background()
+	db, closeDB := openSQLite()
+	defer closeDB()
+	createTableSQL, err := distrlock.CreateTableSQL(distrlock.DialectSQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, createTableSQL); err != nil {
+		log.Fatal(err)
+	}
+
+	err = distrlock.DoExclusively(ctx, db, distrlock.DialectSQLite, "nightly-billing", func(ctx context.Context) error {
+		fmt.Println("billing runs on one replica")
+		return nil
+	}, distrlock.WithWait(30*time.Second), distrlock.WithOwner("replica-2"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output: billing runs on one replica
+}
+
+// Leader election: the leader holds a Lease, extended in the background, with its address as data;
+// every replica reads who leads with Get.
+func ExampleDBLock_Hold() {
+	ctx := context.Background()
+	db, closeDB := openSQLite()
+	defer closeDB()
+	manager, err := distrlock.NewDBManager(distrlock.DialectSQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	createTable(ctx, db, manager)
+
+	lock, err := manager.NewLock(ctx, db, "leader")
+	if err != nil {
+		log.Fatal(err)
+	}
+	lock.Owner = "node-a"
+	lock.Data = "10.0.0.7:8080"
+	// Campaign: wait until no other node leads.
+	lease, err := lock.Hold(ctx, db, distrlock.WithLockTTL(10*time.Second), distrlock.WithWait(distrlock.WaitForever))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Lead under lease.Context(): it ends, with cause distrlock.ErrLockLost, as soon as the lease may be lost.
+
+	info, err := manager.Get(ctx, db, "leader")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("leader %s at %s, term %d\n", info.Owner, info.Data, info.Fence)
+
+	// Resign.
+	if err := lease.Release(ctx); err != nil {
+		log.Fatal(err)
+	}
+	info, err = manager.Get(ctx, db, "leader")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("held after resigning:", info.Held)
+	// Output:
+	// leader node-a at 10.0.0.7:8080, term 1
+	// held after resigning: false
+}
+
+// Read locks without taking them: the held ones under a prefix.
+func ExampleDBManager_List() {
+	ctx := context.Background()
+	db, closeDB := openSQLite()
+	defer closeDB()
+	manager, err := distrlock.NewDBManager(distrlock.DialectSQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	createTable(ctx, db, manager)
+	for _, key := range []string{"customer/17", "customer/42", "campaign/9"} {
+		lock, err := manager.NewLock(ctx, db, key)
+		if err != nil {
+			log.Fatal(err)
+		}
+		lock.Owner = "worker-1"
+		if err := lock.Acquire(ctx, db, time.Minute); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	infos, err := manager.List(ctx, db, distrlock.ListOptions{Prefix: "customer/", HeldOnly: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, info := range infos {
+		fmt.Println(info.Key, info.Owner, info.Held, info.TTL)
+	}
+	// Output:
+	// customer/17 worker-1 true 1m0s
+	// customer/42 worker-1 true 1m0s
+}
+
+// The remaining lease on the database's clock, and a renewal with another TTL.
+func ExampleDBLock_ExtendTTL() {
+	ctx := context.Background()
+	db, closeDB := openSQLite()
+	defer closeDB()
+	manager, err := distrlock.NewDBManager(distrlock.DialectSQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	createTable(ctx, db, manager)
+
+	lock, err := manager.NewLock(ctx, db, "import")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := lock.Acquire(ctx, db, 10*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	if err := lock.ExtendTTL(ctx, db, time.Hour); err != nil {
+		log.Fatal(err)
+	}
+	left, err := lock.Remaining(ctx, db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(left > 59*time.Minute, lock.TTL)
+	// Output: true 1h0m0s
+}
+
 // readmeSnippet is a Go block of README.md introduced by <!-- from ExampleName in example_test.go -->.
 var readmeSnippet = regexp.MustCompile("(?s)<!-- from (Example\\w*) in example_test.go -->\n```go\n(.*?)```")
 
