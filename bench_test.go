@@ -1,0 +1,68 @@
+package distrlock
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// The benchmarks of the uncontended cycles, per database: go test -run '^$' -bench . -benchtime 3s
+// They skip a database that is unreachable. bench/ compares them with the other libraries.
+
+// benchDBs returns the databases the benchmarks run on, as sub-benchmark cases.
+func benchDBs() []func(*testing.B) *testDB {
+	return []func(*testing.B) *testDB{
+		func(b *testing.B) *testDB { return openPostgres(b) },
+		func(b *testing.B) *testDB { return openMySQL(b, "") },
+		func(b *testing.B) *testDB { return openMySQL(b, "interpolateParams=true") },
+		func(b *testing.B) *testDB { return openSQLite(b) },
+	}
+}
+
+var benchDBNames = []string{"postgres", "mariadb", "mariadb-interpolateParams", "sqlite"}
+
+// BenchmarkAcquireRelease measures one Acquire and one Release of one key, in autocommit mode: two
+// statements per iteration.
+func BenchmarkAcquireRelease(b *testing.B) {
+	for i, open := range benchDBs() {
+		b.Run(benchDBNames[i], func(b *testing.B) {
+			tdb := open(b)
+			m := newTestManager(b, tdb)
+			ctx := context.Background()
+			lock, err := m.NewLock(ctx, tdb.db, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				if err := lock.Release(ctx, tdb.db); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDoExclusively measures DoExclusively with an empty function: acquire, start and stop the
+// heartbeat, release.
+func BenchmarkDoExclusively(b *testing.B) {
+	for i, open := range benchDBs() {
+		b.Run(benchDBNames[i], func(b *testing.B) {
+			tdb := open(b)
+			m := newTestManager(b, tdb)
+			ctx := context.Background()
+			lock, err := m.NewLock(ctx, tdb.db, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			noop := func(context.Context) error { return nil }
+			for b.Loop() {
+				if err := lock.DoExclusively(ctx, tdb.db, noop); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
