@@ -2,9 +2,11 @@ package distrlock
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -21,10 +23,11 @@ func (l *countingLogger) Errorf(string, ...any) { l.n.Add(1) }
 // heartbeatFixture is a PostgreSQL-dialect lock on a sqlmock database created inside the synctest bubble,
 // so that database/sql's goroutines and sqlmock's delays run on the bubble's fake clock.
 type heartbeatFixture struct {
-	mock sqlmock.Sqlmock
-	lock DBLock
-	db   interface{ Close() error }
-	run  func(ctx context.Context, fn func(context.Context) error, opts ...DoOption) error
+	mock  sqlmock.Sqlmock
+	lock  DBLock
+	db    interface{ Close() error }
+	sqlDB *sql.DB
+	run   func(ctx context.Context, fn func(context.Context) error, opts ...DoOption) error
 }
 
 func newHeartbeatFixture(t *testing.T) *heartbeatFixture {
@@ -41,7 +44,7 @@ func newHeartbeatFixture(t *testing.T) *heartbeatFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &heartbeatFixture{mock: mock, lock: lock, db: db}
+	f := &heartbeatFixture{mock: mock, lock: lock, db: db, sqlDB: db}
 	f.run = func(ctx context.Context, fn func(context.Context) error, opts ...DoOption) error {
 		return f.lock.DoExclusively(ctx, db, fn, opts...)
 	}
@@ -240,4 +243,59 @@ func TestDoExclusivelyReturnsWorkError(t *testing.T) {
 			t.Fatalf("DoExclusively = %v, want fn's error itself", err)
 		}
 	})
+}
+
+// TestNoGoroutineOutlives: DoExclusively, and a Lease once released, leave no goroutine behind, even when an
+// extend hangs at the moment they stop. Counted inside a synctest bubble, where nothing else starts
+// goroutines.
+func TestNoGoroutineOutlives(t *testing.T) {
+	const ttl = 10 * time.Second
+	cases := []struct {
+		name string
+		hold func(f *heartbeatFixture) error
+	}{
+		{"DoExclusively", func(f *heartbeatFixture) error {
+			return f.run(context.Background(), func(ctx context.Context) error {
+				time.Sleep(2500 * time.Millisecond) // the extend started at 2 s hangs
+				return nil
+			}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+		}},
+		{"Lease", func(f *heartbeatFixture) error {
+			lease, err := f.lock.Hold(context.Background(), f.sqlDB, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+			if err != nil {
+				return err
+			}
+			time.Sleep(2500 * time.Millisecond)
+			if err := lease.Release(context.Background()); err != nil {
+				return err
+			}
+			if lease.Context().Err() == nil {
+				return errors.New("lease context alive after Release")
+			}
+			return nil
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newHeartbeatFixture(t)
+				defer f.db.Close()
+				f.expectAcquire()
+				f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+				f.expectRelease()
+
+				synctest.Wait()
+				before := runtime.NumGoroutine()
+				if err := tc.hold(f); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait() // let goroutines that are exiting finish
+				if after := runtime.NumGoroutine(); after > before {
+					t.Errorf("%d goroutines before, %d after: %d outlived the call", before, after, after-before)
+				}
+				// A leaked heartbeat would extend again: an hour later nothing more has been sent.
+				time.Sleep(time.Hour)
+			})
+		})
+	}
 }
