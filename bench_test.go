@@ -26,13 +26,8 @@ var benchDBNames = []string{"postgres", "mariadb", "mariadb-interpolateParams", 
 func BenchmarkAcquireRelease(b *testing.B) {
 	for i, open := range benchDBs() {
 		b.Run(benchDBNames[i], func(b *testing.B) {
-			tdb := open(b)
-			m := newTestManager(b, tdb)
+			tdb, lock := benchLock(b, open)
 			ctx := context.Background()
-			lock, err := m.NewLock(ctx, tdb.db, "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
 			for b.Loop() {
 				if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
 					b.Fatal(err)
@@ -50,13 +45,8 @@ func BenchmarkAcquireRelease(b *testing.B) {
 func BenchmarkDoExclusively(b *testing.B) {
 	for i, open := range benchDBs() {
 		b.Run(benchDBNames[i], func(b *testing.B) {
-			tdb := open(b)
-			m := newTestManager(b, tdb)
+			tdb, lock := benchLock(b, open)
 			ctx := context.Background()
-			lock, err := m.NewLock(ctx, tdb.db, "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
 			noop := func(context.Context) error { return nil }
 			for b.Loop() {
 				if err := lock.DoExclusively(ctx, tdb.db, noop); err != nil {
@@ -65,4 +55,15 @@ func BenchmarkDoExclusively(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchLock opens a benchmark's database, gives it a table of its own and returns a lock on it.
+func benchLock(b *testing.B, open func(*testing.B) *testDB) (*testDB, DBLock) {
+	tdb := open(b)
+	m := newTestManager(b, tdb)
+	lock, err := m.NewLock(context.Background(), tdb.db, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tdb, lock
 }
