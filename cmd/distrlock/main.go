@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -54,7 +55,14 @@ func (a *app) main(ctx context.Context, stopSignals func(), args []string) int {
 		a.usage(a.stderr)
 		return exitUsage
 	}
-	cmd, rest := args[0], args[1:]
+	lead, args := leadingCommonFlags(args)
+	if len(args) == 0 {
+		a.errorf("no command after %s", strings.Join(lead, " "))
+		a.usage(a.stderr)
+		return exitUsage
+	}
+	// The command's own flag set parses the flags that came before it too.
+	cmd, rest := args[0], append(lead, args[1:]...)
 	switch cmd {
 	case "run":
 		stopSignals()
@@ -96,7 +104,7 @@ Usage:
   distrlock release KEY (--token TOKEN | --force)
   distrlock help [COMMAND]
 
-Every command takes:
+Every command takes, before or after its name:
   --dsn DSN     the database: postgres://user@host:5432/db, mysql://user:pass@host:3306/db
                 (MySQL and MariaDB) or sqlite:///path/to/file.db. Default: $DISTRLOCK_DSN,
                 else the SQLite file %s (created on first use; one host only)
@@ -117,6 +125,26 @@ type commonFlags struct {
 	dsn   string
 	table string
 	json  bool
+}
+
+// leadingCommonFlags splits off the flags every command takes when they come before the command, as in
+// `distrlock --dsn DSN list`. It stops at the first argument that is not one of them.
+func leadingCommonFlags(args []string) (lead, rest []string) {
+	for len(args) > 0 {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !strings.HasPrefix(args[0], "-") || args[0] == "-" || args[0] == "--" {
+			break
+		}
+		switch {
+		case name == "json" || hasValue && (name == "dsn" || name == "table"):
+			lead, args = append(lead, args[0]), args[1:]
+		case (name == "dsn" || name == "table") && len(args) > 1:
+			lead, args = append(lead, args[0], args[1]), args[2:]
+		default:
+			return lead, args
+		}
+	}
+	return lead, args
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
@@ -172,6 +200,12 @@ func (a *app) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, 
 	}
 }
 
+// errorf prints a message on stderr, prefixed "distrlock: " once: the library's errors and log lines
+// already begin with it.
 func (a *app) errorf(format string, args ...any) {
-	fmt.Fprintf(a.stderr, "distrlock: "+format+"\n", args...)
+	msg := fmt.Sprintf(format, args...)
+	if !strings.HasPrefix(msg, "distrlock: ") {
+		msg = "distrlock: " + msg
+	}
+	fmt.Fprintln(a.stderr, msg)
 }

@@ -336,3 +336,28 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsBeforeCommand: the flags every command takes may come before the command, and errors say
+// "distrlock:" once.
+func TestFlagsBeforeCommand(t *testing.T) {
+	dsn := "sqlite://" + filepath.Join(t.TempDir(), "locks.db")
+	for _, args := range [][]string{
+		{"--dsn", dsn, "migrate"},
+		{"--dsn=" + dsn, "--json", "list"},
+		{"-dsn", dsn, "--table", "distributed_locks", "run", "--key", "k", "--", "true"},
+	} {
+		cmd := exec.Command(binary, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	cmd := exec.Command(binary, "--dsn", dsn, "--table", "missing", "inspect", "k")
+	out, err := cmd.CombinedOutput()
+	if code := exitCode(t, err); code == 0 || strings.Contains(string(out), "distrlock: distrlock:") ||
+		!strings.Contains(string(out), "distrlock migrate") {
+		t.Errorf("inspect on a missing table: exit %d\n%s", code, out)
+	}
+	if code := exitCode(t, exec.Command(binary, "--dsn", dsn).Run()); code != exitUsage {
+		t.Errorf("flags without a command: exit %d, want %d", code, exitUsage)
+	}
+}
