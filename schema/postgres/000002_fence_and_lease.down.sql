@@ -1,4 +1,4 @@
--- Tokens that are not UUIDs (static tokens) cannot go back to go-dbkit's uuid column and become NULL;
+-- Tokens that are not UUIDs (static tokens) cannot go back to go-dbkit's uuid column and become NULL,
 -- keys longer than 40 characters make this migration fail rather than be cut.
 ALTER TABLE "distributed_locks"
     DROP COLUMN acquired_at,

@@ -1,0 +1,4 @@
+// Package compat holds tests that prove distrlock's schema works with the migrators applications use
+// (golang-migrate, goose, rubenv/sql-migrate and go-dbkit's runner built on it) and upgrades go-dbkit's
+// table. It is a module of its own so that the library's users never download those migrators.
+package compat
