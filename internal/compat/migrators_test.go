@@ -160,4 +160,3 @@ func TestSQLMigrate(t *testing.T) {
 		})
 	}
 }
-
