@@ -21,7 +21,8 @@ import (
 type DBLock struct {
 	// Key identifies the lock.
 	Key string
-	// TTL is the lease duration of the last acquisition attempt; Extend renews the lease for TTL.
+	// TTL is the lease duration of the last acquisition that took the lock or whose outcome was lost (a
+	// refused attempt leaves it alone); Extend renews the lease for TTL.
 	TTL time.Duration
 	// Owner, if set before an acquire, is stored with the lock for others to read with [DBManager.Get]:
 	// a host name or a process identity (at most [MaxOwnerLength] bytes of UTF-8 without NUL).
@@ -39,8 +40,9 @@ type DBLock struct {
 	prevToken string
 }
 
-// Token returns the token of the last acquisition attempt: the lock is held under this token after a
-// successful acquire, and also after an acquire whose outcome was lost (see [DBLock.Acquire]).
+// Token returns the token of the last acquisition that took the lock or whose outcome was lost (a refused
+// attempt leaves it alone): the lock is held under this token after a successful acquire, and may be after
+// an acquire whose outcome was lost (see [DBLock.Acquire]).
 func (l *DBLock) Token() string { return l.token }
 
 // Fence returns the fencing token of the last successful acquisition, or 0 if there was none (or its
@@ -51,7 +53,8 @@ func (l *DBLock) Token() string { return l.token }
 //	UPDATE accounts SET balance = $1, fence = $2 WHERE id = $3 AND fence <= $2
 //
 // Fences continue across release and expiry because the key's row is never deleted; deleting rows from the
-// table by hand restarts that key's fences at 1.
+// table by hand restarts that key's fences at 1. Inside a transaction a fence counts once the transaction
+// commits: a rolled-back acquisition's fence is handed out again to the next holder.
 func (l *DBLock) Fence() int64 { return l.fence }
 
 // Acquire takes the lock for ttl under a new random token, with one statement that also creates the key's
@@ -220,6 +223,10 @@ func (m *DBManager) ReleaseWithToken(ctx context.Context, exec SQLExecutor, key,
 func (l *DBLock) check(ctx context.Context, exec SQLExecutor) error {
 	if l.manager == nil {
 		return ErrInvalidLock
+	}
+	// Key is a field the caller may have changed since NewLock checked it.
+	if err := validateKey(l.Key); err != nil {
+		return err
 	}
 	return checkCall(ctx, exec)
 }

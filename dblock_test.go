@@ -880,3 +880,45 @@ func TestAcquireNewTokenEachTime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// unitNoCalls is an SQLExecutor that fails the test if anything is sent.
+type unitNoCalls struct{ t *testing.T }
+
+func (e unitNoCalls) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	e.t.Error("a statement was sent")
+	return nil, errors.New("unexpected")
+}
+
+func (e unitNoCalls) QueryRowContext(context.Context, string, ...any) *sql.Row {
+	e.t.Error("a statement was sent")
+	return nil
+}
+
+// TestKeyChangedAfterNewLock: Key is a public field; a key made invalid after NewLock is refused by every
+// operation before anything is sent.
+func TestKeyChangedAfterNewLock(t *testing.T) {
+	m, err := NewDBManager(DialectPgx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	exec := unitNoCalls{t}
+	for _, key := range []string{"", strings.Repeat("k", MaxKeyLength+1), "a\x00b", "\xff"} {
+		l, err := m.NewLock(ctx, exec, "valid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Key = key
+		for name, call := range map[string]func() error{
+			"Acquire":                func() error { return l.Acquire(ctx, exec, time.Minute) },
+			"AcquireWithStaticToken": func() error { return l.AcquireWithStaticToken(ctx, exec, "t", time.Minute) },
+			"AcquireWait":            func() error { return l.AcquireWait(ctx, exec, time.Minute, time.Second) },
+			"Extend":                 func() error { return l.Extend(ctx, exec) },
+			"Release":                func() error { return l.Release(ctx, exec) },
+		} {
+			if err := call(); !errors.Is(err, ErrInvalidKey) {
+				t.Errorf("%s with key %q: %v, want ErrInvalidKey", name, key, err)
+			}
+		}
+	}
+}

@@ -51,7 +51,7 @@ var (
 
 	// ErrUnsupportedDialect is returned by [NewDBManager], [CreateTableSQL] and [DropTableSQL] for a
 	// dialect other than the Dialect constants of this package.
-	ErrUnsupportedDialect = errors.New("unsupported SQL dialect")
+	ErrUnsupportedDialect = errors.New("unsupported sql dialect")
 
 	// ErrNilExecutor is returned when a nil [SQLExecutor] (or a nil *sql.DB, *sql.Tx or *sql.Conn) is passed.
 	ErrNilExecutor = errors.New("nil SQL executor")

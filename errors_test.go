@@ -26,7 +26,7 @@ var unitSentinels = []struct {
 	{ErrInvalidToken, "invalid lock token"},
 	{ErrInvalidTTL, "invalid lock TTL"},
 	{ErrInvalidTableName, "invalid table name"},
-	{ErrUnsupportedDialect, "unsupported SQL dialect"},
+	{ErrUnsupportedDialect, "unsupported sql dialect"},
 	{ErrNilExecutor, "nil SQL executor"},
 	{ErrInvalidLock, "lock not created by DBManager.NewLock"},
 	{ErrInvalidOption, "invalid option"},

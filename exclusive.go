@@ -39,6 +39,7 @@ type doOptions struct {
 	logger                 Logger
 	maxWait                time.Duration // 0: try once
 	owner                  string
+	ownerSet               bool
 	data                   string
 	dataSet                bool
 }
@@ -50,17 +51,19 @@ func WithWait(maxWait time.Duration) DoOption {
 	return func(o *doOptions) { o.maxWait = maxWait }
 }
 
-// WithOwner stores owner with the lock (see [DBLock.Owner]); by default the lock's own Owner is kept.
+// WithOwner stores owner with this acquisition (see [DBLock.Owner]; "" stores none) without changing the
+// DBLock's own Owner, which is used by default.
 func WithOwner(owner string) DoOption {
-	return func(o *doOptions) { o.owner = owner }
+	return func(o *doOptions) { o.owner, o.ownerSet = owner, true }
 }
 
-// WithData stores data with the lock (see [DBLock.Data]); by default the lock's own Data is kept.
+// WithData stores data with this acquisition (see [DBLock.Data]; "" stores none) without changing the
+// DBLock's own Data, which is used by default.
 func WithData(data string) DoOption {
 	return func(o *doOptions) { o.data, o.dataSet = data, true }
 }
 
-// WithLockTTL sets the lease duration; the default is [DefaultLockTTL].
+// WithLockTTL sets the lease duration; the default (also selected by 0, as in go-dbkit) is [DefaultLockTTL].
 func WithLockTTL(ttl time.Duration) DoOption {
 	return func(o *doOptions) { o.lockTTL = ttl }
 }
@@ -72,7 +75,8 @@ func WithPeriodicExtendInterval(interval time.Duration) DoOption {
 	return func(o *doOptions) { o.periodicExtendInterval = interval }
 }
 
-// WithReleaseTimeout bounds the release that follows the function; the default is [DefaultReleaseTimeout].
+// WithReleaseTimeout bounds the release that follows the function; the default (also selected by 0, as in
+// go-dbkit) is [DefaultReleaseTimeout].
 // The release runs even when the caller's context has ended.
 func WithReleaseTimeout(timeout time.Duration) DoOption {
 	return func(o *doOptions) { o.releaseTimeout = timeout }
@@ -94,6 +98,14 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 	o := doOptions{lockTTL: DefaultLockTTL, releaseTimeout: DefaultReleaseTimeout}
 	for _, opt := range options {
 		opt(&o)
+	}
+	// go-dbkit reads 0 as "the default" for the TTL, the interval and the release timeout; negative
+	// values are errors.
+	if o.lockTTL == 0 {
+		o.lockTTL = DefaultLockTTL
+	}
+	if o.releaseTimeout == 0 {
+		o.releaseTimeout = DefaultReleaseTimeout
 	}
 	if err := validateTTL(o.lockTTL); err != nil {
 		return o, err
@@ -142,9 +154,15 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 	if err != nil {
 		return err
 	}
-	fnErr := fn(workCtx)
-	lost := hb.stop()
-	l.release(ctx, db, o)
+	var fnErr, lost error
+	func() {
+		// Deferred so that a panic in fn also stops the heartbeat and frees the lock before it unwinds on.
+		defer func() {
+			lost = hb.stop()
+			l.release(ctx, db, o)
+		}()
+		fnErr = fn(workCtx)
+	}()
 	if lost != nil {
 		return errors.Join(fnErr, opError(op, l.Key, lost))
 	}
@@ -158,22 +176,29 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 	if db == nil {
 		return nil, opError(op, l.Key, ErrNilExecutor)
 	}
-	if o.owner != "" {
-		l.Owner = o.owner
-	}
-	if o.dataSet {
-		l.Data = o.data
+	if o.ownerSet || o.dataSet {
+		// The options apply to this acquisition only: the caller's DBLock keeps its own Owner and Data.
+		owner, data := l.Owner, l.Data
+		defer func() { l.Owner, l.Data = owner, data }()
+		if o.ownerSet {
+			l.Owner = o.owner
+		}
+		if o.dataSet {
+			l.Data = o.data
+		}
 	}
 	tokenBefore := l.token
+	// The lease is counted from the start of the statement that took the lock: after a wait, the last one.
 	start := time.Now()
 	var err error
 	if o.maxWait > 0 {
-		err = l.AcquireWait(ctx, db, o.lockTTL, o.maxWait)
+		start, err = l.acquireWait(ctx, db, "acquire wait", o.lockTTL, o.maxWait)
 	} else {
 		err = l.Acquire(ctx, db, o.lockTTL)
 	}
 	if err != nil {
-		if l.token != tokenBefore && !errors.Is(err, ErrLockAlreadyAcquired) {
+		// A changed token means the last attempt's outcome is unknown (a refusal leaves the token alone).
+		if l.token != tokenBefore {
 			// The outcome was lost: free the lock in case this attempt took it, and only then (a hold
 			// the DBLock had before the call is the caller's business).
 			relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)

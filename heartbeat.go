@@ -93,10 +93,8 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
 			return
 		case <-tick.C:
-			// Each attempt gets one interval, so that a hung connection leaves time to retry on another;
-			// and none outlives the deadline, after which its success would prove nothing.
 			start := time.Now()
-			extCtx, cancel := context.WithDeadline(ctx, earliest(deadline, start.Add(h.opts.periodicExtendInterval)))
+			extCtx, cancel := context.WithDeadline(ctx, attemptDeadline(start, deadline, h.opts.periodicExtendInterval))
 			cancelExtend = cancel
 			go func() {
 				done <- extendResult{start: start, err: h.lock.extendCause(extCtx, h.db, h.lock.TTL)}
@@ -126,11 +124,18 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 	}
 }
 
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
+// attemptDeadline bounds an extend attempt that starts at start while the lease is trusted until deadline.
+// An attempt gets at most one interval and at most half of the time left, so that a hung connection leaves
+// time for retries (on another connection of the pool); only when half would be shorter than the pause
+// between retries does the attempt get all that is left. None outlives the deadline, after which its
+// success would prove nothing.
+func attemptDeadline(start, deadline time.Time, interval time.Duration) time.Time {
+	left := deadline.Sub(start)
+	d := min(interval, left/2)
+	if d < retryDelay(interval) {
+		d = left
 	}
-	return b
+	return start.Add(d)
 }
 
 // retryDelay spaces the retries of a failed extend: a quarter of the interval, at least 10 ms and at most

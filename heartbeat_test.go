@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -83,17 +84,22 @@ func TestHeartbeatExtendsOnSchedule(t *testing.T) {
 		}
 		f.expectRelease()
 
+		// An extend beyond the four expected ones gets an error from sqlmock, which is logged.
+		logger := &countingLogger{}
 		var workErr error
 		err := f.run(context.Background(), func(ctx context.Context) error {
 			time.Sleep(9 * time.Second)
 			workErr = ctx.Err()
 			return nil
-		}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+		}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second), WithLogger(logger))
 		if err != nil {
 			t.Fatalf("DoExclusively: %v", err)
 		}
 		if workErr != nil {
 			t.Fatalf("work context ended although every extend succeeded: %v", workErr)
+		}
+		if n := logger.n.Load(); n != 0 {
+			t.Fatalf("%d errors logged: more extends were sent than the four expected", n)
 		}
 	})
 }
@@ -123,12 +129,24 @@ func TestHeartbeatCancelsWorkBeforeLeaseEnds(t *testing.T) {
 		{
 			name: "extends hang",
 			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
-				// The extend at 3 s hangs until its own deadline one interval later (6 s) and is logged; the
-				// retry at 6.75 s hangs until the lease deadline (8.8 s), where the lease counts as lost.
-				for range 2 {
+				// Each attempt gets half the time left: the extend at 3 s hangs until 5.9 s and is logged, the
+				// retry at 6.65 s until 7.725 s (logged), and the retry at 8.475 s, with less than a retry
+				// pause left, until the lease deadline (8.8 s), where the lease counts as lost.
+				for range 3 {
 					f.expectExtend(ttl).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
 				}
-				return 1
+				return 2
+			},
+			cancelAfter: ttl - margin,
+		},
+		{
+			name: "extends time out",
+			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
+				// A driver's own timeout, returned at once: attempts at 3, 3.75, …, 8.25 s as for network errors.
+				for range 8 {
+					f.expectExtend(ttl).WillReturnError(fmt.Errorf("read tcp: i/o timeout: %w", os.ErrDeadlineExceeded))
+				}
+				return 8
 			},
 			cancelAfter: ttl - margin,
 		},
@@ -252,16 +270,17 @@ func TestNoGoroutineOutlives(t *testing.T) {
 	const ttl = 10 * time.Second
 	cases := []struct {
 		name string
-		hold func(f *heartbeatFixture) error
+		hold func(f *heartbeatFixture, logger Logger) error
 	}{
-		{"DoExclusively", func(f *heartbeatFixture) error {
+		{"DoExclusively", func(f *heartbeatFixture, logger Logger) error {
 			return f.run(context.Background(), func(ctx context.Context) error {
 				time.Sleep(2500 * time.Millisecond) // the extend started at 2 s hangs
 				return nil
-			}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+			}, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second), WithLogger(logger))
 		}},
-		{"Lease", func(f *heartbeatFixture) error {
-			lease, err := f.lock.Hold(context.Background(), f.sqlDB, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second))
+		{"Lease", func(f *heartbeatFixture, logger Logger) error {
+			lease, err := f.lock.Hold(context.Background(), f.sqlDB, WithLockTTL(ttl), WithPeriodicExtendInterval(2*time.Second),
+				WithLogger(logger))
 			if err != nil {
 				return err
 			}
@@ -286,16 +305,79 @@ func TestNoGoroutineOutlives(t *testing.T) {
 
 				synctest.Wait()
 				before := runtime.NumGoroutine()
-				if err := tc.hold(f); err != nil {
+				logger := &countingLogger{}
+				if err := tc.hold(f, logger); err != nil {
 					t.Fatal(err)
 				}
 				synctest.Wait() // let goroutines that are exiting finish
 				if after := runtime.NumGoroutine(); after > before {
 					t.Errorf("%d goroutines before, %d after: %d outlived the call", before, after, after-before)
 				}
-				// A leaked heartbeat would extend again: an hour later nothing more has been sent.
+				// A leaked heartbeat would extend again, get an error from sqlmock (nothing more is
+				// expected) and log it: an hour later nothing has been logged.
 				time.Sleep(time.Hour)
+				if n := logger.n.Load(); n != 0 {
+					t.Errorf("%d errors logged after the call returned", n)
+				}
 			})
 		})
 	}
+}
+
+// TestHeartbeatRetriesHungExtendWithDefaults: with the default options (TTL 1 m, interval 30 s, margin
+// 6 s), an extend that hangs on its connection is given up at 42 s, half the time left, and the retry
+// at 43 s succeeds: the work is never cancelled.
+func TestHeartbeatRetriesHungExtendWithDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.expectAcquire()
+		f.expectExtend(DefaultLockTTL).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+		f.expectExtend(DefaultLockTTL).WillReturnResult(sqlmock.NewResult(0, 1)) // at 43 s
+		f.expectExtend(DefaultLockTTL).WillReturnResult(sqlmock.NewResult(0, 1)) // at 73 s
+		f.expectRelease()
+		logger := &countingLogger{}
+
+		var workErr error
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			time.Sleep(90 * time.Second)
+			workErr = ctx.Err()
+			return nil
+		}, WithLogger(logger))
+		if err != nil || workErr != nil {
+			t.Fatalf("DoExclusively = %v, work context %v; want both nil", err, workErr)
+		}
+		if n := logger.n.Load(); n != 1 {
+			t.Fatalf("%d failed extends logged, want the one that hung", n)
+		}
+	})
+}
+
+// TestDoExclusivelyPanic: a panic in fn still stops the heartbeat and releases the lock before it
+// reaches the caller; synctest would report a heartbeat left running.
+func TestDoExclusivelyPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.expectAcquire()
+		f.expectExtend(10 * time.Second).WillReturnResult(sqlmock.NewResult(0, 1))
+		f.expectRelease()
+		logger := &countingLogger{}
+
+		recovered := func() (r any) {
+			defer func() { r = recover() }()
+			_ = f.run(context.Background(), func(ctx context.Context) error {
+				time.Sleep(3 * time.Second) // one extend, at 2 s
+				panic("boom")
+			}, WithLockTTL(10*time.Second), WithPeriodicExtendInterval(2*time.Second), WithLogger(logger))
+			return nil
+		}()
+		if recovered != "boom" {
+			t.Fatalf("recovered %v, want fn's panic", recovered)
+		}
+		time.Sleep(time.Hour) // a heartbeat left running would extend, fail against sqlmock and log
+		if n := logger.n.Load(); n != 0 {
+			t.Fatalf("%d errors logged after the panic", n)
+		}
+	})
 }

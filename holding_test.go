@@ -389,3 +389,78 @@ func TestLease(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitLongerThanLease: DoExclusively and Hold with WithWait count the lease from the attempt that took
+// the lock, not from the start of the wait: a wait longer than the TTL less the margin does not make the
+// new holder's lease count as lost at once.
+func TestWaitLongerThanLease(t *testing.T) {
+	for _, tdb := range []*testDB{openPostgres(t), openMySQL(t, ""), openSQLite(t)} {
+		t.Run(tdb.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			m := newTestManager(t, tdb)
+			const ttl = time.Second // margin 100 ms: a wait over 900 ms used to cost the whole lease
+			hold := func() {
+				t.Helper()
+				holder, _ := m.NewLock(ctx, tdb.db, "long-wait")
+				if err := holder.Acquire(ctx, tdb.db, 1500*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			hold()
+			waiter, _ := m.NewLock(ctx, tdb.db, "long-wait")
+			start := time.Now()
+			var waited time.Duration
+			err := waiter.DoExclusively(ctx, tdb.db, func(ctx context.Context) error {
+				waited = time.Since(start)
+				time.Sleep(ttl / 2)
+				return context.Cause(ctx)
+			}, WithLockTTL(ttl), WithWait(10*time.Second))
+			if err != nil {
+				t.Fatalf("DoExclusively after a wait of %v: %v", waited, err)
+			}
+			if waited < 900*time.Millisecond {
+				t.Fatalf("got the lock after %v: the holder's lease did not make it wait", waited)
+			}
+
+			hold()
+			lease, err := m.Hold(ctx, tdb.db, "long-wait", WithLockTTL(ttl), WithWait(10*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(ttl / 2)
+			if err := lease.Lost(); err != nil {
+				t.Errorf("lease lost %v after a wait: %v", ttl/2, err)
+			}
+			if err := lease.Release(ctx); err != nil {
+				t.Errorf("release: %v", err)
+			}
+		})
+	}
+}
+
+// TestDoOwnerOptionsLeaveLockAlone: WithOwner and WithData apply to one acquisition; the DBLock keeps its own.
+func TestDoOwnerOptionsLeaveLockAlone(t *testing.T) {
+	tdb := openSQLite(t)
+	ctx := context.Background()
+	m := newTestManager(t, tdb)
+	lock, _ := m.NewLock(ctx, tdb.db, "owned")
+	lock.Owner, lock.Data = "mine", "my data"
+	err := lock.DoExclusively(ctx, tdb.db, func(ctx context.Context) error {
+		info, err := m.Get(ctx, tdb.db, "owned")
+		if err != nil {
+			return err
+		}
+		if info.Owner != "" || info.Data != "per call" {
+			t.Errorf("stored owner %q and data %q, want none and %q", info.Owner, info.Data, "per call")
+		}
+		return nil
+	}, WithOwner(""), WithData("per call"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lock.Owner != "mine" || lock.Data != "my data" {
+		t.Errorf("the DBLock's Owner and Data became %q and %q", lock.Owner, lock.Data)
+	}
+}

@@ -63,18 +63,19 @@ func (s *Lease) Fence() int64 { return s.lock.fence }
 // Lost returns an error matching [ErrLockLost] once the lease may have ended, else nil.
 func (s *Lease) Lost() error { return s.hb.lostErr() }
 
-// Release stops the heartbeat, frees the lock and ends the lease's context. It is idempotent: later calls
+// Release stops the heartbeat, ends the lease's context and then frees the lock. It is idempotent: later calls
 // return the first call's result. It returns an error matching [ErrLockLost] when the lease had been lost
 // (work done under it may have overlapped another holder's), and the release's error otherwise. The
 // release runs on [context.WithoutCancel] of ctx, bounded by the release timeout.
 func (s *Lease) Release(ctx context.Context) error {
 	s.once.Do(func() {
 		lost := s.hb.stop()
+		// The work under Context must stop before the lock is free for another holder.
+		s.cancel(context.Canceled)
 		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.releaseTimeout)
 		defer cancel()
 		lock := s.lock
 		err := lock.Release(relCtx, s.db)
-		s.cancel(context.Canceled)
 		switch {
 		case lost != nil:
 			s.releaseErr = opError("release", s.lock.Key, lost)

@@ -184,7 +184,7 @@ func TestUnsupportedDialect(t *testing.T) {
 			if m != nil {
 				t.Error("NewDBManager returned a manager with its error")
 			}
-			if want := fmt.Sprintf("unsupported SQL dialect %q", string(d)); err != nil && !strings.HasSuffix(err.Error(), want) {
+			if want := fmt.Sprintf("unsupported sql dialect %q", string(d)); err != nil && !strings.HasSuffix(err.Error(), want) {
 				t.Errorf("error %q does not end with %q", err, want)
 			}
 			_, err = NewDBManager(d, WithTableName("my_locks"))
@@ -257,7 +257,7 @@ func TestTableNames(t *testing.T) {
 	}
 }
 
-// TestDoOptions: the defaults, and every out-of-range value is refused rather than fixed.
+// TestDoOptions: the defaults, which 0 also selects for go-dbkit's three options.
 func TestDoOptions(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -275,6 +275,9 @@ func TestDoOptions(t *testing.T) {
 		{"interval just below TTL less margin", []DoOption{WithLockTTL(10 * time.Second), WithSafetyMargin(2 * time.Second),
 			WithPeriodicExtendInterval(8*time.Second - 1)}, doOptions{lockTTL: 10 * time.Second,
 			periodicExtendInterval: 8*time.Second - 1, releaseTimeout: 5 * time.Second, safetyMargin: 2 * time.Second}},
+		{"0 selects the defaults, as in go-dbkit", []DoOption{WithLockTTL(0), WithPeriodicExtendInterval(0),
+			WithReleaseTimeout(0)}, doOptions{lockTTL: time.Minute, periodicExtendInterval: 30 * time.Second,
+			releaseTimeout: 5 * time.Second, safetyMargin: 6 * time.Second}},
 		{"all set", []DoOption{WithLockTTL(time.Hour), WithPeriodicExtendInterval(time.Minute),
 			WithReleaseTimeout(time.Second), WithSafetyMargin(5 * time.Minute)}, doOptions{lockTTL: time.Hour,
 			periodicExtendInterval: time.Minute, releaseTimeout: time.Second, safetyMargin: 5 * time.Minute}},
@@ -296,7 +299,6 @@ func TestDoOptionsInvalid(t *testing.T) {
 		opts []DoOption
 		want error
 	}{
-		{"TTL 0", []DoOption{WithLockTTL(0)}, ErrInvalidTTL},
 		{"TTL negative", []DoOption{WithLockTTL(-time.Second)}, ErrInvalidTTL},
 		{"TTL below MinTTL", []DoOption{WithLockTTL(MinTTL - 1)}, ErrInvalidTTL},
 		{"TTL above MaxTTL", []DoOption{WithLockTTL(MaxTTL + 1)}, ErrInvalidTTL},
@@ -312,7 +314,6 @@ func TestDoOptionsInvalid(t *testing.T) {
 		{"margin above TTL", []DoOption{WithSafetyMargin(time.Hour)}, ErrInvalidOption},
 		{"margin -1s", []DoOption{WithSafetyMargin(-time.Second)}, ErrInvalidOption},
 		{"margin -1ns", []DoOption{WithSafetyMargin(-1)}, ErrInvalidOption},
-		{"release timeout 0", []DoOption{WithReleaseTimeout(0)}, ErrInvalidOption},
 		{"release timeout negative", []DoOption{WithReleaseTimeout(-time.Second)}, ErrInvalidOption},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,18 +27,27 @@ const (
 // the same [DBManager] wakes its waiters at once, so goroutines of one process hand the lock over without
 // polling delay. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
 // the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
+//
+// If ctx ends while an attempt is in flight after the lock was refused, the error matches
+// ErrLockAlreadyAcquired, ctx's error and the attempt's error; that attempt's outcome is unknown, and, as
+// with [DBLock.Acquire], its token is kept so that [DBLock.Release] frees the lock if it was taken.
 func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait time.Duration) error {
-	const op = "acquire wait"
+	_, err := l.acquireWait(ctx, exec, "acquire wait", ttl, maxWait)
+	return err
+}
+
+// acquireWait is AcquireWait that also returns when the successful attempt started, where the lease begins.
+func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (time.Time, error) {
 	if maxWait <= 0 {
-		return opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
+		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
 	}
 	if err := l.check(ctx, exec); err != nil {
-		return opError(op, l.Key, err)
+		return time.Time{}, opError(op, l.Key, err)
 	}
 	if _, inTx := exec.(*sql.Tx); inTx {
 		// A refused attempt keeps the key's row locked until the transaction ends, so the holder could
 		// neither extend nor release: the wait would last until the holder's lease ran out.
-		return opError(op, l.Key, fmt.Errorf("%w: waiting inside a transaction would block the holder; wait on a *sql.DB or *sql.Conn", ErrInvalidOption))
+		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: waiting inside a transaction would block the holder; wait on a *sql.DB or *sql.Conn", ErrInvalidOption))
 	}
 	waitCtx := ctx
 	if maxWait != WaitForever {
@@ -48,18 +57,25 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 	}
 	m := l.manager
 	delay := m.backoffMin
-	for {
+	for refused := false; ; refused = true {
 		wake, leave := m.waiters.enter(l.Key)
 		// The statement runs under ctx, not under the wait's deadline: a statement cut short by our own
 		// timer would leave an outcome nobody knows. One that is in flight when the wait ends finishes.
+		start := time.Now()
 		err := l.acquire(ctx, exec, op, newToken(), ttl)
 		if !errors.Is(err, ErrLockAlreadyAcquired) {
 			leave()
-			return err
+			if err != nil && refused && ctx.Err() != nil {
+				// ctx ended during an attempt after the lock had been refused: still contention and
+				// cancellation to the caller, with the attempt's own error (its outcome is unknown).
+				return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w (the last attempt's outcome is unknown: %w)",
+					ErrLockAlreadyAcquired, contextError(ctx), errors.Unwrap(err)))
+			}
+			return start, err
 		}
 		if waitCtx.Err() != nil {
 			leave()
-			return opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
+			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
 		}
 		// Equal jitter: at least half the delay, so waiters spread out without hammering the database.
 		timer := time.NewTimer(delay/2 + rand.N(delay/2+1))
@@ -69,7 +85,7 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 		case <-waitCtx.Done():
 			timer.Stop()
 			leave()
-			return opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
+			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
 		}
 		timer.Stop()
 		leave()
