@@ -17,11 +17,33 @@ import (
 
 // integDBs returns the databases of allDBs plus MariaDB with clientFoundRows=true, alone and with
 // interpolateParams=true: the acquire statement reads its outcome from the affected-rows count, which
-// clientFoundRows changes, so every behaviour is checked under both settings.
+// clientFoundRows changes, so every behaviour is checked under both settings. On MariaDB it adds a session
+// whose sql_mode has SIMULTANEOUS_ASSIGNMENT, under which ON DUPLICATE KEY UPDATE assigns all columns from
+// the old row instead of left to right.
 func integDBs(t *testing.T) []*testDB {
-	return append(allDBs(t),
+	dbs := append(allDBs(t),
 		openMySQL(t, "clientFoundRows=true"),
 		openMySQL(t, "clientFoundRows=true&interpolateParams=true"))
+	if isMariaDB(t, dbs[1]) {
+		simultaneous := openMySQL(t, "sql_mode=%27STRICT_TRANS_TABLES,SIMULTANEOUS_ASSIGNMENT%27")
+		var mode string
+		if err := simultaneous.db.QueryRowContext(context.Background(), "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil ||
+			!strings.Contains(mode, "SIMULTANEOUS_ASSIGNMENT") {
+			t.Fatalf("the session's sql_mode is %q (%v), want SIMULTANEOUS_ASSIGNMENT", mode, err)
+		}
+		dbs = append(dbs, simultaneous)
+	}
+	return dbs
+}
+
+// isMariaDB reports whether tdb is a MariaDB server (MySQL has no SIMULTANEOUS_ASSIGNMENT mode).
+func isMariaDB(t *testing.T, tdb *testDB) bool {
+	t.Helper()
+	var version string
+	if err := tdb.db.QueryRowContext(context.Background(), "SELECT VERSION()").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(strings.ToLower(version), "mariadb")
 }
 
 // integEach runs fn for each database in a subtest named after it, all at once (see integRun).
