@@ -106,7 +106,9 @@ func isConnectionError(err error) bool {
 // migrate creates the lock table, or upgrades a go-dbkit one, on the database.
 func (a *app) cmdMigrate(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("migrate", "migrate [--dsn DSN] [--table NAME]",
-		"Creates the lock table if it does not exist, in the shape this version uses. The default SQLite\nfile needs no migrate: it is created on first use.")
+		`Creates the lock table if it does not exist, in the shape this version uses, or upgrades a table
+that go-dbkit's distrlock created (its locks stay held until they expire). Stop every go-dbkit replica
+that uses the table first. The default SQLite file needs no migrate: it is created on first use.`)
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -119,12 +121,61 @@ func (a *app) cmdMigrate(ctx context.Context, args []string) int {
 		return code
 	}
 	defer c.Close()
-	if err := c.m.CreateTable(ctx, c.db); err != nil {
+	status := "ready"
+	var applied []string
+	// Get reads every column of the current shape: the table is missing, go-dbkit's, or ours.
+	_, err := c.m.Get(ctx, c.db, "distrlock-migrate-probe")
+	switch {
+	case err == nil:
+	case isMissingTable(err.Error()):
+		if err := c.m.CreateTable(ctx, c.db); err != nil {
+			return a.explain(c, err)
+		}
+		status = "created"
+	case isMissingColumn(err.Error()):
+		if applied, err = upgradeDBkit(ctx, c); err != nil {
+			a.errorf("upgrading go-dbkit's table %s: %v", c.m.TableName(), err)
+			return exitInternal
+		}
+		status = "upgraded"
+	default:
 		return a.explain(c, err)
 	}
 	if cf.json {
-		return a.printJSON(map[string]string{"table": c.m.TableName(), "database": c.t.display, "status": "ok"})
+		return a.printJSON(map[string]any{"table": c.m.TableName(), "database": c.t.display, "status": status, "applied": applied})
 	}
-	fmt.Fprintf(a.stdout, "table %s is ready in %s\n", c.m.TableName(), c.t.display)
+	switch status {
+	case "upgraded":
+		fmt.Fprintf(a.stdout, "table %s in %s upgraded from go-dbkit's shape (%s); its locks stay held until they expire\n",
+			c.m.TableName(), c.t.display, strings.Join(applied, ", "))
+	default:
+		fmt.Fprintf(a.stdout, "table %s is %s in %s\n", c.m.TableName(), status, c.t.display)
+	}
 	return exitOK
+}
+
+// upgradeDBkit applies the migrations after the first (go-dbkit's table) and returns their IDs. Where
+// DDL is transactional (PostgreSQL, SQLite) they run in one transaction; MySQL commits each statement.
+func upgradeDBkit(ctx context.Context, c *conn) ([]string, error) {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var ids []string
+	for _, mig := range c.m.Migrations()[1:] {
+		for _, stmt := range mig.UpSQL() {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return nil, fmt.Errorf("%s: %w", mig.ID(), err)
+			}
+		}
+		ids = append(ids, mig.ID())
+	}
+	return ids, tx.Commit()
+}
+
+func isMissingColumn(msg string) bool {
+	// PostgreSQL 42703, MySQL/MariaDB 1054, SQLite.
+	return strings.Contains(msg, "SQLSTATE 42703") || strings.Contains(msg, "Error 1054") ||
+		strings.Contains(msg, "no such column")
 }

@@ -110,14 +110,20 @@ func defaultSQLitePath() (string, error) {
 	return filepath.Join(home, ".local", "state", "distrlock", "locks.db"), nil
 }
 
-// redact hides the password of a URL-shaped DSN.
+// redact hides the password of a URL-shaped DSN, in its user part and in a password query parameter.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return dsn
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }

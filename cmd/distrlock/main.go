@@ -27,7 +27,7 @@ const (
 	exitInternal    = 70 // an unexpected error (EX_SOFTWARE)
 	exitHeld        = 75 // the lock is held by another (EX_TEMPFAIL: try again later)
 	exitWaitTimeout = 76 // --wait ran out while another held the lock
-	exitLeaseLost   = 77 // the lease was lost while the command ran; the command was stopped
+	exitLeaseLost   = 77 // the lease was lost while the command ran; the command was stopped if still running
 	exitNotFound    = 78 // release: the lock is not held under that token, or not held at all
 )
 
@@ -115,8 +115,9 @@ Exit codes:
   the command's own   run: the command ran (128+N if it died of signal N)
   64  bad usage                     69  database unreachable
   70  unexpected error              75  lock held by another (run without --wait)
-  76  --wait ran out                77  lease lost while the command ran; it was stopped
-  78  release: not held under that token
+  76  --wait ran out                77  lease lost while the command ran (stopped if still running)
+  78  release: not held (under that token)
+  126, 127  run: the command cannot be executed, or is not found
 `, path)
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/distrlock/distrlock"
 	"net/url"
 	"os"
 	"os/exec"
@@ -359,5 +360,136 @@ func TestFlagsBeforeCommand(t *testing.T) {
 	}
 	if code := exitCode(t, exec.Command(binary, "--dsn", dsn).Run()); code != exitUsage {
 		t.Errorf("flags without a command: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestMigrateUpgradesDBkit: migrate upgrades a table in go-dbkit's shape in place: a lock go-dbkit holds
+// stays held (PostgreSQL, where go-dbkit wrote it), a free key can be taken at once, and a second migrate
+// finds nothing to do.
+func TestMigrateUpgradesDBkit(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := &cli{t: t, dsn: b.dsn, table: "cli_dbkit_" + strings.ToLower(b.name)}
+			driver, dsn, dialect := "sqlite", strings.TrimPrefix(b.dsn, "sqlite://"), distrlock.DialectSQLite
+			if b.name == "postgres" {
+				driver, dsn, dialect = "pgx", b.dsn, distrlock.DialectPgx
+			}
+			db, err := sql.Open(driver, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			exec := func(q string, args ...any) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, q, args...); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			exec(m.DropTableSQL())
+			t.Cleanup(func() { _, _ = db.Exec(m.DropTableSQL()) })
+			for _, stmt := range m.Migrations()[0].UpSQL() { // go-dbkit's own table
+				exec(stmt)
+			}
+			quoted := `"` + c.table + `"`
+			exec(`INSERT INTO ` + quoted + ` (lock_key) VALUES ('free')`) // go-dbkit's NewLock
+			if b.name == "postgres" {
+				// go-dbkit's acquire: expire_at = NOW() + interval, a timestamp in the session's time zone.
+				exec(`INSERT INTO `+quoted+` (lock_key, token, expire_at) VALUES ('held', $1, NOW() + $2::interval)`,
+					"8a5b7c3e-0000-4000-8000-000000000001", "1 minute")
+			}
+
+			res := c.run("migrate")
+			if res.code != 0 || !strings.Contains(res.stdout, "upgraded") {
+				t.Fatalf("migrate: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if res := c.run("migrate"); res.code != 0 || !strings.Contains(res.stdout, "is ready") {
+				t.Fatalf("second migrate: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if res := c.run("run", "--key", "free", "--", "sh", "-c", "echo $DISTRLOCK_FENCE"); res.code != 0 || strings.TrimSpace(res.stdout) != "1" {
+				t.Fatalf("run on a free key of the upgraded table: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if b.name == "postgres" {
+				if res := c.run("run", "--key", "held", "--", "true"); res.code != exitHeld {
+					t.Fatalf("run on go-dbkit's held key: %d, want %d; %q", res.code, exitHeld, res.stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestRunLeaseLostKillsGroup: when the lease is lost, what the command started in its process group is
+// stopped too, even a process that ignores SIGTERM and outlives the command.
+func TestRunLeaseLostKillsGroup(t *testing.T) {
+	c := newCLI(t, backends(t)[0])
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := c.command("run", "--key", "group", "--ttl", "2s", "--", "sh", "-c",
+		`sh -c 'trap "" TERM; exec sleep 60' & echo $! > `+pidFile+`; echo started; sleep 60`)
+	var out, errs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	deadline := time.Now().Add(10 * time.Second)
+	var pid int
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pid == 0 {
+		t.Fatalf("the command did not start its background process; stderr %s", errs.String())
+	}
+	if res := c.run("release", "group", "--force"); res.code != 0 {
+		t.Fatalf("release --force: %d %s", res.code, res.stderr)
+	}
+	if code := exitCode(t, cmd.Wait()); code != exitLeaseLost {
+		t.Fatalf("run exit %d, want %d; stderr %s", code, exitLeaseLost, errs.String())
+	}
+	// The background sleep ignored SIGTERM; distrlock must have SIGKILLed it by the time it exits.
+	if alive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("process %d of the command's group outlived the lost lease", pid)
+	}
+}
+
+// alive reports whether pid runs: it exists and is not a zombie waiting for its new parent to reap it.
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !os.IsNotExist(err) // no /proc (not Linux): kill -0 has answered
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// TestRunReadsTerminal: run in the foreground of a terminal (script(1) provides one) gives the command the
+// terminal, so a command that asks a question can read the answer instead of being stopped.
+func TestRunReadsTerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) is not installed")
+	}
+	c := newCLI(t, backends(t)[0])
+	line := fmt.Sprintf(`%s run --dsn %s --table %s --key tty -- sh -c 'read answer; echo "got $answer"'`,
+		binary, c.dsn, c.table)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qec", line, "/dev/null")
+	cmd.Stdin = strings.NewReader("yes\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "got yes") {
+		t.Fatalf("run under a terminal: %v\n%s", err, out)
 	}
 }

@@ -14,11 +14,17 @@ var forwardedSignals = []os.Signal{
 }
 
 // ownProcessGroup puts the command in a process group of its own, so that signals reach it (and its
-// children) once, through distrlock, and a lost lease stops all of them. Where the platform can, the
-// command is also killed when distrlock dies without cleaning up (kill -9): otherwise it would go on
-// working after the lease expired, beside the next holder.
+// children) once, through distrlock, and a lost lease stops all of them. When distrlock runs in the
+// foreground of the terminal on its stdin, the command's group takes the foreground, so that it can read
+// the terminal (a background group that reads it is stopped) and gets the terminal's Ctrl-C itself. Where
+// the platform can, the command is also killed when distrlock dies without cleaning up (kill -9):
+// otherwise it would go on working after the lease expired, beside the next holder.
 func ownProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if foregroundTerminal() {
+		// Ctty is the child's descriptor: its stdin, the terminal.
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+	}
 	killWithParent(cmd.SysProcAttr)
 }
 

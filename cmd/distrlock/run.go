@@ -17,6 +17,8 @@ import (
 const (
 	defaultRunTTL = time.Minute
 	releaseWithin = 5 * time.Second // or the TTL if shorter: past it, the lease has ended anyway
+	// minRunTTL leaves the heartbeat (every third of the TTL) time for a round trip to a remote database.
+	minRunTTL = time.Second
 )
 
 func (a *app) cmdRun(ctx context.Context, args []string) int {
@@ -46,6 +48,9 @@ SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then ex
 		return exitUsage
 	case *wait < 0:
 		a.errorf("--wait must not be negative")
+		return exitUsage
+	case *ttl < minRunTTL || *ttl > distrlock.MaxTTL:
+		a.errorf("--ttl %v must be between %v and %v", *ttl, minRunTTL, distrlock.MaxTTL)
 		return exitUsage
 	}
 	// The work must be dead before the lease can end: stop it with a margin of a quarter of the TTL, of
@@ -90,7 +95,15 @@ SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then ex
 	}
 
 	exitCode := a.runUnderLease(lease, *grace, command)
-	if err := lease.Release(context.Background()); err != nil && !errors.Is(err, distrlock.ErrLockLost) {
+	err = lease.Release(context.Background())
+	switch {
+	case err == nil, errors.Is(err, distrlock.ErrLockLost):
+	case errors.Is(err, distrlock.ErrLockAlreadyReleased):
+		// Between two extends someone released or took the lock: part of the command ran unprotected.
+		a.errorf("the lock was no longer held under this run's token when %s ended: it was released (distrlock release --force?) "+
+			"or taken by another while the command ran, so part of its work was not protected", command[0])
+		return exitLeaseLost
+	default:
 		a.errorf("releasing the lock: %v (it will expire within %v)", err, *ttl)
 	}
 	return exitCode
@@ -149,7 +162,10 @@ func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command
 			kill = nil
 			killGroup(cmd)
 		case err := <-exited:
+			restoreTerminal(cmd)
 			if lostCause != nil {
+				// The command has exited; what it started in its process group must not go on either.
+				killGroup(cmd)
 				return exitLeaseLost
 			}
 			return exitCodeOf(err)

@@ -1,0 +1,16 @@
+package main
+
+import "testing"
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@h:5432/db":                     "postgres://u:xxxxx@h:5432/db",
+		"postgres://u@h/db?password=secret&sslmode=disable": "postgres://u@h/db?password=xxxxx&sslmode=disable",
+		"mysql://u:a@h:3306/db?password=b":                  "mysql://u:xxxxx@h:3306/db?password=xxxxx",
+		"sqlite:///tmp/locks.db":                            "sqlite:///tmp/locks.db",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
