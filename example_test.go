@@ -5,20 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"log"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/internal/readmecheck"
 )
 
 // The examples run on SQLite in a temporary directory, so their output is checked without any database
@@ -526,67 +522,16 @@ func ExampleDBLock_ExtendTTL() {
 	// Output: true 1h0m0s
 }
 
-// readmeSnippet is a Go block of README.md introduced by <!-- from ExampleName in example_test.go -->.
-var readmeSnippet = regexp.MustCompile("(?s)<!-- from (Example\\w*) in example_test.go -->\n```go\n(.*?)```")
-
-// TestREADMESnippetsAreExamples checks that every README snippet marked as coming from an example is that
-// example's body, less its Output comment, so the README shows code that compiles and whose output is checked.
+// TestREADMESnippetsAreExamples checks that every README snippet marked as coming from an example of this
+// file is that example's body, less its Output comment, so the README shows code that compiles and whose
+// output is checked.
 func TestREADMESnippetsAreExamples(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bodies := exampleBodies(t, "example_test.go")
-	matches := readmeSnippet.FindAllStringSubmatch(string(readme), -1)
-	if len(matches) < 4 {
-		t.Fatalf("README.md has %d snippets marked as examples; the quick start alone has 4", len(matches))
+	// The quick start alone has 4.
+	for _, err := range readmecheck.Check(readme, "example_test.go", "example_test.go", 4) {
+		t.Error(err)
 	}
-	for _, m := range matches {
-		name, snippet := m[1], m[2]
-		body, ok := bodies[name]
-		if !ok {
-			t.Errorf("README.md shows %s, which example_test.go does not define", name)
-			continue
-		}
-		if snippet != body {
-			t.Errorf("README.md's snippet of %s differs from its body in example_test.go:\n--- README.md\n%s--- example_test.go\n%s",
-				name, snippet, body)
-		}
-	}
-}
-
-// exampleBodies returns the body of each Example function of file as the README shows it: without the
-// braces, one tab less indented, and without the trailing Output comment.
-func exampleBodies(t *testing.T, file string) map[string]string {
-	t.Helper()
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, file, src, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bodies := map[string]string{}
-	for _, decl := range f.Decls {
-		fn, ok := decl.(*ast.FuncDecl)
-		if !ok || !strings.HasPrefix(fn.Name.Name, "Example") {
-			continue
-		}
-		// From the line after the opening brace to the line before the closing one.
-		open := fset.Position(fn.Body.Lbrace).Offset
-		end := fset.Position(fn.Body.Rbrace).Offset
-		text := string(src[open+1 : end])
-		text = strings.TrimPrefix(text, "\n")
-		if i := strings.Index(text, "\t// Output:"); i >= 0 {
-			text = text[:i]
-		}
-		var b strings.Builder
-		for line := range strings.Lines(text) {
-			b.WriteString(strings.TrimPrefix(line, "\t"))
-		}
-		bodies[fn.Name.Name] = strings.TrimRight(b.String(), "\n") + "\n"
-	}
-	return bodies
 }
