@@ -7,7 +7,7 @@ import (
 )
 
 // The benchmarks of the uncontended cycles, per database: go test -run '^$' -bench . -benchtime 3s
-// They skip a database that is unreachable. bench/ compares them with the other libraries.
+// They skip a database that is unreachable. The README shows their figures.
 
 // benchDBs returns the databases the benchmarks run on, as sub-benchmark cases.
 func benchDBs() []func(*testing.B) *testDB {
