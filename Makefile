@@ -1,5 +1,5 @@
 # make test: what CI runs (.ci/run) and what a fresh clone needs to go green.
-# make bench: the benchmarks. make quickstart: the zero-setup demo on SQLite.
+# make bench: the benchmarks. make quickstart: the zero-setup demo on SQLite. make torture: the long fault run.
 
 GO ?= go
 
@@ -10,7 +10,7 @@ NESTED_MODULES = $(sort $(patsubst %/go.mod,%,$(shell find . -mindepth 2 -name g
 # The steps of test run in order, even under make -j.
 .NOTPARALLEL:
 
-.PHONY: test databases fmt-check vet unit nested bench quickstart
+.PHONY: test databases fmt-check vet unit nested bench quickstart torture
 
 test: databases fmt-check vet unit nested
 
@@ -39,3 +39,9 @@ bench:
 
 quickstart:
 	$(GO) run ./examples/quickstart
+
+# The long torture run (minutes; make test runs a short one). TORTURE_FLAGS="-restart" also restarts the
+# local database servers, which needs root and disturbs anything else using them.
+TORTURE_FLAGS ?=
+torture: databases
+	$(GO) run ./internal/torture/cmd/torture -duration 5m $(TORTURE_FLAGS)

@@ -1,0 +1,127 @@
+package torture
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+)
+
+// Report is what a run did and what the checker found. The last four counts must be 0.
+type Report struct {
+	Acquisitions int            // holds that did at least one step of work
+	Steps        int            // steps of work recorded
+	Faults       map[string]int // faults injected, by kind
+	Refused      int            // steps whose write the resource refused (a stale fence, correctly refused)
+
+	Overlaps      int // pairs of holds of one key whose steps interleave in time
+	Regressions   int // holds of a key whose fence is not larger than the previous hold's
+	StaleAccepted int // writes the resource accepted although a larger fence had written before
+	Stranded      int // keys no one could take after every lease had ended
+	Examples      []string
+}
+
+// Violations is the number of things that must never happen.
+func (r Report) Violations() int { return r.Overlaps + r.Regressions + r.StaleAccepted + r.Stranded }
+
+func (r Report) String() string {
+	return fmt.Sprintf("acquisitions %d, steps %d, faults %v, refused stale writes %d; overlaps %d, fence regressions %d, "+
+		"stale writes accepted %d, stranded locks %d", r.Acquisitions, r.Steps, r.Faults, r.Refused,
+		r.Overlaps, r.Regressions, r.StaleAccepted, r.Stranded)
+}
+
+// hold is one holder's tenure of a key, as the witness saw it.
+type hold struct {
+	key, worker, id string
+	fence           int64
+	first, last     int64 // µs on the database's clock
+}
+
+type event struct {
+	key, worker, id string
+	fence, ts       int64
+	accepted        bool
+}
+
+// Check reads the witness and counts overlaps, fence regressions and stale writes accepted into r.
+func (w *Witness) Check(ctx context.Context, db *sql.DB, r *Report) error {
+	rows, err := db.QueryContext(ctx, "SELECT lock_key, worker, fence, ts_us, accepted, hold_id FROM "+w.events+
+		" ORDER BY lock_key, ts_us")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var events []event
+	for rows.Next() {
+		var e event
+		var acc int
+		if err := rows.Scan(&e.key, &e.worker, &e.fence, &e.ts, &acc, &e.id); err != nil {
+			return err
+		}
+		e.accepted = acc == 1
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	analyze(events, r)
+	return nil
+}
+
+// analyze counts into r what the events, sorted by key and time, show.
+func analyze(events []event, r *Report) {
+	r.Steps = len(events)
+
+	holds := map[string]*hold{}
+	maxAccepted := map[string]int64{}
+	for _, e := range events { // in time order per key
+		h := holds[e.id]
+		if h == nil {
+			h = &hold{key: e.key, worker: e.worker, id: e.id, fence: e.fence, first: e.ts}
+			holds[e.id] = h
+		}
+		h.last = e.ts
+		if !e.accepted {
+			r.Refused++
+			continue
+		}
+		if e.fence < maxAccepted[e.key] {
+			r.StaleAccepted++
+			r.example("stale write accepted: key %s fence %d after fence %d", e.key, e.fence, maxAccepted[e.key])
+		}
+		maxAccepted[e.key] = max(maxAccepted[e.key], e.fence)
+	}
+	byKey := map[string][]*hold{}
+	for _, h := range holds {
+		byKey[h.key] = append(byKey[h.key], h)
+	}
+	r.Acquisitions = len(holds)
+	for _, hs := range byKey {
+		sort.Slice(hs, func(i, j int) bool { return hs[i].first < hs[j].first })
+		for i := 1; i < len(hs); i++ {
+			prev, cur := hs[i-1], hs[i]
+			if cur.fence <= prev.fence {
+				r.Regressions++
+				r.example("fence regression: key %s, %s fence %d after %s fence %d", cur.key, cur.worker, cur.fence, prev.worker, prev.fence)
+			}
+		}
+		// Any two holds of one key whose [first, last] intervals intersect overlapped.
+		latest := hs[0]
+		for _, cur := range hs[1:] {
+			if cur.first <= latest.last {
+				r.Overlaps++
+				r.example("overlap: key %s, %s (fence %d) stepped at %d while %s (fence %d) stepped until %d",
+					cur.key, cur.worker, cur.fence, cur.first, latest.worker, latest.fence, latest.last)
+			}
+			if cur.last > latest.last {
+				latest = cur
+			}
+		}
+	}
+}
+
+func (r *Report) example(format string, args ...any) {
+	if len(r.Examples) < 5 {
+		r.Examples = append(r.Examples, fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,33 @@
+package torture
+
+import "testing"
+
+// TestAnalyze: the checker counts each kind of violation in a made-up history, and none in a clean one.
+func TestAnalyze(t *testing.T) {
+	ev := func(key, worker string, fence, ts int64, accepted bool) event {
+		return event{key: key, worker: worker, fence: fence, ts: ts, accepted: accepted,
+			id: key + "/" + worker + "/" + string(rune('0'+fence))}
+	}
+	clean := []event{
+		ev("a", "w1", 1, 10, true), ev("a", "w1", 1, 20, true),
+		ev("a", "w2", 2, 30, true), ev("a", "w2", 2, 40, true),
+		ev("b", "w1", 1, 15, true),
+	}
+	var r Report
+	analyze(clean, &r)
+	if r.Violations() != 0 || r.Acquisitions != 3 || r.Steps != 5 {
+		t.Fatalf("clean history: %v", r)
+	}
+
+	broken := []event{
+		// key a: w2 starts (30) before w1's last step (35): an overlap.
+		ev("a", "w1", 1, 10, true), ev("a", "w2", 2, 30, true), ev("a", "w1", 1, 35, false),
+		// key b: the later holder has a smaller fence, and its write was accepted after a larger one.
+		ev("b", "w1", 5, 10, true), ev("b", "w2", 4, 20, true),
+	}
+	r = Report{}
+	analyze(broken, &r)
+	if r.Overlaps != 1 || r.Regressions != 1 || r.StaleAccepted != 1 || r.Refused != 1 {
+		t.Fatalf("broken history: %v, want 1 overlap, 1 regression, 1 stale write accepted, 1 refused", r)
+	}
+}

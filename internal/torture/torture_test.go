@@ -1,0 +1,114 @@
+package torture
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+// binary builds the torture command once per test binary.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "torture-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "torture")
+	out, err := exec.Command("go", "build", "-o", bin, "./cmd/torture").CombinedOutput()
+	if err != nil {
+		return "", &buildError{err, string(out)}
+	}
+	return bin, nil
+})
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// config is DefaultConfig for d, or a skip (a failure in CI) when d's database is unreachable.
+func config(t *testing.T, d Dialect, duration time.Duration) Config {
+	t.Helper()
+	c := DefaultConfig(d, duration)
+	db, err := sql.Open(d.Driver, c.DSN)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		db.Close()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s unreachable (CI=true): %v", d.Name, err)
+		}
+		t.Skipf("%s unreachable: %v", d.Name, err)
+	}
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Binary = bin
+	return c
+}
+
+// TestTortureShort is the suite's short form, run by make test: 25 s per database (both at once), a fault
+// of each kind but a server restart every 2 s, and not one violation.
+func TestTortureShort(t *testing.T) {
+	for _, d := range []Dialect{Postgres, MySQL} {
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			c := config(t, d, 25*time.Second)
+			r, err := Run(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %v", d.Name, r)
+			for _, e := range r.Examples {
+				t.Log(e)
+			}
+			if v := r.Violations(); v != 0 {
+				t.Errorf("%d violations", v)
+			}
+			if r.Acquisitions < 30 {
+				t.Errorf("%d acquisitions: too few to prove anything", r.Acquisitions)
+			}
+			for _, kind := range c.Faults {
+				if r.Faults[kind] == 0 {
+					t.Errorf("no %s fault was injected", kind)
+				}
+			}
+		})
+	}
+}
+
+// TestTortureCatchesBrokenHolders proves the checker: holders that overstay their lease, or ignore the
+// loss of it, are reported as overlaps (while the fences keep their stale writes out).
+func TestTortureCatchesBrokenHolders(t *testing.T) {
+	for _, mode := range []string{ModeOverstay, ModeIgnoreLoss} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			c := config(t, Postgres, 12*time.Second)
+			c.Modes = []string{mode}
+			r, err := Run(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %v", mode, r)
+			if r.Overlaps == 0 {
+				t.Errorf("broken holders (%s) and no overlap reported", mode)
+			}
+			if r.StaleAccepted != 0 || r.Refused == 0 {
+				t.Errorf("fencing: %d stale writes accepted, %d refused; want 0 and some", r.StaleAccepted, r.Refused)
+			}
+		})
+	}
+}

@@ -1,0 +1,96 @@
+// Package torture runs distrlock under faults and counts what must never happen: two holders of one key at
+// once, fences that go back, writes accepted from a stale fence, and locks nobody can take any more.
+//
+// Worker processes contend for a few keys through distrlock, over a fault proxy, and report every step of
+// their work to a witness: tables written over a direct connection, stamped with the database's clock. The
+// checker reads the witness afterwards. See the README's "Proof under faults" section.
+package torture
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Dialect is the witness's SQL for one database.
+type Dialect struct {
+	Name   string // "postgres" or "mysql"
+	Driver string // database/sql driver name
+	// nowMicros is the database's clock in µs since the epoch, as an SQL expression.
+	nowMicros string
+	ph        func(i int) string // placeholder i (1-based)
+}
+
+var (
+	// Postgres is PostgreSQL through pgx.
+	Postgres = Dialect{Name: "postgres", Driver: "pgx",
+		nowMicros: "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint",
+		ph:        func(i int) string { return fmt.Sprintf("$%d", i) }}
+	// MySQL is MySQL or MariaDB through go-sql-driver/mysql.
+	MySQL = Dialect{Name: "mysql", Driver: "mysql",
+		nowMicros: "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))",
+		ph:        func(int) string { return "?" }}
+)
+
+// Witness is the run's record: its tables are named after the run, so runs never mix.
+type Witness struct {
+	d                 Dialect
+	events, resources string
+}
+
+// NewWitness names the witness tables of run (letters, digits and underscores).
+func NewWitness(d Dialect, run string) *Witness {
+	return &Witness{d: d, events: "torture_events_" + run, resources: "torture_resource_" + run}
+}
+
+// Create makes the witness tables, with one resource row per key.
+func (w *Witness) Create(ctx context.Context, db *sql.DB, keys []string) error {
+	stmts := []string{
+		"DROP TABLE IF EXISTS " + w.events,
+		"DROP TABLE IF EXISTS " + w.resources,
+		"CREATE TABLE " + w.events + ` (
+			lock_key VARCHAR(64) NOT NULL, worker VARCHAR(64) NOT NULL, fence BIGINT NOT NULL,
+			ts_us BIGINT NOT NULL, accepted INT NOT NULL, hold_id VARCHAR(80) NOT NULL)`,
+		"CREATE TABLE " + w.resources + ` (lock_key VARCHAR(64) PRIMARY KEY, fence BIGINT NOT NULL, writer VARCHAR(64))`,
+	}
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("witness: %s: %w", strings.Fields(s)[0], err)
+		}
+	}
+	for _, k := range keys {
+		if _, err := db.ExecContext(ctx, "INSERT INTO "+w.resources+" (lock_key, fence) VALUES ("+w.d.ph(1)+", 0)", k); err != nil {
+			return fmt.Errorf("witness: %w", err)
+		}
+	}
+	return nil
+}
+
+// Drop removes the witness tables.
+func (w *Witness) Drop(ctx context.Context, db *sql.DB) {
+	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+w.events)
+	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+w.resources)
+}
+
+// Step records one step of work done under a lock: the protected resource is written under the fence
+// (accepted only if no larger fence has written it), and the event is stamped with the database's clock.
+func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID string, fence int64) error {
+	p := w.d.ph
+	res, err := db.ExecContext(ctx, "UPDATE "+w.resources+" SET fence = "+p(1)+", writer = "+p(2)+
+		" WHERE lock_key = "+p(3)+" AND fence <= "+p(4), fence, worker, key, fence)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	accepted := 0
+	if n > 0 {
+		accepted = 1
+	}
+	_, err = db.ExecContext(ctx, "INSERT INTO "+w.events+" (lock_key, worker, fence, ts_us, accepted, hold_id) VALUES ("+
+		p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+")", key, worker, fence, accepted, holdID)
+	return err
+}

@@ -1,0 +1,158 @@
+package torture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/distrlock/distrlock"
+)
+
+// Worker modes: the ways of holding a lock the suite exercises, and the broken ones that prove the checker.
+const (
+	ModeDo    = "do"    // DoExclusively, waiting for the lock
+	ModeLease = "lease" // Hold and a Lease, waiting for the lock
+	ModeTx    = "tx"    // Acquire inside a transaction kept open a while, then work after the commit
+	// ModeIgnoreLoss is DoExclusively whose function ignores its context: a holder that does not stop
+	// when its heartbeat fails. Broken on purpose.
+	ModeIgnoreLoss = "ignore-loss"
+	// ModeOverstay acquires and then works for twice the TTL without extending, trusting its own clock
+	// for a lease the database has ended. Broken on purpose.
+	ModeOverstay = "overstay"
+)
+
+// WorkerConfig is one worker process's part.
+type WorkerConfig struct {
+	ID         string
+	Dialect    Dialect
+	LockDSN    string // through the fault proxy
+	WitnessDSN string // direct
+	Table      string // the lock table
+	Run        string // the witness's run name
+	Keys       []string
+	Until      time.Time
+	Mode       string
+	TTL        time.Duration
+	Margin     time.Duration
+}
+
+// RunWorker takes locks and works under them until c.Until, recording each step with the witness.
+// Errors from the faults (connections cut, leases lost) are expected: it counts them and goes on.
+func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err error) {
+	ctx, cancel := context.WithDeadline(ctx, c.Until)
+	defer cancel()
+	db, err := sql.Open(c.Dialect.Driver, c.LockDSN)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	wdb, err := sql.Open(c.Dialect.Driver, c.WitnessDSN)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer wdb.Close()
+	dialect := distrlock.DialectPgx
+	if c.Dialect.Name == MySQL.Name {
+		dialect = distrlock.DialectMariaDB
+	}
+	m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.Table))
+	if err != nil {
+		return 0, 0, err
+	}
+	w := NewWitness(c.Dialect, c.Run)
+	opts := []distrlock.DoOption{
+		distrlock.WithLockTTL(c.TTL), distrlock.WithSafetyMargin(c.Margin),
+		distrlock.WithPeriodicExtendInterval((c.TTL - c.Margin) / 3),
+		distrlock.WithReleaseTimeout(c.TTL), distrlock.WithWait(2 * c.TTL), distrlock.WithOwner(c.ID),
+	}
+	for ctx.Err() == nil {
+		key := c.Keys[rand.N(len(c.Keys))]
+		lock, err := m.NewLock(ctx, db, key)
+		if err != nil {
+			return acquired, failed, err
+		}
+		steps := 2 + rand.N(4)
+		// work does up to n steps while ctx lives (the broken modes pass a context that never ends).
+		work := func(ctx context.Context, n int) error {
+			acquired++
+			id := fmt.Sprintf("%s/%s/%d", key, c.ID, lock.Fence())
+			for range n {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := w.Step(ctx, wdb, key, c.ID, id, lock.Fence()); err != nil {
+					return err
+				}
+				sleep(ctx, 10*time.Millisecond+rand.N(90*time.Millisecond))
+			}
+			return nil
+		}
+		switch c.Mode {
+		case ModeDo:
+			err = lock.DoExclusively(ctx, db, func(ctx context.Context) error { return work(ctx, steps) }, opts...)
+		case ModeLease:
+			var lease *distrlock.Lease
+			if lease, err = lock.Hold(ctx, db, opts...); err == nil {
+				_ = work(lease.Context(), steps)
+				err = lease.Release(context.WithoutCancel(ctx))
+			}
+		case ModeTx:
+			err = holdInTx(ctx, db, &lock, c, func(ctx context.Context) error { return work(ctx, steps) })
+		case ModeIgnoreLoss:
+			err = lock.DoExclusively(ctx, db, func(context.Context) error {
+				return work(context.WithoutCancel(ctx), int(4*c.TTL/(55*time.Millisecond)))
+			}, opts...)
+		case ModeOverstay:
+			if err = lock.AcquireWait(ctx, db, c.TTL, 2*c.TTL); err == nil {
+				_ = work(context.WithoutCancel(ctx), int(2*c.TTL/(55*time.Millisecond)))
+				err = lock.Release(context.WithoutCancel(ctx), db)
+			}
+		default:
+			return acquired, failed, fmt.Errorf("unknown mode %q", c.Mode)
+		}
+		if err != nil && ctx.Err() == nil {
+			failed++
+			sleep(ctx, rand.N(50*time.Millisecond))
+		}
+	}
+	return acquired, failed, nil
+}
+
+// holdInTx acquires inside a transaction that then stays open for a while (a long transaction that holds
+// the key's row), commits, works until the lease may end, and releases.
+func holdInTx(ctx context.Context, db *sql.DB, lock *distrlock.DBLock, c WorkerConfig, work func(context.Context) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	sleep(ctx, rand.N(200*time.Millisecond)) // the transaction is old by the time it acquires
+	start := time.Now()                      // before the statement: the lease starts no earlier
+	if err := lock.Acquire(ctx, tx, c.TTL); err != nil {
+		_ = tx.Rollback()
+		if errors.Is(err, distrlock.ErrLockAlreadyAcquired) {
+			sleep(ctx, rand.N(100*time.Millisecond))
+			return nil
+		}
+		return err
+	}
+	sleep(ctx, rand.N(300*time.Millisecond)) // others block on the row meanwhile
+	if err := tx.Commit(); err != nil {
+		return err // rolled back: the lock was not taken
+	}
+	workCtx, cancel := context.WithDeadline(ctx, start.Add(c.TTL-c.Margin))
+	defer cancel()
+	_ = work(workCtx)
+	return lock.Release(context.WithoutCancel(ctx), db)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
