@@ -108,7 +108,9 @@ func (a *app) cmdMigrate(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("migrate", "migrate [--dsn DSN] [--table NAME]",
 		`Creates the lock table if it does not exist, in the shape this version uses, or upgrades a table
 that go-dbkit's distrlock created (its locks stay held until they expire). Stop every go-dbkit replica
-that uses the table first. The default SQLite file needs no migrate: it is created on first use.`)
+that uses the table first. On PostgreSQL, go-dbkit stored expiry times in its sessions' time zone: if
+that was not the server's default, add it to the DSN (postgres://…?timezone=Europe/Berlin). The default
+SQLite file needs no migrate: it is created on first use.`)
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -122,7 +124,7 @@ that uses the table first. The default SQLite file needs no migrate: it is creat
 	}
 	defer c.Close()
 	status := "ready"
-	var applied []string
+	applied := []string{}
 	// Get reads every column of the current shape: the table is missing, go-dbkit's, or ours.
 	_, err := c.m.Get(ctx, c.db, "distrlock-migrate-probe")
 	switch {

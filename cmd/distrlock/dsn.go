@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -46,7 +47,8 @@ func parseDSN(dsn string) (target, error) {
 	case "mysql", "mariadb":
 		u, err := url.Parse("mysql://" + rest)
 		if err != nil {
-			return target{}, fmt.Errorf("DSN %q: %w", redact(dsn), err)
+			// url.Parse's error quotes the whole URL, password included.
+			return target{}, fmt.Errorf("DSN %q is not a valid URL (percent-encode special characters in the password)", redact(dsn))
 		}
 		q := u.Query()
 		if !q.Has("interpolateParams") {
@@ -110,10 +112,19 @@ func defaultSQLitePath() (string, error) {
 	return filepath.Join(home, ".local", "state", "distrlock", "locks.db"), nil
 }
 
-// redact hides the password of a URL-shaped DSN, in its user part and in a password query parameter.
+// userPassword matches the password of a URL's user part, even in a URL that does not parse.
+var userPassword = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):[^@]*@`)
+
+// redact hides the passwords of a URL-shaped DSN: in its user part and in password or sslpassword query
+// parameters.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
+		// Unparseable: hide the user part's password and everything after the query's start.
+		dsn = userPassword.ReplaceAllString(dsn, "${1}:xxxxx@")
+		if i := strings.Index(dsn, "?"); i >= 0 {
+			dsn = dsn[:i] + "?…"
+		}
 		return dsn
 	}
 	if u.User != nil {
@@ -121,9 +132,12 @@ func redact(dsn string) string {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		}
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	q := u.Query()
+	for _, name := range []string{"password", "sslpassword"} {
+		if q.Has(name) {
+			q.Set(name, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
 	}
 	return u.String()
 }

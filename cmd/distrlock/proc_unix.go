@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 )
 
@@ -24,6 +25,9 @@ func ownProcessGroup(cmd *exec.Cmd) {
 	if foregroundTerminal() {
 		// Ctty is the child's descriptor: its stdin, the terminal.
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+		// Ctrl-Z would stop the command while distrlock, which the shell does not see stopped, kept its
+		// lock and the terminal: the command inherits SIGTSTP ignored instead.
+		signal.Ignore(syscall.SIGTSTP)
 	}
 	killWithParent(cmd.SysProcAttr)
 }

@@ -97,7 +97,13 @@ SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then ex
 	exitCode := a.runUnderLease(lease, *grace, command)
 	err = lease.Release(context.Background())
 	switch {
-	case err == nil, errors.Is(err, distrlock.ErrLockLost):
+	case err == nil:
+	case errors.Is(err, distrlock.ErrLockLost):
+		// Also when the command ended at the moment the lease was lost, before runUnderLease saw it.
+		if exitCode != exitLeaseLost {
+			a.errorf("%v: the lease may have ended before %s did", err, command[0])
+		}
+		return exitLeaseLost
 	case errors.Is(err, distrlock.ErrLockAlreadyReleased):
 		// Between two extends someone released or took the lock: part of the command ran unprotected.
 		a.errorf("the lock was no longer held under this run's token when %s ended: it was released (distrlock release --force?) "+

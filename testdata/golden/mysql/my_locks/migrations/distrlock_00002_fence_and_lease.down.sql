@@ -1,3 +1,5 @@
+-- Back to go-dbkit's columns: fails on keys longer than 40 bytes, on keys that differ only in case
+-- (go-dbkit's collation folds them) and on tokens longer than 36 bytes, which those columns cannot hold.
 ALTER TABLE `my_locks`
     DROP COLUMN acquired_at,
     DROP COLUMN data,
