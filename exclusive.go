@@ -159,6 +159,8 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 		// Deferred so that a panic in fn also stops the heartbeat and frees the lock before it unwinds on.
 		defer func() {
 			lost = hb.stop()
+			// Whatever fn left running on its context stops before the lock is free for another holder.
+			cancelWork(context.Canceled)
 			l.release(ctx, db, o)
 		}()
 		fnErr = fn(workCtx)

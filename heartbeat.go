@@ -73,7 +73,9 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 	deadline := acquiredAt.Add(safeFor)
 	watchdog := time.NewTimer(time.Until(deadline))
 	defer watchdog.Stop()
-	tick := time.NewTimer(h.opts.periodicExtendInterval)
+	// Extends are spaced from the start of the last successful statement, as the lease is: a slow acquire
+	// or extend does not push the next extend towards the deadline.
+	tick := time.NewTimer(untilNext(acquiredAt, h.opts.periodicExtendInterval))
 	defer tick.Stop()
 
 	done := make(chan extendResult, 1)
@@ -106,7 +108,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			case r.err == nil:
 				deadline = r.start.Add(safeFor)
 				watchdog.Reset(time.Until(deadline))
-				tick.Reset(h.opts.periodicExtendInterval)
+				tick.Reset(untilNext(r.start, h.opts.periodicExtendInterval))
 			case errors.Is(r.err, ErrLockAlreadyReleased):
 				h.markLost(fmt.Errorf("extend: %w", r.err))
 				return
@@ -122,6 +124,11 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			}
 		}
 	}
+}
+
+// untilNext is the time from now until one interval after from, or 0 if that has passed.
+func untilNext(from time.Time, interval time.Duration) time.Duration {
+	return max(0, interval-time.Since(from))
 }
 
 // attemptDeadline bounds an extend attempt that starts at start while the lease is trusted until deadline.

@@ -164,13 +164,14 @@ func TestHeartbeatCancelsWorkBeforeLeaseEnds(t *testing.T) {
 		{
 			name: "slow extend succeeds, then extends fail",
 			setUp: func(f *heartbeatFixture, ttl time.Duration) int64 {
-				// The extend started at 3 s succeeds at 4.5 s: the lease is trusted until 3 + 8.8 = 11.8 s,
-				// counted from its start, not its end. Then attempts at 7.5, 8.25, 9, 9.75, 10.5, 11.25 s fail.
+				// The extend started at 3 s succeeds at 4.5 s: the lease is trusted until 3 + 8.8 = 11.8 s, and
+				// the next extend is due at 3 + 3 = 6 s, both counted from its start, not its end. Then
+				// attempts at 6, 6.75, 7.5, 8.25, 9, 9.75, 10.5 and 11.25 s fail.
 				f.expectExtend(ttl).WillDelayFor(1500 * time.Millisecond).WillReturnResult(sqlmock.NewResult(0, 1))
-				for range 6 {
+				for range 8 {
 					f.expectExtend(ttl).WillReturnError(netErr)
 				}
-				return 6
+				return 8
 			},
 			cancelAfter: interval + ttl - margin,
 		},
@@ -378,6 +379,113 @@ func TestDoExclusivelyPanic(t *testing.T) {
 		time.Sleep(time.Hour) // a heartbeat left running would extend, fail against sqlmock and log
 		if n := logger.n.Load(); n != 0 {
 			t.Fatalf("%d errors logged after the panic", n)
+		}
+	})
+}
+
+// TestHeartbeatAfterSlowAcquire: an acquire that takes 25 s (blocked behind another session's transaction)
+// with the default options is followed by an extend 30 s after it started, not after it returned, so the
+// lease, counted from the acquire's start, is never taken for lost.
+func TestHeartbeatAfterSlowAcquire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.mock.ExpectQuery(f.lock.manager.q.acquire).WillDelayFor(25 * time.Second).
+			WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(7)))
+		f.expectExtend(DefaultLockTTL).WillReturnResult(sqlmock.NewResult(0, 1)) // at 30 s
+		f.expectExtend(DefaultLockTTL).WillReturnResult(sqlmock.NewResult(0, 1)) // at 60 s
+		f.expectRelease()
+		start := time.Now()
+		var workErr error
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			time.Sleep(70*time.Second - time.Since(start))
+			workErr = context.Cause(ctx)
+			return nil
+		})
+		if err != nil || workErr != nil {
+			t.Fatalf("DoExclusively = %v, work context %v; want both nil", err, workErr)
+		}
+	})
+}
+
+// TestHeartbeatCancelBeforeRelease: DoExclusively and Lease.Release end the work's context before the
+// release statement frees the lock.
+func TestHeartbeatCancelBeforeRelease(t *testing.T) {
+	for _, name := range []string{"DoExclusively", "Lease"} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newHeartbeatFixture(t)
+				defer f.db.Close()
+				f.expectAcquire()
+				f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", sqlmock.AnyArg()).
+					WillDelayFor(time.Second).WillReturnResult(sqlmock.NewResult(0, 1))
+				var workCtx context.Context
+				done := make(chan error, 1)
+				if name == "DoExclusively" {
+					ready := make(chan struct{})
+					go func() {
+						done <- f.run(context.Background(), func(ctx context.Context) error {
+							workCtx = ctx
+							close(ready)
+							return nil
+						})
+					}()
+					<-ready
+				} else {
+					lease, err := f.lock.Hold(context.Background(), f.sqlDB)
+					if err != nil {
+						t.Fatal(err)
+					}
+					workCtx = lease.Context()
+					go func() { done <- lease.Release(context.Background()) }()
+				}
+				time.Sleep(500 * time.Millisecond) // the release statement is in flight until 1 s
+				if workCtx.Err() == nil {
+					t.Error("the work's context is alive while the lock is being released")
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// TestAcquireWaitCancelledMidAttempt: a wait whose context ends while an attempt is in flight, after a
+// refusal, reports contention and cancellation.
+func TestAcquireWaitCancelledMidAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		q := f.lock.manager.q.acquire
+		f.mock.ExpectQuery(q).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
+		f.mock.ExpectQuery(q).WillDelayFor(time.Hour).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Second, cancel) // the second attempt is in flight by then
+		err := f.lock.AcquireWait(ctx, f.sqlDB, time.Minute, WaitForever)
+		if !errors.Is(err, ErrLockAlreadyAcquired) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("AcquireWait = %v, want contention and cancellation", err)
+		}
+	})
+}
+
+// TestDoExclusivelyReleasesUnknownOutcome: when the acquire's outcome is lost (the connection broke with
+// the statement sent), DoExclusively frees the lock under the attempted token in case it was taken.
+func TestDoExclusivelyReleasesUnknownOutcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+		f.mock.ExpectQuery(f.lock.manager.q.acquire).WillReturnError(reset)
+		f.expectRelease()
+		called := false
+		err := f.run(context.Background(), func(context.Context) error { called = true; return nil })
+		if !errors.As(err, new(*net.OpError)) || called {
+			t.Fatalf("DoExclusively = %v (fn called: %v), want the acquire's error and no call", err, called)
+		}
+		// The release carries the attempted token, which the DBLock kept.
+		if f.lock.Token() == "" {
+			t.Fatal("the attempted token was not kept")
 		}
 	})
 }

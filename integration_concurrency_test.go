@@ -137,7 +137,12 @@ func testMutualExclusion(t *testing.T, tdb *testDB) {
 					if w%2 == 0 {
 						// Even workers wait with the library's own waiting, which a release in this
 						// manager wakes at once; their acquire statements still race the pollers'.
-						err = l.AcquireWait(ctx, tdb.db, ttl, time.Until(end))
+						left := time.Until(end)
+						if left <= 0 {
+							cancel()
+							break
+						}
+						err = l.AcquireWait(ctx, tdb.db, ttl, left)
 						if errors.Is(err, ErrWaitTimeout) {
 							cancel()
 							break
