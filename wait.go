@@ -61,13 +61,16 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		wake, leave := m.waiters.enter(l.Key)
 		// The statement runs under ctx, not under the wait's deadline: a statement cut short by our own
 		// timer would leave an outcome nobody knows. One that is in flight when the wait ends finishes.
-		start := time.Now()
+		start, tokenBefore := time.Now(), l.token
 		err := l.acquire(ctx, exec, op, newToken(), ttl)
 		if !errors.Is(err, ErrLockAlreadyAcquired) {
 			leave()
 			if err != nil && refused && ctx.Err() != nil {
-				// ctx ended during an attempt after the lock had been refused: still contention and
-				// cancellation to the caller, with the attempt's own error (its outcome is unknown).
+				// ctx ended after the lock had been refused: still contention and cancellation to the
+				// caller, and the attempt's own error if it was sent (its outcome is then unknown).
+				if l.token == tokenBefore { // nothing was sent
+					return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+				}
 				return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w (the last attempt's outcome is unknown: %w)",
 					ErrLockAlreadyAcquired, contextError(ctx), errors.Unwrap(err)))
 			}
