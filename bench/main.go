@@ -1,0 +1,227 @@
+// Command bench measures distrlock beside the other ways Go services lock: cirello.io/pglock,
+// github.com/bsm/redislock, re-enactments of go-dbkit's distrlock and sosnovski/synch (which the module
+// proxy does not serve), and each database's floor. It prints a Markdown table (make bench).
+//
+// Scenarios so far: (a) an uncontended acquire+release cycle of one key, (b) the statements and round
+// trips it sends, counted by a wrapping driver, and (e) the library's do-under-lock helper with an empty
+// function.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/lib/pq"
+	_ "modernc.org/sqlite"
+
+	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/internal/stmtcount"
+)
+
+func main() {
+	duration := flag.Duration("duration", 2*time.Second, "time spent on each measurement")
+	flag.Parse()
+	ctx := context.Background()
+	pg := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	my := envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
+	redisAddr := envOr("DISTRLOCK_REDIS_ADDR", "127.0.0.1:6379")
+
+	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host, each measurement %v, one key, one goroutine.\n\n",
+		time.Now().Format("2006-01-02"), numCPU(), *duration)
+	fmt.Println("| database | library | acquire+release ops/s | p50 | p99 | statements/op | round trips/op | do-under-lock ops/s | vs floor of 2 UPDATEs |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, target := range []struct {
+		name, driver, dsn string
+		dialect           distrlock.Dialect
+		postgres          bool
+	}{
+		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx, true},
+		{"MariaDB", "mysql", my, distrlock.DialectMariaDB, false},
+		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
+		{"SQLite", "sqlite", "file:" + tempFile() + "?_pragma=busy_timeout(5000)&_txlock=immediate", distrlock.DialectSQLite, false},
+	} {
+		var counter stmtcount.Counter
+		db, err := stmtcount.Open(target.driver, target.dsn, &counter)
+		if err != nil || db.PingContext(ctx) != nil {
+			fmt.Fprintf(os.Stderr, "%s unreachable, skipped: %v\n", target.name, err)
+			continue
+		}
+		type lib struct {
+			name string
+			make func() (*locker, error)
+			c    *stmtcount.Counter
+		}
+		libs := []lib{
+			{"floor: 2 PK UPDATEs", func() (*locker, error) { return floorUpdates(ctx, db, 2, target.postgres) }, &counter},
+			{"distrlock", func() (*locker, error) { return ours(ctx, db, target.dialect) }, &counter},
+		}
+		if target.dialect != distrlock.DialectSQLite {
+			libs = append(libs,
+				lib{"floor: SELECT 1", func() (*locker, error) { return floorSelect(db), nil }, &counter},
+				lib{"go-dbkit (re-enacted)", func() (*locker, error) {
+					q := dbkitMySQL
+					if target.postgres {
+						q = dbkitPostgres
+					}
+					return dbkitLib(ctx, db, q, target.postgres)
+				}, &counter},
+				lib{"synch (re-enacted)", func() (*locker, error) {
+					q := synchMySQL
+					if target.postgres {
+						q = synchPostgres
+					}
+					return synchLib(ctx, db, q)
+				}, &counter})
+		}
+		if target.postgres {
+			var pqCounter stmtcount.Counter
+			pqDB, err := stmtcount.Open("postgres", pg, &pqCounter)
+			if err == nil {
+				libs = append(libs,
+					lib{"floor: advisory lock+unlock", func() (*locker, error) { return floorAdvisory(ctx, db) }, &counter},
+					lib{"pglock v1.16.0 (lib/pq)", func() (*locker, error) { return pglockLib(ctx, pqDB) }, &pqCounter})
+			}
+		}
+		var floorOps float64
+		for _, l := range libs {
+			lk, err := l.make()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, l.name, err)
+				continue
+			}
+			r, err := measure(ctx, lk, l.c, *duration)
+			if lk.close != nil {
+				lk.close()
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, l.name, err)
+				continue
+			}
+			if l.name == "floor: 2 PK UPDATEs" {
+				floorOps = r.ops
+			}
+			fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %s | %s |\n", target.name, l.name, r.ops,
+				ms(r.p50), ms(r.p99), r.statements, r.roundTrips, orDash(r.doOps, "%.0f"), ratio(r.ops, r.doOps, floorOps))
+		}
+		db.Close()
+	}
+	if rl, err := redisLib(ctx, redisAddr); err == nil {
+		if r, err := measure(ctx, rl, nil, *duration); err == nil {
+			fmt.Printf("| Redis | redislock | %.0f | %s | %s | – | – | %.0f | – |\n", r.ops, ms(r.p50), ms(r.p99), r.doOps)
+		}
+		rl.close()
+	} else {
+		fmt.Fprintf(os.Stderr, "Redis unreachable, skipped: %v\n", err)
+	}
+}
+
+type result struct {
+	ops, doOps             float64
+	p50, p99               time.Duration
+	statements, roundTrips float64
+}
+
+// measure runs acquire+release cycles of one key for d, then the do helper for d.
+func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Duration) (result, error) {
+	const key = "bench"
+	if l.init != nil {
+		if err := l.init(ctx, key); err != nil {
+			return result{}, err
+		}
+	}
+	cycle := func() error {
+		release, err := l.acquire(ctx, key)
+		if err != nil {
+			return err
+		}
+		return release(ctx)
+	}
+	if err := cycle(); err != nil { // warm-up: connections, prepared statements, the key's row
+		return result{}, err
+	}
+	var before stmtcount.Counts
+	if c != nil {
+		before = c.Counts()
+	}
+	var lat []time.Duration
+	start := time.Now()
+	for time.Since(start) < d {
+		t := time.Now()
+		if err := cycle(); err != nil {
+			return result{}, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	elapsed := time.Since(start)
+	r := result{ops: float64(len(lat)) / elapsed.Seconds()}
+	if c != nil {
+		got := c.Counts().Sub(before)
+		r.statements = float64(got.Statements) / float64(len(lat))
+		r.roundTrips = float64(got.Calls()) / float64(len(lat))
+	}
+	slices.Sort(lat)
+	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	if l.do != nil {
+		n := 0
+		start := time.Now()
+		for time.Since(start) < d {
+			if err := l.do(ctx, key); err != nil {
+				return result{}, fmt.Errorf("do: %w", err)
+			}
+			n++
+		}
+		r.doOps = float64(n) / time.Since(start).Seconds()
+	}
+	return r, nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func orDash(v float64, format string) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// ratio is a library's throughput against the floor of two UPDATEs: the cycle's, and its helper's.
+func ratio(ops, doOps, floor float64) string {
+	if floor == 0 {
+		return "–"
+	}
+	s := fmt.Sprintf("%.2f×", ops/floor)
+	if doOps > 0 {
+		s += fmt.Sprintf(" (do: %.2f×)", doOps/floor)
+	}
+	return s
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func addParam(dsn, p string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + p
+	}
+	return dsn + "?" + p
+}
+
+func tempFile() string {
+	f, err := os.CreateTemp("", "distrlock-bench-*.db")
+	if err != nil {
+		panic(err)
+	}
+	f.Close()
+	return f.Name()
+}
