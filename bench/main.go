@@ -2,13 +2,15 @@
 // github.com/bsm/redislock, re-enactments of go-dbkit's distrlock and sosnovski/synch (which the module
 // proxy does not serve), and each database's floor. It prints a Markdown table (make bench).
 //
-// Scenarios so far: (a) an uncontended acquire+release cycle of one key, (b) the statements and round
-// trips it sends, counted by a wrapping driver, and (e) the library's do-under-lock helper with an empty
-// function.
+// Scenarios: (a) an uncontended acquire+release cycle of one key, (b) the statements and round trips it
+// sends, counted by a wrapping driver, (c) 16 goroutines on distinct keys, (d) 8 goroutines contending for
+// one key with each library's own waiting, (e) the library's do-under-lock helper with an empty function,
+// (f) held locks heartbeating.
 package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +22,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/lib/pq"
 	_ "modernc.org/sqlite"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/distrlock/distrlock"
 	"github.com/distrlock/distrlock/internal/stmtcount"
@@ -119,6 +123,131 @@ func main() {
 		rl.close()
 	} else {
 		fmt.Fprintf(os.Stderr, "Redis unreachable, skipped: %v\n", err)
+	}
+	contention(ctx, pg, my, redisAddr, *duration)
+	heartbeatLoad(ctx, pg, my)
+}
+
+// contention prints scenarios (c) and (d).
+func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) {
+	fmt.Println("\n## 16 goroutines on distinct keys (c), 8 goroutines contending for one key (d)")
+	fmt.Println()
+	fmt.Println("| database | library | (c) cycles/s | (d) handoffs/s | (d) release→acquire p50 | p99 | overlaps seen |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, t := range []struct {
+		name, driver, dsn string
+		dialect           distrlock.Dialect
+	}{
+		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx},
+		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB},
+	} {
+		db, err := sql.Open(t.driver, t.dsn)
+		if err != nil || db.PingContext(ctx) != nil {
+			continue
+		}
+		db.SetMaxIdleConns(32)
+		row := func(lib string, l *locker, w waiter) {
+			c := "–"
+			if l != nil {
+				if ops, err := parallel(ctx, l, 16, d); err == nil {
+					c = fmt.Sprintf("%.0f", ops)
+				} else {
+					c = "error: " + err.Error()
+				}
+			}
+			h := "| – | – | – | –"
+			if w != nil {
+				if r, err := handoff(ctx, w, 8, d); err == nil {
+					h = fmt.Sprintf("| %.0f | %s | %s | %d", r.perSec, ms(r.p50), ms(r.p99), r.overlaps)
+				} else {
+					h = "| error: " + err.Error() + " | | |"
+				}
+			}
+			fmt.Printf("| %s | %s | %s %s |\n", t.name, lib, c, h)
+		}
+		if l, err := ours(ctx, db, t.dialect); err == nil {
+			w, done, err := oursWaiter(ctx, db, t.dialect)
+			if err == nil {
+				row("distrlock (AcquireWait)", l, w)
+				done()
+			}
+			l.close()
+		}
+		if t.dialect == distrlock.DialectPgx {
+			if pqDB, err := sql.Open("postgres", pg); err == nil {
+				pqDB.SetMaxIdleConns(32)
+				if l, err := pglockLib(ctx, pqDB); err == nil {
+					w, done, err := pglockWaiter(pqDB)
+					if err == nil {
+						row("pglock v1.16.0 (waits a lease, 2 s)", l, w)
+						done()
+					}
+					l.close()
+				}
+				pqDB.Close()
+			}
+			row("floor: pg_advisory_lock (blocking)", nil, advisoryWaiter(db))
+		}
+		q, sq := dbkitMySQL, synchMySQL
+		if t.dialect == distrlock.DialectPgx {
+			q, sq = dbkitPostgres, synchPostgres
+		}
+		if l, err := dbkitLib(ctx, db, q, t.dialect == distrlock.DialectPgx); err == nil {
+			for i := range 16 {
+				_ = l.init(ctx, fmt.Sprintf("bench-%d", i))
+			}
+			row("go-dbkit (re-enacted; no waiting)", l, nil)
+			l.close()
+		}
+		if l, err := synchLib(ctx, db, sq); err == nil {
+			row("synch (re-enacted; waiting not re-enacted)", l, nil)
+			l.close()
+		}
+		db.Close()
+	}
+	client := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer client.Close()
+	if client.Ping(ctx).Err() == nil {
+		l, _ := redisLib(ctx, redisAddr)
+		c := "–"
+		if ops, err := parallel(ctx, l, 16, d); err == nil {
+			c = fmt.Sprintf("%.0f", ops)
+		}
+		if r, err := handoff(ctx, redisWaiter(client), 8, d); err == nil {
+			fmt.Printf("| Redis | redislock (backoff 2–50 ms) | %s | %.0f | %s | %s | %d |\n", c, r.perSec, ms(r.p50), ms(r.p99), r.overlaps)
+		}
+		l.close()
+	}
+}
+
+// heartbeatLoad prints scenario (f).
+func heartbeatLoad(ctx context.Context, pg, my string) {
+	fmt.Println("\n## Held locks heartbeating (f): distrlock, TTL 10 s (an extend every 5 s per lock)")
+	fmt.Println()
+	fmt.Println("| database | held locks | statements/s the database receives | per extend interval (5 s) |")
+	fmt.Println("|---|---|---|---|")
+	for _, t := range []struct {
+		name, driver, dsn string
+		dialect           distrlock.Dialect
+	}{
+		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx},
+		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB},
+	} {
+		for _, n := range []int{100, 1000, 10000} {
+			var c stmtcount.Counter
+			db, err := stmtcount.Open(t.driver, t.dsn, &c)
+			if err != nil || db.PingContext(ctx) != nil {
+				break
+			}
+			db.SetMaxIdleConns(16)
+			perSec, err := heartbeats(ctx, db, &c, t.dialect, n, 10*time.Second)
+			if err != nil {
+				fmt.Printf("| %s | %d | error: %v | |\n", t.name, n, err)
+			} else {
+				fmt.Printf("| %s | %d | %.0f | %.0f |\n", t.name, n, perSec, perSec*5)
+			}
+			db.Close()
+		}
 	}
 }
 

@@ -16,7 +16,7 @@ type Report struct {
 
 	Overlaps      int // pairs of holds of one key whose steps interleave in time
 	Regressions   int // holds of a key whose fence is not larger than the previous hold's
-	StaleAccepted int // writes the resource accepted although a larger fence had written before
+	StaleAccepted int // writes the resource accepted while the lock table already held a newer fence
 	Stranded      int // keys no one could take after every lease had ended
 	Examples      []string
 }
@@ -41,11 +41,12 @@ type event struct {
 	key, worker, id string
 	fence, ts       int64
 	accepted        bool
+	lockFence       int64 // the lock table's fence for the key when the step was recorded
 }
 
 // Check reads the witness and counts overlaps, fence regressions and stale writes accepted into r.
 func (w *Witness) Check(ctx context.Context, db *sql.DB, r *Report) error {
-	rows, err := db.QueryContext(ctx, "SELECT lock_key, worker, fence, ts_us, accepted, hold_id FROM "+w.events+
+	rows, err := db.QueryContext(ctx, "SELECT lock_key, worker, fence, ts_us, accepted, hold_id, lock_fence FROM "+w.events+
 		" ORDER BY lock_key, ts_us")
 	if err != nil {
 		return err
@@ -55,7 +56,7 @@ func (w *Witness) Check(ctx context.Context, db *sql.DB, r *Report) error {
 	for rows.Next() {
 		var e event
 		var acc int
-		if err := rows.Scan(&e.key, &e.worker, &e.fence, &e.ts, &acc, &e.id); err != nil {
+		if err := rows.Scan(&e.key, &e.worker, &e.fence, &e.ts, &acc, &e.id, &e.lockFence); err != nil {
 			return err
 		}
 		e.accepted = acc == 1
@@ -85,9 +86,10 @@ func analyze(events []event, r *Report) {
 			r.Refused++
 			continue
 		}
-		if e.fence < maxAccepted[e.key] {
+		if e.fence < maxAccepted[e.key] || e.lockFence > e.fence {
 			r.StaleAccepted++
-			r.example("stale write accepted: key %s fence %d after fence %d", e.key, e.fence, maxAccepted[e.key])
+			r.example("stale write accepted: key %s fence %d (largest written %d, lock table at %d)",
+				e.key, e.fence, maxAccepted[e.key], e.lockFence)
 		}
 		maxAccepted[e.key] = max(maxAccepted[e.key], e.fence)
 	}

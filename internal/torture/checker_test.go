@@ -5,7 +5,7 @@ import "testing"
 // TestAnalyze: the checker counts each kind of violation in a made-up history, and none in a clean one.
 func TestAnalyze(t *testing.T) {
 	ev := func(key, worker string, fence, ts int64, accepted bool) event {
-		return event{key: key, worker: worker, fence: fence, ts: ts, accepted: accepted,
+		return event{key: key, worker: worker, fence: fence, ts: ts, accepted: accepted, lockFence: fence,
 			id: key + "/" + worker + "/" + string(rune('0'+fence))}
 	}
 	clean := []event{
@@ -29,5 +29,14 @@ func TestAnalyze(t *testing.T) {
 	analyze(broken, &r)
 	if r.Overlaps != 1 || r.Regressions != 1 || r.StaleAccepted != 1 || r.Refused != 1 {
 		t.Fatalf("broken history: %v, want 1 overlap, 1 regression, 1 stale write accepted, 1 refused", r)
+	}
+
+	// An accepted write while the lock table already shows a newer fence (the newer holder has not written yet).
+	late := ev("c", "w1", 1, 50, true)
+	late.lockFence = 2
+	r = Report{}
+	analyze([]event{ev("c", "w1", 1, 10, true), late}, &r)
+	if r.StaleAccepted != 1 || r.Overlaps != 0 {
+		t.Fatalf("write after a newer acquisition: %v, want 1 stale write accepted", r)
 	}
 }

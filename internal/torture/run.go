@@ -74,7 +74,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		return r, err
 	}
 	defer w.Drop(context.WithoutCancel(ctx), db)
-	table := "torture_locks_" + run
+	table := LockTable(run)
 	m, err := newManager(c.Dialect, table)
 	if err != nil {
 		return r, err
@@ -294,7 +294,7 @@ func addParams(dsn, params string) string {
 func terminateSessions(ctx context.Context, d Dialect, db *sql.DB, appName string) (int, error) {
 	if d.Name != MySQL.Name {
 		var n int
-		err := db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`,
+		err := db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`,
 			appName).Scan(&n)
 		return n, err
 	}

@@ -1,6 +1,7 @@
 package torture
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"os"
@@ -67,7 +68,14 @@ func TestTortureShort(t *testing.T) {
 		t.Run(d.Name, func(t *testing.T) {
 			t.Parallel()
 			c := config(t, d, 25*time.Second)
+			var log syncBuffer
+			c.Log = &log
 			r, err := Run(context.Background(), c)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("the workers' output ends with:\n%s", log.tail(4000))
+				}
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +89,7 @@ func TestTortureShort(t *testing.T) {
 			if r.Acquisitions < 30 {
 				t.Errorf("%d acquisitions: too few to prove anything", r.Acquisitions)
 			}
-			for _, kind := range c.Faults {
+			for _, kind := range append(c.Faults, "sessions-terminated") {
 				if r.Faults[kind] == 0 {
 					t.Errorf("no %s fault was injected", kind)
 				}
@@ -91,24 +99,52 @@ func TestTortureShort(t *testing.T) {
 }
 
 // TestTortureCatchesBrokenHolders proves the checker: holders that overstay their lease, or ignore the
-// loss of it, are reported as overlaps (while the fences keep their stale writes out).
+// loss of it, are reported as overlaps.
 func TestTortureCatchesBrokenHolders(t *testing.T) {
-	for _, mode := range []string{ModeOverstay, ModeIgnoreLoss} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			c := config(t, Postgres, 12*time.Second)
-			c.Modes = []string{mode}
-			r, err := Run(context.Background(), c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%s: %v", mode, r)
-			if r.Overlaps == 0 {
-				t.Errorf("broken holders (%s) and no overlap reported", mode)
-			}
-			if r.StaleAccepted != 0 || r.Refused == 0 {
-				t.Errorf("fencing: %d stale writes accepted, %d refused; want 0 and some", r.StaleAccepted, r.Refused)
-			}
-		})
+	for _, d := range []Dialect{Postgres, MySQL} {
+		for _, mode := range []string{ModeOverstay, ModeIgnoreLoss} {
+			t.Run(d.Name+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				testBroken(t, d, mode)
+			})
+		}
 	}
+}
+
+func testBroken(t *testing.T, d Dialect, mode string) {
+	c := config(t, d, 12*time.Second)
+	c.Modes = []string{mode}
+	r, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s %s: %v", d.Name, mode, r)
+	if r.Overlaps == 0 {
+		t.Errorf("broken holders (%s) and no overlap reported", mode)
+	}
+	// Their late writes are refused by the fence once the newer holder has written; the few that land
+	// between the newer acquisition and its first write count as stale writes accepted (not every run has
+	// one: TestAnalyze shows the count).
+	if r.Refused == 0 {
+		t.Errorf("no stale write was refused by the fence")
+	}
+}
+
+// syncBuffer collects the workers' output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.b.Bytes()
+	return string(b[max(0, len(b)-n):])
 }

@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Dialect is the witness's SQL for one database.
@@ -35,14 +36,18 @@ var (
 
 // Witness is the run's record: its tables are named after the run, so runs never mix.
 type Witness struct {
-	d                 Dialect
-	events, resources string
+	d                        Dialect
+	events, resources, locks string
 }
 
-// NewWitness names the witness tables of run (letters, digits and underscores).
+// NewWitness names the witness tables of run (letters, digits and underscores), and the lock table whose
+// fences it compares each write with.
 func NewWitness(d Dialect, run string) *Witness {
-	return &Witness{d: d, events: "torture_events_" + run, resources: "torture_resource_" + run}
+	return &Witness{d: d, events: "torture_events_" + run, resources: "torture_resource_" + run, locks: LockTable(run)}
 }
+
+// LockTable is the name of run's lock table.
+func LockTable(run string) string { return "torture_locks_" + run }
 
 // Create makes the witness tables, with one resource row per key.
 func (w *Witness) Create(ctx context.Context, db *sql.DB, keys []string) error {
@@ -51,7 +56,7 @@ func (w *Witness) Create(ctx context.Context, db *sql.DB, keys []string) error {
 		"DROP TABLE IF EXISTS " + w.resources,
 		"CREATE TABLE " + w.events + ` (
 			lock_key VARCHAR(64) NOT NULL, worker VARCHAR(64) NOT NULL, fence BIGINT NOT NULL,
-			ts_us BIGINT NOT NULL, accepted INT NOT NULL, hold_id VARCHAR(80) NOT NULL)`,
+			ts_us BIGINT NOT NULL, accepted INT NOT NULL, hold_id VARCHAR(80) NOT NULL, lock_fence BIGINT NOT NULL)`,
 		"CREATE TABLE " + w.resources + ` (lock_key VARCHAR(64) PRIMARY KEY, fence BIGINT NOT NULL, writer VARCHAR(64))`,
 	}
 	for _, s := range stmts {
@@ -73,11 +78,21 @@ func (w *Witness) Drop(ctx context.Context, db *sql.DB) {
 	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+w.resources)
 }
 
-// Step records one step of work done under a lock: the protected resource is written under the fence
-// (accepted only if no larger fence has written it), and the event is stamped with the database's clock.
+// Step records one step of work done under a lock, in one transaction: the protected resource is written
+// under the fence (accepted only if no larger fence has written it), and the event is stamped with the
+// database's clock and with the fence the lock table holds for the key at that moment: a write accepted while
+// the lock table already shows a newer fence came from a holder whose lease had ended, which fencing alone
+// does not stop until the newer holder writes. It runs even if ctx has ended (the work it records happened).
 func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID string, fence int64) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	p := w.d.ph
-	res, err := db.ExecContext(ctx, "UPDATE "+w.resources+" SET fence = "+p(1)+", writer = "+p(2)+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := tx.ExecContext(ctx, "UPDATE "+w.resources+" SET fence = "+p(1)+", writer = "+p(2)+
 		" WHERE lock_key = "+p(3)+" AND fence <= "+p(4), fence, worker, key, fence)
 	if err != nil {
 		return err
@@ -90,7 +105,11 @@ func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID stri
 	if n > 0 {
 		accepted = 1
 	}
-	_, err = db.ExecContext(ctx, "INSERT INTO "+w.events+" (lock_key, worker, fence, ts_us, accepted, hold_id) VALUES ("+
-		p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+")", key, worker, fence, accepted, holdID)
-	return err
+	_, err = tx.ExecContext(ctx, "INSERT INTO "+w.events+" (lock_key, worker, fence, ts_us, accepted, hold_id, lock_fence) "+
+		"SELECT "+p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+", COALESCE(MAX(fence), 0) FROM "+w.locks+
+		" WHERE lock_key = "+p(6), key, worker, fence, accepted, holdID, key)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
 }

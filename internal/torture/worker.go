@@ -128,8 +128,10 @@ func holdInTx(ctx context.Context, db *sql.DB, lock *distrlock.DBLock, c WorkerC
 	if err != nil {
 		return err
 	}
-	sleep(ctx, rand.N(200*time.Millisecond)) // the transaction is old by the time it acquires
-	start := time.Now()                      // before the statement: the lease starts no earlier
+	// The transaction is older than a lease by the time it acquires: a lease counted from the
+	// transaction's start (PostgreSQL's now()) instead of the statement's would have ended already.
+	sleep(ctx, c.TTL+rand.N(c.TTL/2))
+	start := time.Now() // before the statement: the lease starts no earlier
 	if err := lock.Acquire(ctx, tx, c.TTL); err != nil {
 		_ = tx.Rollback()
 		if errors.Is(err, distrlock.ErrLockAlreadyAcquired) {
@@ -140,7 +142,7 @@ func holdInTx(ctx context.Context, db *sql.DB, lock *distrlock.DBLock, c WorkerC
 	}
 	sleep(ctx, rand.N(300*time.Millisecond)) // others block on the row meanwhile
 	if err := tx.Commit(); err != nil {
-		return err // rolled back: the lock was not taken
+		return err // no work: the lock was not taken, or (outcome unknown) expires untouched
 	}
 	workCtx, cancel := context.WithDeadline(ctx, start.Add(c.TTL-c.Margin))
 	defer cancel()

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cirello.io/pglock"
+	"github.com/bsm/redislock"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/internal/stmtcount"
+)
+
+// parallel is scenario (c): g goroutines, each cycling acquire+release on a key of its own, for d.
+func parallel(ctx context.Context, l *locker, g int, d time.Duration) (float64, error) {
+	var ops atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range g {
+		key := fmt.Sprintf("bench-%d", i)
+		wg.Go(func() {
+			for time.Since(start) < d {
+				release, err := l.acquire(ctx, key)
+				if err == nil {
+					err = release(ctx)
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				ops.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(ops.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+// waiter takes one key with the library's own waiting and returns its release.
+type waiter func(ctx context.Context) (release func(context.Context) error, err error)
+
+type handoffResult struct {
+	perSec   float64
+	p50, p99 time.Duration
+	overlaps int64
+}
+
+// handoff is scenario (d): g goroutines contend for one key with the library's own waiting, each holding
+// it for 1 ms of work. It measures hand-overs per second and the time from a release to the next
+// acquisition, and checks in process that never two hold the key at once.
+func handoff(ctx context.Context, w waiter, g int, d time.Duration) (handoffResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		holders, overlaps atomic.Int64
+		mu                sync.Mutex
+		lastRelease       time.Time
+		gaps              []time.Duration
+		n                 int
+		firstErr          error
+	)
+	var wg sync.WaitGroup
+	for range g {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				release, err := w(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						firstErr = cmpErr(firstErr, err)
+						mu.Unlock()
+					}
+					return
+				}
+				got := time.Now()
+				if holders.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				mu.Lock()
+				if !lastRelease.IsZero() {
+					gaps = append(gaps, got.Sub(lastRelease))
+				}
+				n++
+				mu.Unlock()
+				time.Sleep(time.Millisecond) // the work
+				holders.Add(-1)
+				mu.Lock()
+				lastRelease = time.Now()
+				mu.Unlock()
+				if err := release(context.WithoutCancel(ctx)); err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := handoffResult{perSec: float64(n) / d.Seconds(), overlaps: overlaps.Load()}
+	if len(gaps) > 0 {
+		slices.Sort(gaps)
+		r.p50, r.p99 = gaps[len(gaps)/2], gaps[len(gaps)*99/100]
+	}
+	return r, firstErr
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// oursWaiter waits with AcquireWait, every goroutine through one manager, as one process's would.
+func oursWaiter(ctx context.Context, db *sql.DB, d distrlock.Dialect) (waiter, func(), error) {
+	m, err := distrlock.NewDBManager(d, distrlock.WithTableName("bench_distrlock_wait"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := m.CreateTable(ctx, db); err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context) (func(context.Context) error, error) {
+			l, err := m.NewLock(ctx, db, "contended")
+			if err != nil {
+				return nil, err
+			}
+			if err := l.AcquireWait(ctx, db, time.Minute, distrlock.WaitForever); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) error { return l.Release(ctx, db) }, nil
+		}, func() {
+			_, _ = db.ExecContext(context.Background(), m.DropTableSQL())
+		}, nil
+}
+
+// advisoryWaiter is PostgreSQL's blocking advisory lock, each goroutine on a session of its own: the floor.
+func advisoryWaiter(db *sql.DB) waiter {
+	return func(ctx context.Context) (func(context.Context) error, error) {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(42)"); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			_, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock(42)")
+			conn.Close()
+			return err
+		}, nil
+	}
+}
+
+// redisWaiter is redislock with an exponential backoff retry like distrlock's default (2 to 50 ms).
+func redisWaiter(client *redis.Client) waiter {
+	rl := redislock.New(client)
+	return func(ctx context.Context) (func(context.Context) error, error) {
+		l, err := rl.Obtain(ctx, "bench:contended", time.Minute, &redislock.Options{
+			RetryStrategy: redislock.ExponentialBackoff(2*time.Millisecond, 50*time.Millisecond)})
+		if err != nil {
+			return nil, err
+		}
+		return l.Release, nil
+	}
+}
+
+// heartbeats is scenario (f): n leases held through one manager, and the statements per second the
+// database receives while they are extended (TTL 10 s, so an extend every 5 s each).
+func heartbeats(ctx context.Context, db *sql.DB, c *stmtcount.Counter, d distrlock.Dialect, n int, window time.Duration) (float64, error) {
+	m, err := distrlock.NewDBManager(d, distrlock.WithTableName("bench_distrlock_hb"))
+	if err != nil {
+		return 0, err
+	}
+	if err := m.CreateTable(ctx, db); err != nil {
+		return 0, err
+	}
+	defer func() { _, _ = db.ExecContext(context.Background(), m.DropTableSQL()) }()
+	leases := make([]*distrlock.Lease, 0, n)
+	defer func() {
+		for _, l := range leases {
+			_ = l.Release(context.Background())
+		}
+	}()
+	for i := range n {
+		l, err := m.Hold(ctx, db, fmt.Sprintf("held-%d", i), distrlock.WithLockTTL(10*time.Second))
+		if err != nil {
+			return 0, err
+		}
+		leases = append(leases, l)
+	}
+	before := c.Counts()
+	time.Sleep(window)
+	got := c.Counts().Sub(before)
+	return float64(got.Statements) / window.Seconds(), nil
+}
+
+// pglockWaiter is pglock's own waiting: after a refusal it sleeps a whole lease (2 s here) before trying again.
+func pglockWaiter(db *sql.DB) (waiter, func(), error) {
+	c, err := pglock.New(db, pglock.WithCustomTable("bench_pglock_wait"), pglock.WithLeaseDuration(2*time.Second),
+		pglock.WithHeartbeatFrequency(0))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.TryCreateTable(); err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context) (func(context.Context) error, error) {
+		l, err := c.AcquireContext(ctx, "contended")
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return c.ReleaseContext(ctx, l) }, nil
+	}, func() { _ = c.DropTable() }, nil
+}
