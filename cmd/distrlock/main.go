@@ -150,7 +150,7 @@ func leadingCommonFlags(args []string) (lead, rest []string) {
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dsn, "dsn", "", "database `DSN` (default $DISTRLOCK_DSN, else the local SQLite file)")
-	fs.StringVar(&c.table, "table", "", "lock table `name` (default distributed_locks)")
+	fs.StringVar(&c.table, "table", "", "lock table `NAME` (default distributed_locks)")
 	fs.BoolVar(&c.json, "json", false, "print results as JSON")
 }
 

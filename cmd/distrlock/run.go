@@ -28,12 +28,14 @@ COMMAND gets DISTRLOCK_KEY, DISTRLOCK_TOKEN and DISTRLOCK_FENCE in its environme
 every acquisition, so COMMAND can pass it to services that reject stale holders. Signals sent to
 distrlock (INT, TERM, HUP, QUIT, USR1, USR2) go to COMMAND's process group.
 
-If the lease may be lost (the database stops answering, or reports the lock gone), COMMAND gets
-SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then exits with 77.`)
+If the lease may be lost (the database stops answering, or reports the lock gone), COMMAND's process
+group gets SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then exits with 77,
+as it does when it finds at the end that the lock was released or taken meanwhile. Run from a terminal,
+COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z is ignored.`)
 	key := fs.String("key", "", "the lock's `KEY` (required)")
 	ttl := fs.Duration("ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
 	wait := fs.Duration("wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
-	owner := fs.String("owner", defaultOwner(), "owner `NAME` stored with the lock")
+	owner := fs.String("owner", "", "owner `NAME` stored with the lock (default HOST/pid-PID)")
 	grace := fs.Duration("grace", 0, "time between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
@@ -74,6 +76,9 @@ SIGTERM and, after --grace, SIGKILL, before the lease can end; distrlock then ex
 		return a.explain(c, err)
 	}
 	lock.Owner = *owner
+	if lock.Owner == "" {
+		lock.Owner = defaultOwner()
+	}
 	opts := []distrlock.DoOption{
 		distrlock.WithLockTTL(*ttl), distrlock.WithPeriodicExtendInterval(*ttl / 3),
 		distrlock.WithSafetyMargin(margin), distrlock.WithReleaseTimeout(min(releaseWithin, *ttl)),
