@@ -31,7 +31,9 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 2*time.Second, "time spent on each measurement")
+	parts := flag.String("parts", "single,contention,heartbeats", "which tables to print: single (a, b, e), contention (c, d), heartbeats (f)")
 	flag.Parse()
+	want := func(part string) bool { return slices.Contains(strings.Split(*parts, ","), part) }
 	ctx := context.Background()
 	pg := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	my := envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
@@ -39,6 +41,19 @@ func main() {
 
 	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host, each measurement %v, one key, one goroutine.\n\n",
 		time.Now().Format("2006-01-02"), numCPU(), *duration)
+	if want("single") {
+		single(ctx, pg, my, redisAddr, *duration)
+	}
+	if want("contention") {
+		contention(ctx, pg, my, redisAddr, *duration)
+	}
+	if want("heartbeats") {
+		heartbeatLoad(ctx, pg, my)
+	}
+}
+
+// single prints scenarios (a), (b) and (e).
+func single(ctx context.Context, pg, my, redisAddr string, duration time.Duration) {
 	fmt.Println("| database | library | acquire+release ops/s | p50 | p99 | statements/op | round trips/op | do-under-lock ops/s | vs floor of 2 UPDATEs |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, target := range []struct {
@@ -100,7 +115,7 @@ func main() {
 				fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, l.name, err)
 				continue
 			}
-			r, err := measure(ctx, lk, l.c, *duration)
+			r, err := measure(ctx, lk, l.c, duration)
 			if lk.close != nil {
 				lk.close()
 			}
@@ -117,15 +132,13 @@ func main() {
 		db.Close()
 	}
 	if rl, err := redisLib(ctx, redisAddr); err == nil {
-		if r, err := measure(ctx, rl, nil, *duration); err == nil {
+		if r, err := measure(ctx, rl, nil, duration); err == nil {
 			fmt.Printf("| Redis | redislock | %.0f | %s | %s | – | – | %.0f | – |\n", r.ops, ms(r.p50), ms(r.p99), r.doOps)
 		}
 		rl.close()
 	} else {
 		fmt.Fprintf(os.Stderr, "Redis unreachable, skipped: %v\n", err)
 	}
-	contention(ctx, pg, my, redisAddr, *duration)
-	heartbeatLoad(ctx, pg, my)
 }
 
 // contention prints scenarios (c) and (d).
@@ -239,6 +252,9 @@ func heartbeatLoad(ctx context.Context, pg, my string) {
 			if err != nil || db.PingContext(ctx) != nil {
 				break
 			}
+			// A pool of 16, as a service would set: without a limit the extends of 10,000 leases open
+			// connections until PostgreSQL's max_connections refuses them.
+			db.SetMaxOpenConns(16)
 			db.SetMaxIdleConns(16)
 			perSec, err := heartbeats(ctx, db, &c, t.dialect, n, 10*time.Second)
 			if err != nil {
