@@ -39,8 +39,9 @@ func main() {
 	my := envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
 	redisAddr := envOr("DISTRLOCK_REDIS_ADDR", "127.0.0.1:6379")
 
-	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host, each measurement %v, one key, one goroutine.\n\n",
-		time.Now().Format("2006-01-02"), numCPU(), *duration)
+	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host. Single key, one goroutine: %d interleaved rounds of %v per library "+
+		"(half cycles, half the do helper), median round shown, ratio to the floor of the same round.\n\n",
+		time.Now().Format("2006-01-02"), numCPU(), rounds, *duration)
 	if want("single") {
 		single(ctx, pg, my, redisAddr, *duration)
 	}
@@ -108,26 +109,61 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 					lib{"pglock v1.16.0 (lib/pq)", func() (*locker, error) { return pglockLib(ctx, pqDB) }, &pqCounter})
 			}
 		}
-		var floorOps float64
+		// The libraries are measured in interleaved rounds, each against the floor of the same round, so
+		// that the drift of the machine's disk over a run falls on all of them alike; the table shows the
+		// median round.
+		type opened struct {
+			lib
+			lk               *locker
+			rounds           []result
+			ratios, doRatios []float64
+		}
+		var open []*opened
 		for _, l := range libs {
 			lk, err := l.make()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, l.name, err)
 				continue
 			}
-			r, err := measure(ctx, lk, l.c, duration)
-			if lk.close != nil {
-				lk.close()
+			open = append(open, &opened{lib: l, lk: lk})
+		}
+		for range rounds {
+			var floor result
+			for _, o := range open {
+				r, err := measure(ctx, o.lk, o.c, duration/2)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, o.name, err)
+					continue
+				}
+				if o.name == "floor: 2 PK UPDATEs" {
+					floor = r
+				}
+				o.rounds = append(o.rounds, r)
+				if floor.ops > 0 {
+					o.ratios = append(o.ratios, r.ops/floor.ops)
+					if r.doOps > 0 {
+						o.doRatios = append(o.doRatios, r.doOps/floor.ops)
+					}
+				}
 			}
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, l.name, err)
+		}
+		for _, o := range open {
+			if o.lk.close != nil {
+				o.lk.close()
+			}
+			if len(o.rounds) == 0 {
 				continue
 			}
-			if l.name == "floor: 2 PK UPDATEs" {
-				floorOps = r.ops
+			r := medianResult(o.rounds)
+			vs := "–"
+			if len(o.ratios) > 0 {
+				vs = fmt.Sprintf("%.2f×", median(o.ratios))
+				if len(o.doRatios) > 0 {
+					vs += fmt.Sprintf(" (do: %.2f×)", median(o.doRatios))
+				}
 			}
-			fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %s | %s |\n", target.name, l.name, r.ops,
-				ms(r.p50), ms(r.p99), r.statements, r.roundTrips, orDash(r.doOps, "%.0f"), ratio(r.ops, r.doOps, floorOps))
+			fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %s | %s |\n", target.name, o.name, r.ops,
+				ms(r.p50), ms(r.p99), r.statements, r.roundTrips, orDash(r.doOps, "%.0f"), vs)
 		}
 		db.Close()
 	}
@@ -327,6 +363,34 @@ func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Durati
 	return r, nil
 }
 
+// rounds is how many interleaved rounds the single-key table measures.
+const rounds = 4
+
+func median(xs []float64) float64 {
+	ys := slices.Clone(xs)
+	slices.Sort(ys)
+	return ys[len(ys)/2]
+}
+
+// medianResult is the round of median throughput, with the median of each other figure.
+func medianResult(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = f(r)
+		}
+		return median(xs)
+	}
+	return result{
+		ops:        pick(func(r result) float64 { return r.ops }),
+		doOps:      pick(func(r result) float64 { return r.doOps }),
+		p50:        time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99:        time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		statements: pick(func(r result) float64 { return r.statements }),
+		roundTrips: pick(func(r result) float64 { return r.roundTrips }),
+	}
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func orDash(v float64, format string) string {
@@ -334,18 +398,6 @@ func orDash(v float64, format string) string {
 		return "–"
 	}
 	return fmt.Sprintf(format, v)
-}
-
-// ratio is a library's throughput against the floor of two UPDATEs: the cycle's, and its helper's.
-func ratio(ops, doOps, floor float64) string {
-	if floor == 0 {
-		return "–"
-	}
-	s := fmt.Sprintf("%.2f×", ops/floor)
-	if doOps > 0 {
-		s += fmt.Sprintf(" (do: %.2f×)", doOps/floor)
-	}
-	return s
 }
 
 func envOr(name, def string) string {
