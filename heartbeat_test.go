@@ -3,6 +3,7 @@ package distrlock
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -477,15 +478,24 @@ func TestDoExclusivelyReleasesUnknownOutcome(t *testing.T) {
 		defer f.db.Close()
 		reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 		f.mock.ExpectQuery(f.lock.manager.q.acquire).WillReturnError(reset)
-		f.expectRelease()
+		var released recordedArg
+		f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", &released).WillReturnResult(sqlmock.NewResult(0, 1))
 		called := false
 		err := f.run(context.Background(), func(context.Context) error { called = true; return nil })
 		if !errors.As(err, new(*net.OpError)) || called {
 			t.Fatalf("DoExclusively = %v (fn called: %v), want the acquire's error and no call", err, called)
 		}
 		// The release carries the attempted token, which the DBLock kept.
-		if f.lock.Token() == "" {
-			t.Fatal("the attempted token was not kept")
+		if f.lock.Token() == "" || released.value != f.lock.Token() {
+			t.Fatalf("released token %v, the DBLock kept %q", released.value, f.lock.Token())
 		}
 	})
+}
+
+// recordedArg is a sqlmock argument matcher that accepts any value and records it.
+type recordedArg struct{ value driver.Value }
+
+func (a *recordedArg) Match(v driver.Value) bool {
+	a.value = v
+	return true
 }

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func main() {
 
 	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host. Single key, one goroutine: %d interleaved rounds of %v per library "+
 		"(half cycles, half the do helper), median round shown, ratio to the floor of the same round.\n\n",
-		time.Now().Format("2006-01-02"), numCPU(), rounds, *duration)
+		time.Now().Format("2006-01-02"), runtime.NumCPU(), rounds, *duration)
 	if want("single") {
 		single(ctx, pg, my, redisAddr, *duration)
 	}

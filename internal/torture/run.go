@@ -136,7 +136,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	// Faults, one kind after the other, until the end.
 	gens := map[int]int{}
 	for n := 0; time.Now().Add(c.FaultEvery).Before(until) && len(c.Faults) > 0; n++ {
-		sleepCtx(ctx, c.FaultEvery)
+		sleep(ctx, c.FaultEvery)
 		if ctx.Err() != nil {
 			break
 		}
@@ -144,14 +144,14 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		switch kind {
 		case FaultBlackhole:
 			proxy.SetMode(faultproxy.Blackhole)
-			sleepCtx(ctx, c.TTL+c.TTL/2)
+			sleep(ctx, c.TTL+c.TTL/2)
 			proxy.SetMode(faultproxy.Forward)
 			proxy.ResetAll()
 		case FaultReset:
 			proxy.ResetAll()
 		case FaultDelay:
 			proxy.SetDelay(150 * time.Millisecond)
-			sleepCtx(ctx, 2*time.Second)
+			sleep(ctx, 2*time.Second)
 			proxy.SetDelay(0)
 		case FaultKill:
 			i := n % c.Workers
@@ -203,7 +203,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 
 	// Stranded: once every lease has ended, every key can be taken.
-	sleepCtx(ctx, c.TTL+c.TTL/4)
+	sleep(ctx, c.TTL+c.TTL/4)
 	for _, k := range keys {
 		l, err := m.NewLock(ctx, db, k)
 		if err != nil {
@@ -231,8 +231,6 @@ func randomName() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-func sleepCtx(ctx context.Context, d time.Duration) { sleep(ctx, d) }
 
 var mysqlAddr = regexp.MustCompile(`@tcp\(([^)]*)\)`)
 
