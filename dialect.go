@@ -3,6 +3,7 @@ package distrlock
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -41,6 +42,11 @@ type dialectSpec struct {
 	listArgs    func(prefix string, heldOnly bool, limit int64) []any
 	// extended reads whether the extend statement found the lock.
 	extended func(sql.Result) (bool, error)
+	// extendBatch runs the batched extend for pairs (at least two, distinct, each for ttlMicros) and
+	// returns those it extended.
+	extendBatch func(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error)
+	// pairList: the batched statements hold pairListMarker (MySQL) instead of taking a JSON document.
+	pairList bool
 }
 
 // acquireArgs are the values the acquire statement binds.
@@ -62,6 +68,7 @@ var (
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
 		extended:    oneRowAffected,
+		extendBatch: extendBatchReturning,
 	}
 	mysqlSpec = &dialectSpec{
 		dir: "mysql", quote: '`', migrateID: "mysql",
@@ -70,6 +77,8 @@ var (
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
 		extended:    lastInsertIDSet,
+		extendBatch: extendBatchMySQL,
+		pairList:    true,
 	}
 	sqliteSpec = &dialectSpec{
 		dir: "sqlite", quote: '"', migrateID: "sqlite3",
@@ -78,6 +87,7 @@ var (
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
 		extended:    oneRowAffected,
+		extendBatch: extendBatchReturning,
 	}
 )
 
@@ -160,4 +170,80 @@ func oneRowAffected(res sql.Result) (bool, error) {
 func lastInsertIDSet(res sql.Result) (bool, error) {
 	id, err := res.LastInsertId()
 	return id > 0, err
+}
+
+// lockPair names a lease: a key and the token that holds it.
+type lockPair struct{ key, token string }
+
+// batchExecutor runs the batched extend: a *sql.DB.
+type batchExecutor interface {
+	SQLExecutor
+	SQLQueryer
+}
+
+// extendBatchReturning runs an UPDATE that takes the pairs as one JSON document and returns the rows it
+// changed (PostgreSQL, SQLite). Keys and tokens are valid UTF-8 without NUL, so JSON carries them exactly.
+func extendBatchReturning(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
+	doc := make([][2]string, len(pairs))
+	for i, p := range pairs {
+		doc[i] = [2]string{p.key, p.token}
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, string(b))
+	if err != nil {
+		return nil, err
+	}
+	return scanPairs(rows, len(pairs))
+}
+
+// extendBatchMySQL runs an UPDATE with one (?, ?) per pair. MySQL's UPDATE returns no rows, only how many
+// it changed: when that is fewer than the pairs, a SELECT tells which are still held. A pair the UPDATE
+// did not find cannot be held afterwards (its token lost the lease for good), so the held ones are exactly
+// those the UPDATE extended, or changed to the value they had.
+func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
+	args := make([]any, 0, 2+2*len(pairs))
+	args = append(args, ttlMicros, ttlMicros)
+	for _, p := range pairs {
+		args = append(args, p.key, p.token)
+	}
+	res, err := db.ExecContext(ctx, withPairList(q.extendBatch, len(pairs)), args...)
+	if err != nil {
+		return nil, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	if n == int64(len(pairs)) {
+		held := make(map[lockPair]bool, len(pairs))
+		for _, p := range pairs {
+			held[p] = true
+		}
+		return held, nil
+	}
+	rows, err := db.QueryContext(ctx, withPairList(q.extendBatchHeld, len(pairs)), args[2:]...)
+	if err != nil {
+		return nil, err
+	}
+	return scanPairs(rows, len(pairs))
+}
+
+// scanPairs reads (key, token) rows and closes them.
+func scanPairs(rows *sql.Rows, capacity int) (map[lockPair]bool, error) {
+	defer rows.Close()
+	held := make(map[lockPair]bool, capacity)
+	for rows.Next() {
+		var p lockPair
+		if err := rows.Scan(&p.key, &p.token); err != nil {
+			return nil, err
+		}
+		held[p] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return held, nil
 }

@@ -14,12 +14,14 @@ import (
 // safety margin, because the server started counting the TTL no earlier than that.
 type heartbeat struct {
 	lock       DBLock // a copy: the caller may read its own DBLock while the heartbeat runs
-	db         *sql.DB
+	batcher    *extendBatcher
 	opts       doOptions
 	cancelWork context.CancelCauseFunc
 
 	cancel context.CancelFunc // stops run
 	done   chan struct{}      // closed when run has returned
+
+	once sync.Once // leaves the batcher
 
 	mu   sync.Mutex
 	lost error
@@ -28,7 +30,10 @@ type heartbeat struct {
 // startHeartbeat starts extending lock, acquired by a statement sent at acquiredAt, until stop.
 func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc, acquiredAt time.Time) *heartbeat {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &heartbeat{lock: lock, db: db, opts: o, cancelWork: cancelWork, cancel: cancel, done: make(chan struct{})}
+	h := &heartbeat{
+		lock: lock, batcher: lock.manager.batchers.join(lock.manager, db), opts: o,
+		cancelWork: cancelWork, cancel: cancel, done: make(chan struct{}),
+	}
 	go func() {
 		defer close(h.done)
 		h.run(ctx, acquiredAt)
@@ -36,10 +41,12 @@ func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.Can
 	return h
 }
 
-// stop ends the heartbeat, waits for its goroutines and reports whether the lease was lost.
+// stop ends the heartbeat, waits for its goroutine (and, if no other heartbeat uses the batcher, for the
+// batcher's) and reports whether the lease was lost.
 func (h *heartbeat) stop() error {
 	h.cancel()
 	<-h.done
+	h.once.Do(func() { h.lock.manager.batchers.leave(h.batcher) })
 	return h.lostErr()
 }
 
@@ -61,32 +68,30 @@ func (h *heartbeat) markLost(reason error) {
 }
 
 type extendResult struct {
-	start time.Time
+	start time.Time // when the statement was sent
 	err   error
 }
 
-// run extends the lease every interval until ctx ends or the lease is lost. Each extend runs in a goroutine
-// of its own so that the watchdog fires on time even when an extend hangs; run waits for that goroutine
-// before it returns.
+// run extends the lease every interval until ctx ends or the lease is lost. The extends go through the
+// manager's batcher for db, which may send one earlier, in the statement of another lock's extend; the
+// watchdog fires on time even when an extend hangs.
 func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
+	// A request not yet sent when run returns is dropped by the batcher.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	interval := h.opts.periodicExtendInterval
 	safeFor := h.opts.lockTTL - h.opts.safetyMargin
 	deadline := acquiredAt.Add(safeFor)
 	watchdog := time.NewTimer(time.Until(deadline))
 	defer watchdog.Stop()
-	// Extends are spaced from the start of the last successful statement, as the lease is: a slow acquire
-	// or extend does not push the next extend towards the deadline.
-	tick := time.NewTimer(untilNext(acquiredAt, h.opts.periodicExtendInterval))
+	// Extends are due one interval after the start of the last successful statement, as the lease is
+	// counted from there, so a slow acquire or extend does not push the next extend towards the deadline.
+	// The request goes to the batcher half an interval early, so that it can share an earlier statement.
+	due := acquiredAt.Add(interval)
+	tick := time.NewTimer(time.Until(due) - interval/2)
 	defer tick.Stop()
 
-	done := make(chan extendResult, 1)
-	var cancelExtend context.CancelFunc
-	defer func() {
-		if cancelExtend != nil { // an extend is in flight: stop it and wait for it
-			cancelExtend()
-			<-done
-		}
-	}()
-
+	var results chan extendResult // the request in the batcher or in flight, if any
 	for {
 		select {
 		case <-ctx.Done():
@@ -95,20 +100,22 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
 			return
 		case <-tick.C:
-			start := time.Now()
-			extCtx, cancel := context.WithDeadline(ctx, attemptDeadline(start, deadline, h.opts.periodicExtendInterval))
-			cancelExtend = cancel
-			go func() {
-				done <- extendResult{start: start, err: h.lock.extendCause(extCtx, h.db, h.lock.TTL)}
-			}()
-		case r := <-done:
-			cancelExtend()
-			cancelExtend = nil
+			r := &extendRequest{
+				lock: &h.lock, ttl: h.lock.TTL, latest: due, safeUntil: deadline, interval: interval,
+				gone: ctx.Done(), result: make(chan extendResult, 1),
+			}
+			if !h.batcher.enqueue(ctx, r) {
+				return
+			}
+			results = r.result
+		case r := <-results:
+			results = nil
 			switch {
 			case r.err == nil:
 				deadline = r.start.Add(safeFor)
 				watchdog.Reset(time.Until(deadline))
-				tick.Reset(untilNext(r.start, h.opts.periodicExtendInterval))
+				due = r.start.Add(interval)
+				tick.Reset(time.Until(due) - interval/2)
 			case errors.Is(r.err, ErrLockAlreadyReleased):
 				h.markLost(fmt.Errorf("extend: %w", r.err))
 				return
@@ -119,16 +126,13 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				return
 			default:
 				logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
-				// A retry that would start after the deadline is pointless: the watchdog fires first.
-				tick.Reset(retryDelay(h.opts.periodicExtendInterval))
+				// Due after a pause, and requested now, to join any statement sent before. A retry that
+				// would start after the deadline is pointless: the watchdog fires first.
+				due = time.Now().Add(retryDelay(interval))
+				tick.Reset(0)
 			}
 		}
 	}
-}
-
-// untilNext is the time from now until one interval after from, or 0 if that has passed.
-func untilNext(from time.Time, interval time.Duration) time.Duration {
-	return max(0, interval-time.Since(from))
 }
 
 // attemptDeadline bounds an extend attempt that starts at start while the lease is trusted until deadline.

@@ -11,8 +11,9 @@ const DefaultTableName = "distributed_locks"
 
 // DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
 // table. It holds no connection: it is safe for concurrent use, and one manager per table serves a whole
-// program. Its only mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
-// release through the manager wakes.
+// program. Its mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
+// release through the manager wakes, and the heartbeats of [DBLock.DoExclusively] and [DBLock.Hold],
+// whose extends on one *sql.DB it sends together.
 type DBManager struct {
 	dialect Dialect
 	spec    *dialectSpec
@@ -22,6 +23,7 @@ type DBManager struct {
 
 	backoffMin, backoffMax time.Duration
 	waiters                *waitRoom
+	batchers               *batchers
 }
 
 // DBManagerOption configures [NewDBManager].
@@ -76,7 +78,7 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	}
 	return &DBManager{
 		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q,
-		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{},
+		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{}, batchers: &batchers{},
 	}, nil
 }
 

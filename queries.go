@@ -18,9 +18,12 @@ type queries struct {
 	dropTable   string
 	acquire     string
 	extend      string
-	release     string
-	get         string
-	list        string
+	extendBatch string
+	// extendBatchHeld is MySQL's: its UPDATE cannot return the rows it changed.
+	extendBatchHeld string
+	release         string
+	get             string
+	list            string
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -33,6 +36,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"drop_table.sql", &q.dropTable},
 		{"acquire.sql", &q.acquire},
 		{"extend.sql", &q.extend},
+		{"extend_batch.sql", &q.extendBatch},
 		{"release.sql", &q.release},
 		{"get.sql", &q.get},
 		{"list.sql", &q.list},
@@ -43,7 +47,38 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		}
 		*f.dst = text
 	}
+	if spec.pairList {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "extend_batch_held.sql"), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		q.extendBatchHeld = text
+		for name, text := range map[string]string{"extend_batch.sql": q.extendBatch, "extend_batch_held.sql": text} {
+			if strings.Count(text, pairListMarker) != 1 {
+				return queries{}, fmt.Errorf("distrlock: embedded schema: %s must hold %s once", name, pairListMarker)
+			}
+		}
+	}
 	return q, nil
+}
+
+// pairListMarker stands, in MySQL's batched statements, for the list of (key, token) pairs: it is sent with
+// one "(?, ?)" per lock.
+const pairListMarker = "((?, ?))"
+
+// withPairList returns query with room for n pairs where its file has one.
+func withPairList(query string, n int) string {
+	var b strings.Builder
+	b.Grow(len(query) + 8*n)
+	before, after, _ := strings.Cut(query, pairListMarker)
+	b.WriteString(before)
+	b.WriteString("((?, ?)")
+	for range n - 1 {
+		b.WriteString(", (?, ?)")
+	}
+	b.WriteString(")")
+	b.WriteString(after)
+	return b.String()
 }
 
 // renderFile reads an embedded SQL file, written for DefaultTableName so that it runs as it stands, and

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -175,34 +176,67 @@ func redisWaiter(client *redis.Client) waiter {
 	}
 }
 
-// heartbeats is scenario (f): n leases held through one manager, and the statements per second the
-// database receives while they are extended (TTL 10 s, so an extend every 5 s each).
-func heartbeats(ctx context.Context, db *sql.DB, c *stmtcount.Counter, d distrlock.Dialect, n int, window time.Duration) (float64, error) {
+// heartbeatTTL and heartbeatWindow set scenario (f): leases of 4 s, extended every 2 s (TTL/2), counted
+// over three intervals.
+const (
+	heartbeatTTL    = 4 * time.Second
+	heartbeatWindow = 3 * heartbeatTTL / 2
+)
+
+// heartbeatLoad is what scenario (f) measured for one number of leases.
+type heartbeatLoad struct {
+	statements, prepares int64 // sent during the window
+	lost                 int   // leases that ended before their release
+}
+
+// heartbeats is scenario (f): n leases held through one manager on db, taken by 16 goroutines, and what the
+// database receives while they are extended during heartbeatWindow.
+func heartbeats(ctx context.Context, db *sql.DB, c *stmtcount.Counter, d distrlock.Dialect, n int) (heartbeatLoad, error) {
 	m, err := distrlock.NewDBManager(d, distrlock.WithTableName("bench_distrlock_hb"))
 	if err != nil {
-		return 0, err
+		return heartbeatLoad{}, err
 	}
 	if err := m.CreateTable(ctx, db); err != nil {
-		return 0, err
+		return heartbeatLoad{}, err
 	}
 	defer func() { _, _ = db.ExecContext(context.Background(), m.DropTableSQL()) }()
-	leases := make([]*distrlock.Lease, 0, n)
+	leases := make([]*distrlock.Lease, n)
 	defer func() {
-		for _, l := range leases {
-			_ = l.Release(context.Background())
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Go(func() {
+				for i := g; i < n; i += 16 {
+					if leases[i] != nil {
+						_ = leases[i].Release(context.Background())
+					}
+				}
+			})
 		}
+		wg.Wait()
 	}()
-	for i := range n {
-		l, err := m.Hold(ctx, db, fmt.Sprintf("held-%d", i), distrlock.WithLockTTL(10*time.Second))
-		if err != nil {
-			return 0, err
-		}
-		leases = append(leases, l)
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := g; i < n && errs[g] == nil; i += 16 {
+				leases[i], errs[g] = m.Hold(ctx, db, fmt.Sprintf("held-%d", i), distrlock.WithLockTTL(heartbeatTTL))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return heartbeatLoad{}, err
 	}
 	before := c.Counts()
-	time.Sleep(window)
+	time.Sleep(heartbeatWindow)
 	got := c.Counts().Sub(before)
-	return float64(got.Statements) / window.Seconds(), nil
+	r := heartbeatLoad{statements: got.Statements, prepares: got.Prepares}
+	for _, l := range leases {
+		if l.Lost() != nil {
+			r.lost++
+		}
+	}
+	return r, nil
 }
 
 // pglockWaiter is pglock's own waiting: after a refusal it sleeps a whole lease (2 s here) before trying again.
