@@ -11,7 +11,8 @@ import (
 )
 
 // maxBatch is the most locks one batched extend names: on MySQL that is 16,384 bound values, well below its
-// limit of 65,535, and every dialect's statement stays under a megabyte.
+// limit of 65,535, and statements of a few megabytes at most (255-byte keys and tokens), within every
+// server's default packet size.
 const maxBatch = 8192
 
 // errLeaseOver answers a request that reached the batcher after its lease may have ended.
@@ -24,6 +25,7 @@ type extendRequest struct {
 	latest    time.Time     // when the extend is due
 	safeUntil time.Time     // the lease is trusted until then: bounds the attempt
 	interval  time.Duration // the heartbeat's interval: bounds the attempt
+	alone     bool          // a retry: sent in a statement of its own
 	gone      <-chan struct{}
 	result    chan extendResult // buffered: gets exactly one result
 }
@@ -31,9 +33,10 @@ type extendRequest struct {
 func (r *extendRequest) pair() lockPair { return lockPair{r.lock.Key, r.lock.token} }
 
 // extendBatcher sends the extends of the heartbeats of one manager on one *sql.DB. Requests reach it half an
-// interval before they are due; it sends everything it has when the earliest is due, so heartbeats that
-// are due within half an interval of each other share one statement, and the leases of a process end up
-// extended together: a statement per interval and per maxBatch locks, however many locks there are.
+// interval before they are due; it sends all the requests of a group (one TTL, one interval) when the
+// earliest is due, so heartbeats that are due within half an interval of each other share one statement,
+// and the leases of a process end up extended together: a statement per interval and per maxBatch locks,
+// however many locks there are. A retry goes alone.
 type extendBatcher struct {
 	m      *DBManager
 	db     *sql.DB
@@ -95,8 +98,23 @@ func (b *extendBatcher) enqueue(ctx context.Context, r *extendRequest) bool {
 	}
 }
 
-// run gathers requests and sends them when the earliest is due, until ctx ends; then it waits for the
-// statements in flight, which ctx cancels.
+// batchGroup is what the requests that may share a statement have in common: the TTL the statement renews
+// and the heartbeats' interval, which bounds the statement's attempt. A retry after a failed extend goes
+// alone, so that a lock whose row is blocked, or a lease with little time left, cannot make the extends of
+// other leases fail or hurry.
+type batchGroup struct {
+	ttl, interval time.Duration
+	alone         bool
+}
+
+// pendingGroup is a group's requests waiting for their earliest to be due.
+type pendingGroup struct {
+	reqs []*extendRequest
+	next time.Time // the earliest latest
+}
+
+// run gathers requests by group and sends a group's when its earliest is due, until ctx ends; then it waits
+// for the statements in flight, which ctx cancels.
 func (b *extendBatcher) run(ctx context.Context) {
 	defer close(b.done)
 	var flights sync.WaitGroup
@@ -104,28 +122,47 @@ func (b *extendBatcher) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	var pending []*extendRequest
-	var next time.Time
+	pending := map[batchGroup]*pendingGroup{}
+	var next time.Time // when the timer fires, if pending is not empty
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-b.submit:
-			if len(pending) == 0 || r.latest.Before(next) {
-				next = r.latest
+			g := batchGroup{ttl: r.ttl, interval: r.interval, alone: r.alone}
+			p := pending[g]
+			if p == nil {
+				p = &pendingGroup{next: r.latest}
+				pending[g] = p
+			}
+			p.reqs = append(p.reqs, r)
+			p.next = minTime(p.next, r.latest)
+			if len(pending) == 1 && len(p.reqs) == 1 || p.next.Before(next) {
+				next = p.next
 				timer.Reset(time.Until(next))
 			}
-			pending = append(pending, r)
 		case <-timer.C:
-			b.send(ctx, pending, &flights)
-			pending = nil
+			now := time.Now()
+			next = time.Time{}
+			for g, p := range pending {
+				if !p.next.After(now) {
+					b.send(ctx, g, p.reqs, &flights)
+					delete(pending, g)
+				} else if next.IsZero() || p.next.Before(next) {
+					next = p.next
+				}
+			}
+			if !next.IsZero() {
+				timer.Reset(time.Until(next))
+			}
 		}
 	}
 }
 
-// send starts the statements for reqs: one per TTL and per maxBatch locks, each in a goroutine of its own
-// so that a hung one delays neither the batcher nor the others.
-func (b *extendBatcher) send(ctx context.Context, reqs []*extendRequest, flights *sync.WaitGroup) {
+// send starts the statements for the requests of group g: one per maxBatch locks (one per lock for a
+// group of retries), each in a goroutine of its own so that a hung one delays neither the batcher nor the
+// others.
+func (b *extendBatcher) send(ctx context.Context, g batchGroup, reqs []*extendRequest, flights *sync.WaitGroup) {
 	start := time.Now()
 	live := reqs[:0]
 	for _, r := range reqs {
@@ -140,15 +177,19 @@ func (b *extendBatcher) send(ctx context.Context, reqs []*extendRequest, flights
 		}
 		live = append(live, r)
 	}
-	// Sorted by TTL, then by key: each statement renews one TTL, and rows are locked in key order.
+	// Sorted by key: rows are locked in key order.
 	slices.SortFunc(live, func(x, y *extendRequest) int {
-		return cmp.Or(cmp.Compare(x.ttl, y.ttl), cmp.Compare(x.lock.Key, y.lock.Key), cmp.Compare(x.lock.token, y.lock.token))
+		return cmp.Or(cmp.Compare(x.lock.Key, y.lock.Key), cmp.Compare(x.lock.token, y.lock.token))
 	})
+	limit := b.limit
+	if g.alone {
+		limit = 1
+	}
 	for len(live) > 0 {
 		n, pairs := 1, 1
-		for n < len(live) && live[n].ttl == live[0].ttl {
+		for n < len(live) {
 			if live[n].pair() != live[n-1].pair() {
-				if pairs == b.limit {
+				if pairs == limit {
 					break
 				}
 				pairs++

@@ -93,9 +93,12 @@ type at struct {
 	f     *batchFixture
 	mu    sync.Mutex
 	times []time.Duration
+	seen  map[string]time.Duration // value → last time recorded
 }
 
-// arg is a sqlmock argument that matches want and records the time of the match.
+// arg is a sqlmock argument that matches want and records the time of the match. sqlmock may try an
+// argument more than once for one statement when it matches out of order: a value matched again at the
+// same instant is recorded once.
 func (a *at) arg(want driver.Value) sqlmock.Argument { return atArg{a, want} }
 
 type atArg struct {
@@ -109,7 +112,15 @@ func (m atArg) Match(v driver.Value) bool {
 	}
 	m.a.mu.Lock()
 	defer m.a.mu.Unlock()
-	m.a.times = append(m.a.times, time.Since(m.a.f.t0))
+	now, key := time.Since(m.a.f.t0), fmt.Sprint(v)
+	if last, ok := m.a.seen[key]; ok && last == now {
+		return true
+	}
+	if m.a.seen == nil {
+		m.a.seen = map[string]time.Duration{}
+	}
+	m.a.seen[key] = now
+	m.a.times = append(m.a.times, now)
 	return true
 }
 
@@ -215,47 +226,135 @@ func TestBatchedHeartbeatLosesOnlyTheMissingLock(t *testing.T) {
 	})
 }
 
-// TestBatchedHeartbeatRetries: a batched extend that fails, or hangs and is given up after half the time
-// left as a single extend is, is retried for every lease it carried, together, a retry pause later (a
-// quarter of the interval, at most 1 s), and the leases go on; each lease logs its failure.
+// TestBatchedHeartbeatRetries: when a batched extend fails, or hangs and is given up after half the time
+// left as a single extend is, each lease retries alone a retry pause later (a quarter of the interval, at
+// most 1 s), so that a lock whose row is blocked (here k, in the "blocked" case, whose retry hangs too)
+// costs only its own lease; the others go on and share a statement again at their next extend. Each
+// failure is logged once per lease.
 func TestBatchedHeartbeatRetries(t *testing.T) {
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	for _, tc := range []struct {
-		name  string
-		fail  func(e *sqlmock.ExpectedQuery)
-		retry time.Duration
+		name    string
+		fail    func(e *sqlmock.ExpectedQuery)
+		retry   time.Duration // when the single retries go
+		kBlocks bool          // k's retry hangs too
+		logged  int64
 	}{
-		// Fails at 5 s, retried at 6 s.
-		{"error", func(e *sqlmock.ExpectedQuery) { e.WillReturnError(reset) }, 6 * time.Second},
-		// Sent at 5 s, given up at 7 s (half of the 4 s left before 9 s), retried at 8 s.
-		{"hang", func(e *sqlmock.ExpectedQuery) { e.WillDelayFor(time.Hour).WillReturnRows(sqlmock.NewRows(nil)) }, 8 * time.Second},
+		// Fails at 5 s, retried at 6 s; all three share the statement again at 11 s.
+		{"error", func(e *sqlmock.ExpectedQuery) { e.WillReturnError(reset) }, 6 * time.Second, false, 3},
+		// Sent at 5 s, given up at 7 s (half of the 4 s left before 9 s), retried at 8 s; k's retry hangs to
+		// 9 s, where k's lease counts as lost; a and b share a statement again at 13 s.
+		{"blocked", func(e *sqlmock.ExpectedQuery) { e.WillDelayFor(time.Hour).WillReturnRows(sqlmock.NewRows(nil)) }, 8 * time.Second, true, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newBatchFixture(t, DialectPgx)
 				const ttl, interval = 10 * time.Second, 5 * time.Second // trusted until 9 s
-				a := f.hold("a", ttl, interval)
-				b := f.hold("b", ttl, interval)
-				when := &at{f: f}
-				tc.fail(f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))))
-				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(pairRows(a, b))
+				us := ttl.Microseconds()
+				a, b, k := f.hold("a", ttl, interval), f.hold("b", ttl, interval), f.hold("k", ttl, interval)
+				rest := []*Lease{a, b, k}
+				if tc.kBlocks {
+					rest = rest[:2]
+				}
+				again := tc.retry + interval
+				// Every expectation is registered now, before the first extend: sqlmock's are not safe to
+				// change while a statement that reads them hangs. The retries run at once, so out of order.
+				f.mock.MatchExpectationsInOrder(false)
+				batched, single := &at{f: f}, &at{f: f}
+				tc.fail(f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(a, b, k))))
+				for _, l := range []*Lease{a, b, k} {
+					e := f.mock.ExpectExec(f.m.q.extend).WithArgs(us, single.arg(l.Key()), l.Token())
+					if l == k && tc.kBlocks {
+						e.WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+					} else {
+						e.WillReturnResult(sqlmock.NewResult(0, 1))
+					}
+				}
+				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(rest...))).WillReturnRows(pairRows(rest...))
+				for _, l := range []*Lease{a, b, k} {
+					f.mock.ExpectExec(f.m.q.release).WithArgs(l.Key(), l.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+				}
 				f.expected()
-				time.Sleep(9 * time.Second)
-				if got, want := when.got(), []time.Duration{5 * time.Second, tc.retry}; !slices.Equal(got, want) {
+				time.Sleep(again + time.Second/2)
+				if got, want := batched.got(), []time.Duration{5 * time.Second, again}; !slices.Equal(got, want) {
 					t.Errorf("batched extends at %v, want %v", got, want)
 				}
-				if n := f.log.n.Load(); n != 2 {
-					t.Errorf("%d failures logged, want one per lease", n)
+				if got, want := single.got(), []time.Duration{tc.retry, tc.retry, tc.retry}; !slices.Equal(got, want) {
+					t.Errorf("single retries at %v, want %v", got, want)
 				}
-				for _, l := range []*Lease{a, b} {
+				if n := f.log.n.Load(); n != tc.logged {
+					t.Errorf("%d failures logged, want %d", n, tc.logged)
+				}
+				for _, l := range rest {
 					if err := l.Context().Err(); err != nil {
 						t.Errorf("%s: lease context ended: %v", l.Key(), context.Cause(l.Context()))
 					}
-					f.release(l, false)
+					if err := l.Release(context.Background()); err != nil {
+						t.Errorf("release %s: %v", l.Key(), err)
+					}
+				}
+				if tc.kBlocks {
+					if !errors.Is(context.Cause(k.Context()), ErrLockLost) {
+						t.Errorf("k: cause %v, want ErrLockLost", context.Cause(k.Context()))
+					}
+					if err := k.Release(context.Background()); !errors.Is(err, ErrLockLost) {
+						t.Errorf("release k: %v, want ErrLockLost", err)
+					}
 				}
 			})
 		})
 	}
+}
+
+// TestBatchedHeartbeatSlowSuccess: the next extend is due an interval after a batched statement was sent,
+// not after it answered: sent at 5 s, answered at 6.5 s, the next goes at 10 s.
+func TestBatchedHeartbeatSlowSuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newBatchFixture(t, DialectPgx)
+		const ttl, interval = 10 * time.Second, 5 * time.Second
+		a, b := f.hold("a", ttl, interval), f.hold("b", ttl, interval)
+		when := &at{f: f}
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).
+			WillDelayFor(1500 * time.Millisecond).WillReturnRows(pairRows(a, b))
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(pairRows(a, b))
+		f.expected()
+		time.Sleep(11 * time.Second)
+		if got, want := when.got(), []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(got, want) {
+			t.Errorf("batched extends at %v, want %v", got, want)
+		}
+		f.release(a, false)
+		f.release(b, false)
+	})
+}
+
+// TestBatchedHeartbeatIntervalsApart: leases of one TTL but different intervals do not share statements, so
+// a lease extended every 5 s is not hurried by one extended every 2 s: its extends stay at 5 s and 10 s.
+func TestBatchedHeartbeatIntervalsApart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newBatchFixture(t, DialectPgx)
+		const ttl = 10 * time.Second
+		slow, fast := f.hold("slow", ttl, 5*time.Second), f.hold("fast", ttl, 2*time.Second)
+		slowAt, fastAt := &at{f: f}, &at{f: f}
+		f.mock.MatchExpectationsInOrder(false)
+		for range 2 {
+			f.mock.ExpectExec(f.m.q.extend).WithArgs(ttl.Microseconds(), slowAt.arg("slow"), slow.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+		}
+		for range 5 {
+			f.mock.ExpectExec(f.m.q.extend).WithArgs(ttl.Microseconds(), fastAt.arg("fast"), fast.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+		}
+		f.expected()
+		time.Sleep(11 * time.Second)
+		f.expected()
+		f.mock.MatchExpectationsInOrder(true)
+		if got, want := slowAt.got(), []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(got, want) {
+			t.Errorf("the 5 s lease extended at %v, want %v", got, want)
+		}
+		if got, want := fastAt.got(), []time.Duration{2 * time.Second, 4 * time.Second, 6 * time.Second, 8 * time.Second, 10 * time.Second}; !slices.Equal(got, want) {
+			t.Errorf("the 2 s lease extended at %v, want %v", got, want)
+		}
+		f.release(slow, false)
+		f.release(fast, false)
+	})
 }
 
 // TestBatchedHeartbeatMySQL: MySQL's batched extend binds a (?, ?) per lock; when it changes as many rows
@@ -270,7 +369,7 @@ func TestBatchedHeartbeatMySQL(t *testing.T) {
 		update, held := withPairList(f.m.q.extendBatch, 2), withPairList(f.m.q.extendBatchHeld, 2)
 		f.mock.ExpectExec(update).WithArgs(us, us, "a", a.Token(), "b", b.Token()).WillReturnResult(sqlmock.NewResult(0, 2))
 		f.mock.ExpectExec(update).WithArgs(us, us, "a", a.Token(), "b", b.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
-		f.mock.ExpectQuery(held).WithArgs("a", a.Token(), "b", b.Token()).WillReturnRows(pairRows(a))
+		f.mock.ExpectQuery(held).WithArgs("a", a.Token(), "b", b.Token(), us).WillReturnRows(pairRows(a))
 		// a alone: DBLock.Extend's statement, whose LAST_INSERT_ID says it found the lock.
 		f.mock.ExpectExec(f.m.q.extend).WithArgs(us, us, "a", a.Token()).WillReturnResult(sqlmock.NewResult(1, 1))
 		f.expected()
@@ -287,8 +386,8 @@ func TestBatchedHeartbeatMySQL(t *testing.T) {
 }
 
 // TestBatchedHeartbeatSplits: one statement renews one TTL for at most the batcher's limit of locks (2
-// here): five leases with one TTL and one with another, all due at 5 s, take two batched statements of
-// two, and a single extend each for the fifth and the sixth.
+// here): five leases with one TTL and one with another (and the same interval), all due at 5 s, take two
+// batched statements of two, and a single extend each for the fifth and the sixth.
 func TestBatchedHeartbeatSplits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newBatchFixture(t, DialectPgx)

@@ -200,9 +200,10 @@ func extendBatchReturning(ctx context.Context, db batchExecutor, q *queries, ttl
 }
 
 // extendBatchMySQL runs an UPDATE with one (?, ?) per pair. MySQL's UPDATE returns no rows, only how many
-// it changed: when that is fewer than the pairs, a SELECT tells which are still held. A pair the UPDATE
-// did not find cannot be held afterwards (its token lost the lease for good), so the held ones are exactly
-// those the UPDATE extended, or changed to the value they had.
+// it changed: when that is fewer than the pairs, a SELECT tells which are still held for at least the TTL.
+// A pair the UPDATE did not find is held afterwards only if a holder sharing its static token took the
+// lock since, with a lease at least as long; so every pair the SELECT finds has its lease until at least
+// the statement's start plus the TTL.
 func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
 	args := make([]any, 0, 2+2*len(pairs))
 	args = append(args, ttlMicros, ttlMicros)
@@ -224,7 +225,8 @@ func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicr
 		}
 		return held, nil
 	}
-	rows, err := db.QueryContext(ctx, withPairList(q.extendBatchHeld, len(pairs)), args[2:]...)
+	// The same values but the first TTL: the pairs, then the TTL the held locks' leases must have at least.
+	rows, err := db.QueryContext(ctx, withPairList(q.extendBatchHeld, len(pairs)), append(args[2:], ttlMicros)...)
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 	defer tick.Stop()
 
 	var results chan extendResult // the request in the batcher or in flight, if any
+	retry := false                // the last extend failed: the next goes alone
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,7 +102,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			return
 		case <-tick.C:
 			r := &extendRequest{
-				lock: &h.lock, ttl: h.lock.TTL, latest: due, safeUntil: deadline, interval: interval,
+				lock: &h.lock, ttl: h.lock.TTL, latest: due, safeUntil: deadline, interval: interval, alone: retry,
 				gone: ctx.Done(), result: make(chan extendResult, 1),
 			}
 			if !h.batcher.enqueue(ctx, r) {
@@ -112,6 +113,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			results = nil
 			switch {
 			case r.err == nil:
+				retry = false
 				deadline = r.start.Add(safeFor)
 				watchdog.Reset(time.Until(deadline))
 				due = r.start.Add(interval)
@@ -126,8 +128,10 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				return
 			default:
 				logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
-				// Due after a pause, and requested now, to join any statement sent before. A retry that
-				// would start after the deadline is pointless: the watchdog fires first.
+				// Due after a pause, alone: a batch that failed may have failed for one of its locks, and
+				// must not fail again for it. A retry that would start after the deadline is pointless: the
+				// watchdog fires first.
+				retry = true
 				due = time.Now().Add(retryDelay(interval))
 				tick.Reset(0)
 			}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"cirello.io/pglock"
@@ -21,6 +22,8 @@ type locker struct {
 	do      func(ctx context.Context, key string) error
 	close   func()
 	init    func(ctx context.Context, key string) error // optional, before measuring
+	// commands, if set, counts what a library that is not SQL sends (Redis commands, each a round trip).
+	commands func() int64
 }
 
 // ours is distrlock.
@@ -92,6 +95,8 @@ func redisLib(ctx context.Context, addr string) (*locker, error) {
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, err
 	}
+	hook := &commandCounter{}
+	client.AddHook(hook)
 	rl := redislock.New(client)
 	acquire := func(ctx context.Context, key string) (func(context.Context) error, error) {
 		l, err := rl.Obtain(ctx, "bench:"+key, time.Minute, nil)
@@ -109,8 +114,28 @@ func redisLib(ctx context.Context, addr string) (*locker, error) {
 			}
 			return release(ctx)
 		},
-		close: func() { _ = client.Close() },
+		close:    func() { _ = client.Close() },
+		commands: hook.n.Load,
 	}, nil
+}
+
+// commandCounter is a go-redis hook that counts the commands and pipelines sent, each one round trip.
+type commandCounter struct{ n atomic.Int64 }
+
+func (h *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
 }
 
 // dbkitSQL is go-dbkit's distrlock, re-enacted from its source: NewLock inserts the key's row; Acquire,

@@ -144,6 +144,44 @@ func oursWaiter(ctx context.Context, db *sql.DB, d distrlock.Dialect) (waiter, f
 		}, nil
 }
 
+// synchPoll is how often the re-enacted synch WaitLock tries again: WaitLock takes the interval from its
+// caller; 10 ms is a short one, in synch's favour.
+const synchPoll = 10 * time.Millisecond
+
+// synchWaiter is sosnovski/synch's WaitLock, re-enacted: its TryLock (the upsert and the heartbeat UPDATE,
+// which finds the row only if the upsert took it) every synchPoll until it succeeds; Close deletes the row.
+func synchWaiter(ctx context.Context, db *sql.DB, q synchSQL) (waiter, func(), error) {
+	if _, err := db.ExecContext(ctx, q.create); err != nil {
+		return nil, nil, err
+	}
+	var owners atomic.Int64
+	return func(ctx context.Context) (func(context.Context) error, error) {
+		owner := fmt.Sprintf("waiter-%d", owners.Add(1))
+		for {
+			if _, err := db.ExecContext(ctx, q.upsert, "contended", owner); err != nil {
+				return nil, err
+			}
+			res, err := db.ExecContext(ctx, q.heartbeat, "contended", owner)
+			if err != nil {
+				return nil, err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return nil, err
+			} else if n == 1 {
+				return func(ctx context.Context) error {
+					_, err := db.ExecContext(ctx, q.delete, "contended", owner)
+					return err
+				}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(synchPoll):
+			}
+		}
+	}, func() { _, _ = db.ExecContext(context.Background(), q.drop) }, nil
+}
+
 // advisoryWaiter is PostgreSQL's blocking advisory lock, each goroutine on a session of its own: the floor.
 func advisoryWaiter(db *sql.DB) waiter {
 	return func(ctx context.Context) (func(context.Context) error, error) {

@@ -170,7 +170,8 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 	}
 	if rl, err := redisLib(ctx, redisAddr); err == nil {
 		if r, err := measure(ctx, rl, nil, duration); err == nil {
-			fmt.Printf("| Redis | redislock | %.0f | %s | %s | – | – | %.0f | – |\n", r.ops, ms(r.p50), ms(r.p99), r.doOps)
+			fmt.Printf("| Redis | redislock (commands/op) | %.0f | %s | %s | %.2f | %.2f | %.0f | – |\n", r.ops, ms(r.p50), ms(r.p99),
+				r.statements, r.roundTrips, r.doOps)
 		}
 		rl.close()
 	} else {
@@ -189,6 +190,7 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 		dialect           distrlock.Dialect
 	}{
 		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx},
+		{"MariaDB", "mysql", my, distrlock.DialectMariaDB},
 		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB},
 	} {
 		db, err := sql.Open(t.driver, t.dsn)
@@ -250,7 +252,11 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 			l.close()
 		}
 		if l, err := synchLib(ctx, db, sq); err == nil {
-			row("synch (re-enacted; waiting not re-enacted)", l, nil)
+			w, done, err := synchWaiter(ctx, db, sq)
+			if err == nil {
+				row(fmt.Sprintf("synch (re-enacted; WaitLock polling every %v)", synchPoll), l, w)
+				done()
+			}
 			l.close()
 		}
 		db.Close()
@@ -336,8 +342,12 @@ func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Durati
 		return result{}, err
 	}
 	var before stmtcount.Counts
+	var commandsBefore int64
 	if c != nil {
 		before = c.Counts()
+	}
+	if l.commands != nil {
+		commandsBefore = l.commands()
 	}
 	var lat []time.Duration
 	start := time.Now()
@@ -354,6 +364,10 @@ func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Durati
 		got := c.Counts().Sub(before)
 		r.statements = float64(got.Statements) / float64(len(lat))
 		r.roundTrips = float64(got.Calls()) / float64(len(lat))
+	}
+	if l.commands != nil {
+		r.statements = float64(l.commands()-commandsBefore) / float64(len(lat))
+		r.roundTrips = r.statements
 	}
 	slices.Sort(lat)
 	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Report is what a run did and what the checker found. The last four counts must be 0.
@@ -13,20 +14,26 @@ type Report struct {
 	Steps        int            // steps of work recorded
 	Faults       map[string]int // faults injected, by kind
 	Refused      int            // steps whose write the resource refused (a stale fence, correctly refused)
+	// SharedHolds counts holds that lasted an extend interval while another holder of the same worker
+	// process held another key: their heartbeats went through one batcher, and shared statements.
+	SharedHolds int
 
 	Overlaps      int // pairs of holds of one key whose steps interleave in time
 	Regressions   int // holds of a key whose fence is not larger than the previous hold's
 	StaleAccepted int // writes the resource accepted while the lock table already held a newer fence
 	Stranded      int // keys no one could take after every lease had ended
 	Examples      []string
+
+	sharedAfter int64 // µs: a hold at least this long that overlaps another of its process counts in SharedHolds
 }
 
 // Violations is the number of things that must never happen.
 func (r Report) Violations() int { return r.Overlaps + r.Regressions + r.StaleAccepted + r.Stranded }
 
 func (r Report) String() string {
-	return fmt.Sprintf("acquisitions %d, steps %d, faults %v, refused stale writes %d; overlaps %d, fence regressions %d, "+
-		"stale writes accepted %d, stranded locks %d", r.Acquisitions, r.Steps, r.Faults, r.Refused,
+	return fmt.Sprintf("acquisitions %d (%d overlapping another key's hold of their process for an extend interval), "+
+		"steps %d, faults %v, refused stale writes %d; overlaps %d, fence regressions %d, "+
+		"stale writes accepted %d, stranded locks %d", r.Acquisitions, r.SharedHolds, r.Steps, r.Faults, r.Refused,
 		r.Overlaps, r.Regressions, r.StaleAccepted, r.Stranded)
 }
 
@@ -98,6 +105,7 @@ func analyze(events []event, r *Report) {
 		byKey[h.key] = append(byKey[h.key], h)
 	}
 	r.Acquisitions = len(holds)
+	r.SharedHolds = sharedHolds(holds, r.sharedAfter)
 	for _, hs := range byKey {
 		sort.Slice(hs, func(i, j int) bool { return hs[i].first < hs[j].first })
 		for i := 1; i < len(hs); i++ {
@@ -126,4 +134,32 @@ func (r *Report) example(format string, args ...any) {
 	if len(r.Examples) < 5 {
 		r.Examples = append(r.Examples, fmt.Sprintf(format, args...))
 	}
+}
+
+// sharedHolds counts the holds of at least minLen µs that overlap in time a hold of another key by another
+// holder of the same worker process (worker IDs are "<process>h<holder>").
+func sharedHolds(holds map[string]*hold, minLen int64) int {
+	byProcess := map[string][]*hold{}
+	for _, h := range holds {
+		p := h.worker
+		if i := strings.LastIndexByte(p, 'h'); i > 0 {
+			p = p[:i]
+		}
+		byProcess[p] = append(byProcess[p], h)
+	}
+	n := 0
+	for _, hs := range byProcess {
+		for _, h := range hs {
+			if h.last-h.first < minLen {
+				continue
+			}
+			for _, o := range hs {
+				if o.worker != h.worker && o.key != h.key && o.first < h.last && h.first < o.last {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n
 }

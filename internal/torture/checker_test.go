@@ -40,3 +40,26 @@ func TestAnalyze(t *testing.T) {
 		t.Fatalf("write after a newer acquisition: %v, want 1 stale write accepted", r)
 	}
 }
+
+// TestSharedHolds: a hold counts as shared when it lasts at least the threshold and overlaps a hold of
+// another key by another holder of the same process; holders of other processes, short holds and holds
+// that do not overlap do not count.
+func TestSharedHolds(t *testing.T) {
+	h := func(key, worker string, first, last int64) *hold {
+		return &hold{key: key, worker: worker, id: key + "/" + worker, first: first, last: last}
+	}
+	holds := map[string]*hold{}
+	for _, x := range []*hold{
+		h("a", "w1.0h0", 0, 100),   // overlaps b by w1.0h1: counts
+		h("b", "w1.0h1", 50, 200),  // overlaps a: counts
+		h("c", "w1.0h1", 300, 310), // too short
+		h("c", "w2.0h0", 0, 500),   // another process only (w1's holds are not its own)
+		h("d", "w3.0h0", 0, 100),   // alone in its process
+		h("e", "w3.0h1", 100, 300), // touches d's end only
+	} {
+		holds[x.id] = x
+	}
+	if n := sharedHolds(holds, 100); n != 2 {
+		t.Fatalf("sharedHolds = %d, want 2", n)
+	}
+}

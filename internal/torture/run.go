@@ -38,6 +38,7 @@ type Config struct {
 	Workers    int      // worker processes
 	Modes      []string // worker i runs Modes[i % len(Modes)]
 	Keys       int
+	Holders    int // goroutines taking locks in each worker process
 	Duration   time.Duration
 	TTL        time.Duration
 	Margin     time.Duration
@@ -117,7 +118,8 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		lockDSN := sessionDSN(c.Dialect, lockBase, i, appName)
 		cmd := exec.Command(c.Binary, "worker", "-id", id, "-dialect", c.Dialect.Name, "-lock-dsn", lockDSN,
 			"-witness-dsn", witnessDSN(c.Dialect, c.DSN), "-table", table, "-run", run, "-keys", fmt.Sprint(c.Keys),
-			"-until", until.Format(time.RFC3339Nano), "-mode", mode, "-ttl", c.TTL.String(), "-margin", c.Margin.String())
+			"-until", until.Format(time.RFC3339Nano), "-mode", mode, "-ttl", c.TTL.String(), "-margin", c.Margin.String(),
+			"-holders", fmt.Sprint(c.Holders))
 		cmd.Stdout, cmd.Stderr = c.Log, c.Log
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintf(c.Log, "start %s: %v\n", id, err)
@@ -216,6 +218,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 			return r, err
 		}
 	}
+	r.sharedAfter = ((c.TTL - c.Margin) / 3).Microseconds() // the workers' extend interval
 	return r, w.Check(ctx, db, &r)
 }
 
@@ -340,15 +343,15 @@ func mysqlUser(ctx context.Context, db *sql.DB, dsn, user string) (string, error
 }
 
 // DefaultConfig is the suite's configuration for a database reached through the DSN environment
-// variables of the integration tests: six workers over three keys in every correct mode, TTL 2 s, a fault
-// every 2 s of each kind but the database restart.
+// variables of the integration tests: six workers of two holders each over six keys in every correct mode,
+// TTL 2 s, a fault every 2 s of each kind but the database restart.
 func DefaultConfig(d Dialect, duration time.Duration) Config {
 	dsn := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	if d.Name == MySQL.Name {
 		dsn = envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
 	}
 	return Config{
-		Dialect: d, DSN: dsn, Workers: 6, Modes: []string{ModeDo, ModeLease, ModeTx}, Keys: 3,
+		Dialect: d, DSN: dsn, Workers: 6, Modes: []string{ModeDo, ModeLease, ModeTx}, Keys: 6, Holders: 2,
 		Duration: duration, TTL: 2 * time.Second, Margin: 600 * time.Millisecond,
 		Faults:     []string{FaultBlackhole, FaultReset, FaultKill, FaultDelay, FaultTerminate},
 		FaultEvery: 2 * time.Second, Log: io.Discard,

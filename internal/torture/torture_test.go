@@ -89,6 +89,9 @@ func TestTortureShort(t *testing.T) {
 			if r.Acquisitions < 30 {
 				t.Errorf("%d acquisitions: too few to prove anything", r.Acquisitions)
 			}
+			if r.SharedHolds == 0 {
+				t.Errorf("no hold overlapped another of its process for an extend interval: the shared heartbeats went untested")
+			}
 			for _, kind := range append(c.Faults, "sessions-terminated") {
 				if r.Faults[kind] == 0 {
 					t.Errorf("no %s fault was injected", kind)

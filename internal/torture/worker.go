@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distrlock/distrlock"
@@ -37,6 +39,9 @@ type WorkerConfig struct {
 	Mode       string
 	TTL        time.Duration
 	Margin     time.Duration
+	// Holders is how many goroutines of the process take locks at once, through one manager and one
+	// *sql.DB, so that the heartbeats of their leases share statements.
+	Holders int
 }
 
 // RunWorker takes locks and works under them until c.Until, recording each step with the witness.
@@ -63,6 +68,22 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 		return 0, 0, err
 	}
 	w := NewWitness(c.Dialect, c.Run)
+	var acq, fail atomic.Int64
+	errs := make([]error, max(c.Holders, 1))
+	var wg sync.WaitGroup
+	for g := range errs {
+		wg.Go(func() {
+			holder := c
+			holder.ID = fmt.Sprintf("%sh%d", c.ID, g)
+			errs[g] = runHolder(ctx, holder, db, wdb, m, w, &acq, &fail)
+		})
+	}
+	wg.Wait()
+	return int(acq.Load()), int(fail.Load()), errors.Join(errs...)
+}
+
+// runHolder is one holder of a worker: it takes locks and works under them until ctx ends.
+func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrlock.DBManager, w *Witness, acquired, failed *atomic.Int64) error {
 	opts := []distrlock.DoOption{
 		distrlock.WithLockTTL(c.TTL), distrlock.WithSafetyMargin(c.Margin),
 		distrlock.WithPeriodicExtendInterval((c.TTL - c.Margin) / 3),
@@ -72,12 +93,17 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 		key := c.Keys[rand.N(len(c.Keys))]
 		lock, err := m.NewLock(ctx, db, key)
 		if err != nil {
-			return acquired, failed, err
+			return err
 		}
+		// Mostly short holds; one in three spans a few extend intervals, so that the heartbeats run (and
+		// those of the worker's holders share statements).
 		steps := 2 + rand.N(4)
+		if rand.N(3) == 0 {
+			steps = 10 + rand.N(15)
+		}
 		// work does up to n steps while ctx lives (the broken modes pass a context that never ends).
 		work := func(ctx context.Context, n int) error {
-			acquired++
+			acquired.Add(1)
 			id := fmt.Sprintf("%s/%s/%d", key, c.ID, lock.Fence())
 			for range n {
 				if ctx.Err() != nil {
@@ -111,14 +137,14 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 				err = lock.Release(context.WithoutCancel(ctx), db)
 			}
 		default:
-			return acquired, failed, fmt.Errorf("unknown mode %q", c.Mode)
+			return fmt.Errorf("unknown mode %q", c.Mode)
 		}
 		if err != nil && ctx.Err() == nil {
-			failed++
+			failed.Add(1)
 			sleep(ctx, rand.N(50*time.Millisecond))
 		}
 	}
-	return acquired, failed, nil
+	return nil
 }
 
 // holdInTx acquires inside a transaction that then stays open for a while (a long transaction that holds

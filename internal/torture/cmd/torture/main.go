@@ -46,6 +46,7 @@ func worker(ctx context.Context, args []string) int {
 	fs.StringVar(&c.Mode, "mode", torture.ModeDo, "how to hold locks")
 	fs.DurationVar(&c.TTL, "ttl", 2*time.Second, "lease")
 	fs.DurationVar(&c.Margin, "margin", 600*time.Millisecond, "safety margin")
+	fs.IntVar(&c.Holders, "holders", 1, "goroutines taking locks")
 	_ = fs.Parse(args)
 	c.Dialect = dialectOf(dialect)
 	for i := range keys {
@@ -101,7 +102,7 @@ func suite(ctx context.Context, args []string) int {
 			c.Faults = append(c.Faults, torture.FaultRestart)
 			c.RestartCmd = restartCommands[name]
 		}
-		fmt.Printf("%s: %d workers (%s), %d keys, TTL %v, margin %v, %v, faults %s every %v\n", name, c.Workers,
+		fmt.Printf("%s: %d workers of %d holders (%s), %d keys, TTL %v, margin %v, %v, faults %s every %v\n", name, c.Workers, c.Holders,
 			strings.Join(c.Modes, ", "), c.Keys, c.TTL, c.Margin, c.Duration, strings.Join(c.Faults, ", "), c.FaultEvery)
 		r, err := torture.Run(ctx, c)
 		if err != nil {

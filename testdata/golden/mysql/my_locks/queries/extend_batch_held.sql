@@ -1,6 +1,9 @@
 -- Which of the locks of a batched extend are still held under their tokens, after that extend.
--- Parameters: a key and its token per lock: the pair list below is sent with one (?, ?) per lock.
+-- Parameters: a key and its token per lock (the pair list below is sent with one (?, ?) per lock),
+-- then the batch's TTL in microseconds. A lock the extend did not find can be held again only if a holder sharing
+-- its static token took it since, and then counts as extended only with a lease at least as long.
 SELECT lock_key, token
 FROM `my_locks` FORCE INDEX (PRIMARY)
 WHERE (lock_key, token) IN ((?, ?))
+  AND ttl_us >= ?
   AND expire_at > TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))
