@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -24,8 +25,8 @@ const (
 // maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone.
 //
 // Between attempts it sleeps with jittered exponential backoff (see [WithWaitBackoff]); a release through
-// the same [DBManager] wakes its waiters at once, so goroutines of one process hand the lock over without
-// polling delay. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
+// the same [DBManager] wakes the longest-waiting of its waiters at once, so goroutines of one process hand
+// the lock over without polling delay, in turn. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
 // the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
 //
 // If ctx ends while an attempt is in flight after the lock was refused, the error matches
@@ -64,7 +65,9 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		start, tokenBefore := time.Now(), l.token
 		err := l.acquire(ctx, exec, op, newToken(), ttl)
 		if !errors.Is(err, ErrLockAlreadyAcquired) {
-			leave()
+			// Taken, or failed: a wake that came during the attempt goes on to the next waiter unless
+			// the lock was taken.
+			leave(err == nil)
 			if err != nil && refused && ctx.Err() != nil {
 				// ctx ended after the lock had been refused: still contention and cancellation to the
 				// caller, and the attempt's own error if it was sent (its outcome is then unknown).
@@ -77,7 +80,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 			return start, err
 		}
 		if waitCtx.Err() != nil {
-			leave()
+			leave(false)
 			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
 		}
 		// Equal jitter: at least half the delay, so waiters spread out without hammering the database.
@@ -87,56 +90,71 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		case <-timer.C:
 		case <-waitCtx.Done():
 			timer.Stop()
-			leave()
+			leave(false)
 			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
 		}
 		timer.Stop()
-		leave()
+		leave(true) // it tries again at once
 		delay = min(2*delay, m.backoffMax)
 	}
 }
 
-// waitRoom lets the waiters of a manager sleep until a release through the same manager wakes them.
+// waitRoom lets the waiters of a manager sleep until a release through the same manager wakes them. A
+// release wakes one waiter, the longest waiting, so that the hand-over is one attempt and not a stampede
+// of every waiter on the key's row; a waiter that stops waiting without trying after its wake passes the
+// wake on.
 type waitRoom struct {
 	mu   sync.Mutex
-	keys map[string]*keyWaiters
+	keys map[string][]*waiter // per key, in the order they entered
 }
 
-type keyWaiters struct {
-	ch chan struct{} // closed by wake
-	n  int
+type waiter struct {
+	ch    chan struct{} // closed by wake
+	woken bool
 }
 
 // enter registers a waiter for key, before its acquire attempt so that no release between the attempt and
-// the sleep is missed. leave must be called once the waiter stops waiting.
-func (r *waitRoom) enter(key string) (wake <-chan struct{}, leave func()) {
+// the sleep is missed. leave must be called once the waiter stops waiting: with tried true if it has made,
+// or is about to make, an attempt since it was woken, false if it gives up.
+func (r *waitRoom) enter(key string) (wake <-chan struct{}, leave func(tried bool)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
-		r.keys = make(map[string]*keyWaiters)
+		r.keys = make(map[string][]*waiter)
 	}
-	w := r.keys[key]
-	if w == nil {
-		w = &keyWaiters{ch: make(chan struct{})}
-		r.keys[key] = w
-	}
-	w.n++
-	return w.ch, func() {
+	w := &waiter{ch: make(chan struct{})}
+	r.keys[key] = append(r.keys[key], w)
+	return w.ch, func(tried bool) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		w.n--
-		if w.n == 0 && r.keys[key] == w {
+		ws := r.keys[key]
+		if i := slices.Index(ws, w); i >= 0 {
+			ws = slices.Delete(ws, i, i+1)
+		}
+		if len(ws) == 0 {
 			delete(r.keys, key)
+		} else {
+			r.keys[key] = ws
+		}
+		if w.woken && !tried {
+			r.wakeLocked(key)
 		}
 	}
 }
 
-// wake wakes every waiter for key.
+// wake wakes the longest-waiting waiter for key that has not been woken yet.
 func (r *waitRoom) wake(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if w := r.keys[key]; w != nil {
-		close(w.ch)
-		delete(r.keys, key)
+	r.wakeLocked(key)
+}
+
+func (r *waitRoom) wakeLocked(key string) {
+	for _, w := range r.keys[key] {
+		if !w.woken {
+			w.woken = true
+			close(w.ch)
+			return
+		}
 	}
 }
