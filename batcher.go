@@ -40,11 +40,13 @@ func (r *extendRequest) pair() lockPair { return lockPair{r.lock.Key, r.lock.tok
 type extendBatcher struct {
 	m      *DBManager
 	db     *sql.DB
+	bs     *batchers
 	submit chan *extendRequest
-	cancel context.CancelFunc
 	done   chan struct{}
 	limit  int // the most locks per statement: maxBatch, less in tests
-	users  int // guarded by the registry's mutex
+	// Guarded by bs.mu:
+	users  int
+	cancel context.CancelFunc // stops run; nil until it starts
 }
 
 // batchers is a manager's set of running batchers, one per *sql.DB that has heartbeats. A batcher runs
@@ -54,7 +56,8 @@ type batchers struct {
 	byDB map[*sql.DB]*extendBatcher
 }
 
-// join returns the batcher for db, starting it if needed; the caller must leave it.
+// join returns the batcher for db, made if needed; the caller must leave it. The batcher's goroutine
+// starts with the first request.
 func (bs *batchers) join(m *DBManager, db *sql.DB) *extendBatcher {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
@@ -63,17 +66,15 @@ func (bs *batchers) join(m *DBManager, db *sql.DB) *extendBatcher {
 		if bs.byDB == nil {
 			bs.byDB = make(map[*sql.DB]*extendBatcher)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		b = &extendBatcher{m: m, db: db, submit: make(chan *extendRequest), cancel: cancel, done: make(chan struct{}), limit: maxBatch}
+		b = &extendBatcher{m: m, db: db, bs: bs, submit: make(chan *extendRequest), done: make(chan struct{}), limit: maxBatch}
 		bs.byDB[db] = b
-		go b.run(ctx)
 	}
 	b.users++
 	return b
 }
 
-// leave ends a heartbeat's use of b. The last user stops b, which cancels the statements in flight, and
-// waits until its goroutines have returned.
+// leave ends a heartbeat's use of b. The last user stops b's goroutine, if it started, which cancels the
+// statements in flight, and waits until its goroutines have returned.
 func (bs *batchers) leave(b *extendBatcher) {
 	bs.mu.Lock()
 	b.users--
@@ -82,14 +83,22 @@ func (bs *batchers) leave(b *extendBatcher) {
 		delete(bs.byDB, b.db)
 	}
 	bs.mu.Unlock()
-	if last {
+	if last && b.cancel != nil {
 		b.cancel()
 		<-b.done
 	}
 }
 
-// enqueue hands r to the batcher; it reports false if ctx ended first.
+// enqueue hands r to the batcher, starting its goroutine if this is the first request; it reports false
+// if ctx ended first.
 func (b *extendBatcher) enqueue(ctx context.Context, r *extendRequest) bool {
+	b.bs.mu.Lock()
+	if b.cancel == nil {
+		var runCtx context.Context
+		runCtx, b.cancel = context.WithCancel(context.Background())
+		go b.run(runCtx)
+	}
+	b.bs.mu.Unlock()
 	select {
 	case b.submit <- r:
 		return true

@@ -19,6 +19,7 @@ type heartbeat struct {
 	cancelWork context.CancelCauseFunc
 
 	cancel context.CancelFunc // stops run
+	start  *time.Timer        // starts run when the first extend is to be requested
 	done   chan struct{}      // closed when run has returned
 
 	once sync.Once // leaves the batcher
@@ -27,17 +28,21 @@ type heartbeat struct {
 	lost error
 }
 
-// startHeartbeat starts extending lock, acquired by a statement sent at acquiredAt, until stop.
+// startHeartbeat starts extending lock, acquired by a statement sent at acquiredAt, until stop. Until the
+// first extend is requested (half an interval before it is due) the heartbeat is only a timer: nothing can
+// go wrong before then, since the lease is trusted for longer than an interval, and work shorter than that
+// costs no goroutine.
 func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc, acquiredAt time.Time) *heartbeat {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &heartbeat{
 		lock: lock, batcher: lock.manager.batchers.join(lock.manager, db), opts: o,
 		cancelWork: cancelWork, cancel: cancel, done: make(chan struct{}),
 	}
-	go func() {
+	interval := o.periodicExtendInterval
+	h.start = time.AfterFunc(time.Until(acquiredAt.Add(interval))-interval/2, func() {
 		defer close(h.done)
 		h.run(ctx, acquiredAt)
-	}()
+	})
 	return h
 }
 
@@ -45,7 +50,9 @@ func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.Can
 // batcher's) and reports whether the lease was lost.
 func (h *heartbeat) stop() error {
 	h.cancel()
-	<-h.done
+	if !h.start.Stop() { // run has started: wait for it
+		<-h.done
+	}
 	h.once.Do(func() { h.lock.manager.batchers.leave(h.batcher) })
 	return h.lostErr()
 }
