@@ -40,6 +40,29 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	}
 }
 
+// BenchmarkAcquireReleaseDeadline is BenchmarkAcquireRelease with the release under a context that has a
+// deadline, as DoExclusively's release has (WithReleaseTimeout): the difference is what the driver spends
+// on watching a context that can end.
+func BenchmarkAcquireReleaseDeadline(b *testing.B) {
+	for i, open := range benchDBs() {
+		b.Run(benchDBNames[i], func(b *testing.B) {
+			tdb, lock := benchLock(b, open)
+			ctx := context.Background()
+			for b.Loop() {
+				if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				relCtx, cancel := context.WithTimeout(ctx, DefaultReleaseTimeout)
+				err := lock.Release(relCtx, tdb.db)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDoExclusively measures DoExclusively with an empty function: acquire, start and stop the
 // heartbeat, release.
 func BenchmarkDoExclusively(b *testing.B) {

@@ -25,8 +25,12 @@ const (
 // maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone.
 //
 // Between attempts it sleeps with jittered exponential backoff (see [WithWaitBackoff]); a release through
-// the same [DBManager] wakes the longest-waiting of its waiters at once, so goroutines of one process hand
-// the lock over without polling delay, in turn. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
+// the same [DBManager] wakes one of its sleeping waiters for the key at once (the one that entered its
+// current sleep first), so goroutines of one process hand the lock over without polling delay and without
+// all of them hitting the key's row together. The order is not a queue: an acquire that does not wait, or
+// the releaser's next attempt, can come first. Waiters are told apart by key only: with one manager used
+// on two databases, a release may wake a waiter of the other database, and the waiter of this one then
+// takes the lock after its backoff. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
 // the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
 //
 // If ctx ends while an attempt is in flight after the lock was refused, the error matches
@@ -100,7 +104,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 }
 
 // waitRoom lets the waiters of a manager sleep until a release through the same manager wakes them. A
-// release wakes one waiter, the longest waiting, so that the hand-over is one attempt and not a stampede
+// release wakes one waiter, the one that entered first, so that the hand-over is one attempt and not a stampede
 // of every waiter on the key's row; a waiter that stops waiting without trying after its wake passes the
 // wake on.
 type waitRoom struct {

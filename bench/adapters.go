@@ -139,7 +139,7 @@ func (h *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 }
 
 // dbkitSQL is go-dbkit's distrlock, re-enacted from its source: NewLock inserts the key's row; Acquire,
-// Extend and Release are one UPDATE each, which its DoExclusively wraps in BEGIN/COMMIT.
+// Extend and Release are one UPDATE each in autocommit, which its DoExclusively wraps in BEGIN/COMMIT.
 type dbkitSQL struct{ create, insert, acquire, release, drop string }
 
 var (
@@ -169,43 +169,50 @@ func dbkitLib(ctx context.Context, db *sql.DB, q dbkitSQL, postgres bool) (*lock
 	if postgres {
 		ttl = fmt.Sprintf("%d microseconds", time.Minute.Microseconds())
 	}
+	// changed runs one UPDATE and fails when it found no row to change (lock held, or not held).
+	changed := func(res sql.Result, err error) error {
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errors.New("lock held or not held")
+		}
+		return nil
+	}
+	// auto is its bare Acquire and Release: one UPDATE in autocommit on the executor given.
+	auto := func(ctx context.Context, query string, args ...any) error {
+		return changed(db.ExecContext(ctx, query, args...))
+	}
+	// inTx is how its DoExclusively runs each step: in a transaction of its own (dbkit.DoInTx).
 	inTx := func(ctx context.Context, query string, args ...any) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err == nil {
-			var n int64
-			if n, err = res.RowsAffected(); err == nil && n == 0 {
-				err = errors.New("lock held or not held")
-			}
-		}
-		if err != nil {
+		if err := changed(tx.ExecContext(ctx, query, args...)); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
 		return tx.Commit()
 	}
-	acquire := func(ctx context.Context, key string) (func(context.Context) error, error) {
-		if err := inTx(ctx, q.acquire, ttl, benchToken, key, benchToken); err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return inTx(ctx, q.release, key, benchToken) }, nil
-	}
 	return &locker{
 		acquire: func(ctx context.Context, key string) (func(context.Context) error, error) {
-			return acquire(ctx, key) // bare Acquire + Release, the row made once by the warm-up's NewLock
+			// Bare Acquire + Release, the row made once by the warm-up's NewLock.
+			if err := auto(ctx, q.acquire, ttl, benchToken, key, benchToken); err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) error { return auto(ctx, q.release, key, benchToken) }, nil
 		},
-		do: func(ctx context.Context, key string) error { // the package DoExclusively: NewLock, then both
+		do: func(ctx context.Context, key string) error { // the package DoExclusively: NewLock, then both in transactions
 			if _, err := db.ExecContext(ctx, q.insert, key); err != nil {
 				return err
 			}
-			release, err := acquire(ctx, key)
-			if err != nil {
+			if err := inTx(ctx, q.acquire, ttl, benchToken, key, benchToken); err != nil {
 				return err
 			}
-			return release(ctx)
+			return inTx(ctx, q.release, key, benchToken)
 		},
 		close: func() { _, _ = db.ExecContext(context.Background(), q.drop) },
 		init:  func(ctx context.Context, key string) error { _, err := db.ExecContext(ctx, q.insert, key); return err },

@@ -49,14 +49,17 @@ func parallel(ctx context.Context, l *locker, g int, d time.Duration) (float64, 
 type waiter func(ctx context.Context) (release func(context.Context) error, err error)
 
 type handoffResult struct {
-	perSec   float64
-	p50, p99 time.Duration
-	overlaps int64
+	perSec       float64 // hand-overs per second: acquisitions by another goroutine than the last holder
+	acquisitions int
+	p50, p99     time.Duration // from a release to the next acquisition by another goroutine
+	overlaps     int64
 }
 
 // handoff is scenario (d): g goroutines contend for one key with the library's own waiting, each holding
-// it for 1 ms of work. It measures hand-overs per second and the time from a release to the next
-// acquisition, and checks in process that never two hold the key at once.
+// it for 1 ms of work and then trying again at once. It measures hand-overs (the lock taken by another
+// goroutine than the one that released it; a releaser that takes it straight back is no hand-over) per
+// second and the time from a release to the next hand-over, and checks in process that never two hold the
+// key at once.
 func handoff(ctx context.Context, w waiter, g int, d time.Duration) (handoffResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -64,12 +67,13 @@ func handoff(ctx context.Context, w waiter, g int, d time.Duration) (handoffResu
 		holders, overlaps atomic.Int64
 		mu                sync.Mutex
 		lastRelease       time.Time
+		lastHolder        = -1
 		gaps              []time.Duration
 		n                 int
 		firstErr          error
 	)
 	var wg sync.WaitGroup
-	for range g {
+	for id := range g {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				release, err := w(ctx)
@@ -86,9 +90,10 @@ func handoff(ctx context.Context, w waiter, g int, d time.Duration) (handoffResu
 					overlaps.Add(1)
 				}
 				mu.Lock()
-				if !lastRelease.IsZero() {
+				if lastHolder >= 0 && lastHolder != id {
 					gaps = append(gaps, got.Sub(lastRelease))
 				}
+				lastHolder = id
 				n++
 				mu.Unlock()
 				time.Sleep(time.Millisecond) // the work
@@ -106,7 +111,7 @@ func handoff(ctx context.Context, w waiter, g int, d time.Duration) (handoffResu
 		})
 	}
 	wg.Wait()
-	r := handoffResult{perSec: float64(n) / d.Seconds(), overlaps: overlaps.Load()}
+	r := handoffResult{perSec: float64(len(gaps)) / d.Seconds(), acquisitions: n, overlaps: overlaps.Load()}
 	if len(gaps) > 0 {
 		slices.Sort(gaps)
 		r.p50, r.p99 = gaps[len(gaps)/2], gaps[len(gaps)*99/100]
@@ -215,10 +220,10 @@ func redisWaiter(client *redis.Client) waiter {
 }
 
 // heartbeatTTL and heartbeatWindow set scenario (f): leases of 4 s, extended every 2 s (TTL/2), counted
-// over three intervals.
+// over five intervals after one to settle.
 const (
 	heartbeatTTL    = 4 * time.Second
-	heartbeatWindow = 3 * heartbeatTTL / 2
+	heartbeatWindow = 5 * heartbeatTTL / 2
 )
 
 // heartbeatLoad is what scenario (f) measured for one number of leases.
@@ -265,6 +270,7 @@ func heartbeats(ctx context.Context, db *sql.DB, c *stmtcount.Counter, d distrlo
 	if err := errors.Join(errs...); err != nil {
 		return heartbeatLoad{}, err
 	}
+	time.Sleep(heartbeatTTL / 2) // one interval for the extends of the leases taken last to fall in step
 	before := c.Counts()
 	time.Sleep(heartbeatWindow)
 	got := c.Counts().Sub(before)

@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -58,6 +59,16 @@ func main() {
 func single(ctx context.Context, pg, my, redisAddr string, duration time.Duration) {
 	fmt.Println("| database | library | acquire+release ops/s | p50 | p99 | statements/op | round trips/op | do-under-lock ops/s | vs floor of 2 UPDATEs |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	var opRows []string
+	defer func() {
+		fmt.Println("\n## What each distrlock operation sends (b), counted by the wrapping driver: statements / round trips")
+		fmt.Println()
+		fmt.Println("| database | NewLock | Acquire (creates the row) | Extend | Release | Acquire | Acquire refused | DBLock.Extend in a *sql.Tx |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
+		for _, r := range opRows {
+			fmt.Println(r)
+		}
+	}()
 	for _, target := range []struct {
 		name, driver, dsn string
 		dialect           distrlock.Dialect
@@ -128,16 +139,29 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 			}
 			open = append(open, &opened{lib: l, lk: lk})
 		}
-		for range rounds {
-			var floor result
-			for _, o := range open {
+		// Each round measures every library once, starting one further along the list each round, so
+		// that no library always runs right after the floor; the ratios are to the floor of the round.
+		for round := range rounds {
+			got := map[*opened]result{}
+			for i := range open {
+				o := open[(i+round)%len(open)]
 				r, err := measure(ctx, o.lk, o.c, duration/2)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, o.name, err)
 					continue
 				}
+				got[o] = r
+			}
+			var floor result
+			for o, r := range got {
 				if o.name == "floor: 2 PK UPDATEs" {
 					floor = r
+				}
+			}
+			for _, o := range open {
+				r, ok := got[o]
+				if !ok {
+					continue
 				}
 				o.rounds = append(o.rounds, r)
 				if floor.ops > 0 {
@@ -166,6 +190,11 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 			fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %s | %s |\n", target.name, o.name, r.ops,
 				ms(r.p50), ms(r.p99), r.statements, r.roundTrips, orDash(r.doOps, "%.0f"), vs)
 		}
+		if row, err := perOperation(ctx, target.name, db, &counter, target.dialect); err == nil {
+			opRows = append(opRows, row)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s per operation: %v\n", target.name, err)
+		}
 		db.Close()
 	}
 	if rl, err := redisLib(ctx, redisAddr); err == nil {
@@ -183,8 +212,8 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) {
 	fmt.Println("\n## 16 goroutines on distinct keys (c), 8 goroutines contending for one key (d)")
 	fmt.Println()
-	fmt.Println("| database | library | (c) cycles/s | (d) handoffs/s | (d) release→acquire p50 | p99 | overlaps seen |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| database | library | (c) cycles/s | (d) hand-overs/s | (d) hand-overs / acquisitions | (d) release→next holder p50 | p99 | overlaps seen |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, t := range []struct {
 		name, driver, dsn string
 		dialect           distrlock.Dialect
@@ -192,6 +221,7 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx},
 		{"MariaDB", "mysql", my, distrlock.DialectMariaDB},
 		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB},
+		{"SQLite", "sqlite", "file:" + tempFile() + "?_pragma=busy_timeout(5000)&_txlock=immediate", distrlock.DialectSQLite},
 	} {
 		db, err := sql.Open(t.driver, t.dsn)
 		if err != nil || db.PingContext(ctx) != nil {
@@ -207,12 +237,12 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 					c = "error: " + err.Error()
 				}
 			}
-			h := "| – | – | – | –"
+			h := "| – | – | – | – | –"
 			if w != nil {
 				if r, err := handoff(ctx, w, 8, d); err == nil {
-					h = fmt.Sprintf("| %.0f | %s | %s | %d", r.perSec, ms(r.p50), ms(r.p99), r.overlaps)
+					h = fmt.Sprintf("| %.0f | %.0f / %d | %s | %s | %d", r.perSec, r.perSec*d.Seconds(), r.acquisitions, ms(r.p50), ms(r.p99), r.overlaps)
 				} else {
-					h = "| error: " + err.Error() + " | | |"
+					h = "| error: " + err.Error() + " | | | |"
 				}
 			}
 			fmt.Printf("| %s | %s | %s %s |\n", t.name, lib, c, h)
@@ -239,6 +269,10 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 				pqDB.Close()
 			}
 			row("floor: pg_advisory_lock (blocking)", nil, advisoryWaiter(db))
+		}
+		if t.dialect == distrlock.DialectSQLite { // the peers have no SQLite
+			db.Close()
+			continue
 		}
 		q, sq := dbkitMySQL, synchMySQL
 		if t.dialect == distrlock.DialectPgx {
@@ -270,7 +304,8 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 			c = fmt.Sprintf("%.0f", ops)
 		}
 		if r, err := handoff(ctx, redisWaiter(client), 8, d); err == nil {
-			fmt.Printf("| Redis | redislock (backoff 2–50 ms) | %s | %.0f | %s | %s | %d |\n", c, r.perSec, ms(r.p50), ms(r.p99), r.overlaps)
+			fmt.Printf("| Redis | redislock (backoff 2–50 ms) | %s | %.0f | %.0f / %d | %s | %s | %d |\n", c, r.perSec,
+				r.perSec*d.Seconds(), r.acquisitions, ms(r.p50), ms(r.p99), r.overlaps)
 		}
 		l.close()
 	}
@@ -280,7 +315,7 @@ func contention(ctx context.Context, pg, my, redisAddr string, d time.Duration) 
 func heartbeatTable(ctx context.Context, pg, my string) {
 	interval := heartbeatTTL / 2
 	intervals := float64(heartbeatWindow / interval)
-	fmt.Printf("\n## Held locks heartbeating (f): distrlock, TTL %v (an extend every %v per lock), counted over %v\n\n",
+	fmt.Printf("\n## Held locks heartbeating (f): distrlock, TTL %v (an extend every %v per lock), counted over %v after one interval to settle\n\n",
 		heartbeatTTL, interval, heartbeatWindow)
 	fmt.Println("| database | held locks | statements/s the database receives | statements per extend interval | prepares per interval | leases lost |")
 	fmt.Println("|---|---|---|---|---|---|")
@@ -315,6 +350,63 @@ func heartbeatTable(ctx context.Context, pg, my string) {
 			db.Close()
 		}
 	}
+}
+
+// perOperation is scenario (b) for distrlock alone: what each operation sends, one at a time.
+func perOperation(ctx context.Context, name string, db *sql.DB, c *stmtcount.Counter, d distrlock.Dialect) (string, error) {
+	m, err := distrlock.NewDBManager(d, distrlock.WithTableName("bench_distrlock_ops"))
+	if err != nil {
+		return "", err
+	}
+	if err := m.CreateTable(ctx, db); err != nil {
+		return "", err
+	}
+	defer func() { _, _ = db.ExecContext(context.Background(), m.DropTableSQL()) }()
+	cell := func(op func() error) (string, error) {
+		before := c.Counts()
+		if err := op(); err != nil {
+			return "", err
+		}
+		got := c.Counts().Sub(before)
+		return fmt.Sprintf("%d / %d", got.Statements, got.Calls()), nil
+	}
+	var lock, other distrlock.DBLock
+	cells := []string{name}
+	for _, op := range []func() error{
+		func() (err error) { lock, err = m.NewLock(ctx, db, "ops"); return err },
+		func() error { return lock.Acquire(ctx, db, time.Minute) },
+		func() error { return lock.Extend(ctx, db) },
+		func() error { return lock.Release(ctx, db) },
+		func() error { return lock.Acquire(ctx, db, time.Minute) },
+		func() error {
+			other, _ = m.NewLock(ctx, db, "ops")
+			if err := other.Acquire(ctx, db, time.Minute); !errors.Is(err, distrlock.ErrLockAlreadyAcquired) {
+				return fmt.Errorf("refused acquire: %v", err)
+			}
+			return nil
+		},
+	} {
+		s, err := cell(op)
+		if err != nil {
+			return "", err
+		}
+		cells = append(cells, s)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	before := c.Counts()
+	err = lock.Extend(ctx, tx)
+	got := c.Counts().Sub(before)
+	if cerr := tx.Commit(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	cells = append(cells, fmt.Sprintf("%d / %d (and BEGIN, COMMIT: the caller's)", got.Statements, got.Calls()))
+	return "| " + strings.Join(cells, " | ") + " |", lock.Release(ctx, db)
 }
 
 type result struct {
