@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -41,8 +42,9 @@ func main() {
 	my := envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
 	redisAddr := envOr("DISTRLOCK_REDIS_ADDR", "127.0.0.1:6379")
 
-	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host. Single key, one goroutine: %d interleaved rounds of %v per library "+
-		"(half cycles, half the do helper), median round shown, ratio to the floor of the same round.\n\n",
+	fmt.Printf("# distrlock benchmarks\n\n%s, %d-CPU host. Single key, one goroutine: %d rounds of %v per library, "+
+		"in a shuffled order each round (half cycles, half the do helper); each column is its median over the rounds, "+
+		"each ratio the median (and range) of the per-round ratios to the floor of the same round.\n\n",
 		time.Now().Format("2006-01-02"), runtime.NumCPU(), rounds, *duration)
 	if want("single") {
 		single(ctx, pg, my, redisAddr, *duration)
@@ -57,8 +59,8 @@ func main() {
 
 // single prints scenarios (a), (b) and (e).
 func single(ctx context.Context, pg, my, redisAddr string, duration time.Duration) {
-	fmt.Println("| database | library | acquire+release ops/s | p50 | p99 | statements/op | round trips/op | do-under-lock ops/s | vs floor of 2 UPDATEs |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| database | library | acquire+release ops/s | p50 | p99 | statements/op | round trips/op | do-under-lock ops/s | acquire+release / floor of 2 UPDATEs (min–max) | do / floor (min–max) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	var opRows []string
 	defer func() {
 		fmt.Println("\n## What each distrlock operation sends (b), counted by the wrapping driver: statements / round trips")
@@ -139,12 +141,14 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 			}
 			open = append(open, &opened{lib: l, lk: lk})
 		}
-		// Each round measures every library once, starting one further along the list each round, so
-		// that no library always runs right after the floor; the ratios are to the floor of the round.
-		for round := range rounds {
+		// Each round measures every library once, in an order shuffled each round (with a fixed seed, so
+		// that runs are alike), so that none keeps its place next to the floor; the ratios are to the floor
+		// of the round.
+		shuffle := rand.New(rand.NewPCG(1, 2))
+		for range rounds {
 			got := map[*opened]result{}
-			for i := range open {
-				o := open[(i+round)%len(open)]
+			for _, i := range shuffle.Perm(len(open)) {
+				o := open[i]
 				r, err := measure(ctx, o.lk, o.c, duration/2)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "%s %s: %v\n", target.name, o.name, err)
@@ -182,10 +186,14 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 			r := medianResult(o.rounds)
 			vs := "–"
 			if len(o.ratios) > 0 {
-				vs = fmt.Sprintf("%.2f×", median(o.ratios))
+				vs = fmt.Sprintf("%.2f× (%.2f–%.2f)", median(o.ratios), slices.Min(o.ratios), slices.Max(o.ratios))
 				if len(o.doRatios) > 0 {
-					vs += fmt.Sprintf(" (do: %.2f×)", median(o.doRatios))
+					vs += fmt.Sprintf(" | %.2f× (%.2f–%.2f)", median(o.doRatios), slices.Min(o.doRatios), slices.Max(o.doRatios))
+				} else {
+					vs += " | –"
 				}
+			} else {
+				vs += " | –"
 			}
 			fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %s | %s |\n", target.name, o.name, r.ops,
 				ms(r.p50), ms(r.p99), r.statements, r.roundTrips, orDash(r.doOps, "%.0f"), vs)
@@ -199,7 +207,7 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 	}
 	if rl, err := redisLib(ctx, redisAddr); err == nil {
 		if r, err := measure(ctx, rl, nil, duration); err == nil {
-			fmt.Printf("| Redis | redislock (commands/op) | %.0f | %s | %s | %.2f | %.2f | %.0f | – |\n", r.ops, ms(r.p50), ms(r.p99),
+			fmt.Printf("| Redis | redislock (commands/op) | %.0f | %s | %s | %.2f | %.2f | %.0f | – | – |\n", r.ops, ms(r.p50), ms(r.p99),
 				r.statements, r.roundTrips, r.doOps)
 		}
 		rl.close()
@@ -478,15 +486,19 @@ func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Durati
 }
 
 // rounds is how many interleaved rounds the single-key table measures.
-const rounds = 4
+const rounds = 5 // odd, so that the median is a measured value
 
+// median is the middle value of xs, or the mean of the two middle values.
 func median(xs []float64) float64 {
 	ys := slices.Clone(xs)
 	slices.Sort(ys)
+	if n := len(ys); n%2 == 0 {
+		return (ys[n/2-1] + ys[n/2]) / 2
+	}
 	return ys[len(ys)/2]
 }
 
-// medianResult is the round of median throughput, with the median of each other figure.
+// medianResult is the median of each figure over the rounds (each column on its own).
 func medianResult(rs []result) result {
 	pick := func(f func(result) float64) float64 {
 		xs := make([]float64, len(rs))
