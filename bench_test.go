@@ -24,26 +24,20 @@ var benchDBNames = []string{"postgres", "mariadb", "mariadb-interpolateParams", 
 // BenchmarkAcquireRelease measures one Acquire and one Release of one key, in autocommit mode: two
 // statements per iteration.
 func BenchmarkAcquireRelease(b *testing.B) {
-	for i, open := range benchDBs() {
-		b.Run(benchDBNames[i], func(b *testing.B) {
-			tdb, lock := benchLock(b, open)
-			ctx := context.Background()
-			for b.Loop() {
-				if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
-					b.Fatal(err)
-				}
-				if err := lock.Release(ctx, tdb.db); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchCycles(b, func(ctx context.Context) (context.Context, context.CancelFunc) { return ctx, func() {} })
 }
 
 // BenchmarkAcquireReleaseDeadline is BenchmarkAcquireRelease with the release under a context that has a
 // deadline, as DoExclusively's release has (WithReleaseTimeout): the difference is what the driver spends
 // on watching a context that can end.
 func BenchmarkAcquireReleaseDeadline(b *testing.B) {
+	benchCycles(b, func(ctx context.Context) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, DefaultReleaseTimeout)
+	})
+}
+
+// benchCycles runs acquire+release cycles on every database, the release under the context releaseCtx makes.
+func benchCycles(b *testing.B, releaseCtx func(context.Context) (context.Context, context.CancelFunc)) {
 	for i, open := range benchDBs() {
 		b.Run(benchDBNames[i], func(b *testing.B) {
 			tdb, lock := benchLock(b, open)
@@ -52,7 +46,7 @@ func BenchmarkAcquireReleaseDeadline(b *testing.B) {
 				if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
 					b.Fatal(err)
 				}
-				relCtx, cancel := context.WithTimeout(ctx, DefaultReleaseTimeout)
+				relCtx, cancel := releaseCtx(ctx)
 				err := lock.Release(relCtx, tdb.db)
 				cancel()
 				if err != nil {
