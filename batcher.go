@@ -132,7 +132,7 @@ func (b *extendBatcher) run(ctx context.Context) {
 	timer.Stop()
 	defer timer.Stop()
 	pending := map[batchGroup]*pendingGroup{}
-	var next time.Time // when the timer fires, if pending is not empty
+	var next time.Time // when the timer fires; zero while pending is empty
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,7 +146,7 @@ func (b *extendBatcher) run(ctx context.Context) {
 			}
 			p.reqs = append(p.reqs, r)
 			p.next = minTime(p.next, r.latest)
-			if len(pending) == 1 && len(p.reqs) == 1 || p.next.Before(next) {
+			if next.IsZero() || p.next.Before(next) {
 				next = p.next
 				timer.Reset(time.Until(next))
 			}

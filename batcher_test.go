@@ -34,20 +34,11 @@ type batchFixture struct {
 
 func newBatchFixture(t *testing.T, d Dialect) *batchFixture {
 	t.Helper()
-	db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, mock := unitMock(t)
 	m, err := NewDBManager(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = db.Close()
-		if err := mock.ExpectationsWereMet(); err != nil {
-			t.Error(err)
-		}
-	})
 	return &batchFixture{t: t, m: m, db: db, mock: mock, t0: time.Now(), log: &countingLogger{}}
 }
 

@@ -30,8 +30,9 @@ const (
 // all of them hitting the key's row together. The order is not a queue: an acquire that does not wait, or
 // the releaser's next attempt, can come first. Waiters are told apart by key only: with one manager used
 // on two databases, a release may wake a waiter of the other database, and the waiter of this one then
-// takes the lock after its backoff. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and
-// the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
+// takes the lock after its backoff. A wait that ends without the lock returns an error matching
+// [ErrLockAlreadyAcquired] and the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait
+// ran out, or ctx's error.
 //
 // If ctx ends while an attempt is in flight after the lock was refused, the error matches
 // ErrLockAlreadyAcquired, ctx's error and the attempt's error; that attempt's outcome is unknown, and, as

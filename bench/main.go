@@ -404,16 +404,14 @@ func perOperation(ctx context.Context, name string, db *sql.DB, c *stmtcount.Cou
 	if err != nil {
 		return "", err
 	}
-	before := c.Counts()
-	err = lock.Extend(ctx, tx)
-	got := c.Counts().Sub(before)
+	inTx, err := cell(func() error { return lock.Extend(ctx, tx) })
 	if cerr := tx.Commit(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return "", err
 	}
-	cells = append(cells, fmt.Sprintf("%d / %d (and BEGIN, COMMIT: the caller's)", got.Statements, got.Calls()))
+	cells = append(cells, inTx+" (and BEGIN, COMMIT: the caller's)")
 	return "| " + strings.Join(cells, " | ") + " |", lock.Release(ctx, db)
 }
 
