@@ -21,8 +21,7 @@ import (
 type DBLock struct {
 	// Key identifies the lock.
 	Key string
-	// TTL is the lease duration of the last acquisition that took the lock or whose outcome was lost (a
-	// refused attempt leaves it alone); Extend renews the lease for TTL.
+	// TTL is the lease duration of the last acquisition that took the lock; Extend renews the lease for TTL.
 	TTL time.Duration
 	// Owner, if set before an acquire, is stored with the lock for others to read with [DBManager.Get]:
 	// a host name or a process identity (at most [MaxOwnerLength] bytes of UTF-8 without NUL).
@@ -32,18 +31,24 @@ type DBLock struct {
 	// that a DBLock stays comparable, as go-dbkit's is.
 	Data string
 
-	token   string
+	token   string // of the last acquisition that took the lock
+	held    bool   // token took the lock, and no Release or lost acquire outcome came since
 	fence   int64
 	manager *DBManager
-	// prevToken may still hold the lock after an acquire whose outcome was lost: the token from before
-	// that attempt. Release falls back to it.
-	prevToken string
+	// pending is the token of an acquire whose outcome was lost: it may hold the lock. The next Acquire
+	// sends it again, so that a retry is not refused by its own lost attempt, and Release frees it.
+	pending string
 }
 
-// Token returns the token of the last acquisition that took the lock or whose outcome was lost (a refused
-// attempt leaves it alone): the lock is held under this token after a successful acquire, and may be after
-// an acquire whose outcome was lost (see [DBLock.Acquire]).
-func (l *DBLock) Token() string { return l.token }
+// Token returns the token that holds the lock after a successful acquire, and "" while the lock is not
+// known to be held: before the first successful acquire, after Release, and after an acquire whose
+// outcome was lost. A refused acquire leaves it alone.
+func (l *DBLock) Token() string {
+	if !l.held {
+		return ""
+	}
+	return l.token
+}
 
 // Fence returns the fencing token of the last successful acquisition, or 0 if there was none (or its
 // outcome was lost). Fences of one key only grow: each successful acquisition, including a re-acquisition
@@ -61,14 +66,18 @@ func (l *DBLock) Fence() int64 { return l.fence }
 // row on first use. Inside a transaction the statement locks the key's row until the transaction ends,
 // even when it is refused, and so delays the holder's Extend and Release: keep such transactions short,
 // and never retry a refused acquire inside one. It returns [ErrLockAlreadyAcquired] when another token holds an unexpired lease, and
-// also when this DBLock holds one (each Acquire uses a new token).
+// also when this DBLock holds one (each Acquire uses a new token), and [ErrReadOnly] when the database
+// refuses writes.
 //
 // When the statement may have run but its result was lost (the context ended while it was in flight, the
-// connection broke), Acquire returns that error and keeps the new token, so [DBLock.Release] frees the lock
-// if it was taken; Fence then returns 0. When Acquire fails before sending anything (invalid input, nil
-// executor, context already ended), the DBLock is unchanged.
+// connection broke), Acquire returns that error and keeps the attempt's token privately: the next Acquire
+// sends the same token, so it succeeds if the lost attempt took the lock, and [DBLock.Release] frees the
+// lock in case it was taken. Errors that prove the statement changed nothing (a deadlock, a serialization
+// failure, a lock wait timeout, a busy database, a connection that could not be made, ErrReadOnly) and
+// failures before anything is sent leave the DBLock unchanged.
 func (l *DBLock) Acquire(ctx context.Context, exec SQLExecutor, ttl time.Duration) error {
-	return l.acquire(ctx, exec, "acquire", newToken(), ttl)
+	_, err := l.acquire(ctx, exec, "acquire", l.retryToken(), ttl)
+	return err
 }
 
 // AcquireWithStaticToken is [DBLock.Acquire] with a token of the caller's choice (1 to [MaxTokenLength]
@@ -80,18 +89,39 @@ func (l *DBLock) AcquireWithStaticToken(ctx context.Context, exec SQLExecutor, t
 	if err := validateToken(token); err != nil {
 		return opError(op, l.Key, err)
 	}
-	return l.acquire(ctx, exec, op, token, ttl)
+	_, err := l.acquire(ctx, exec, op, token, ttl)
+	return err
 }
 
-func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string, ttl time.Duration) error {
+// retryToken is the token of the next Acquire: the one of a lost attempt, which may hold the lock, or a
+// new one.
+func (l *DBLock) retryToken() string {
+	if l.pending != "" {
+		return l.pending
+	}
+	return newToken()
+}
+
+// outcome is what an acquire attempt is known to have done.
+type outcome int
+
+const (
+	notSent   outcome = iota // invalid input, or the context had ended: nothing was sent
+	taken                    // the statement took the lock
+	refused                  // the statement ran and found the lock held under another token
+	unchanged                // the statement failed and certainly changed nothing (see classify)
+	lost                     // the statement may have run; its outcome is unknown
+)
+
+func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string, ttl time.Duration) (outcome, error) {
 	if err := l.check(ctx, exec); err != nil {
-		return opError(op, l.Key, err)
+		return notSent, opError(op, l.Key, err)
 	}
 	if err := validateTTL(ttl); err != nil {
-		return opError(op, l.Key, err)
+		return notSent, opError(op, l.Key, err)
 	}
 	if err := validateOwnerData(l.Owner, l.Data); err != nil {
-		return opError(op, l.Key, err)
+		return notSent, opError(op, l.Key, err)
 	}
 	args := acquireArgs{key: l.Key, token: token, ttlMicros: ttl.Microseconds()}
 	if l.Owner != "" {
@@ -102,18 +132,24 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 	}
 	m := l.manager
 	fence, err := m.spec.acquire(ctx, exec, m.q.acquire, args)
-	if errors.Is(err, errAcquireRefused) {
-		return opError(op, l.Key, ErrLockAlreadyAcquired)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errAcquireRefused):
+		// The token that holds a lock takes it again, so a refused token does not hold it.
+		if token == l.pending {
+			l.pending = ""
+		}
+		return refused, opError(op, l.Key, ErrLockAlreadyAcquired)
+	case err != nil:
+		if f := classify(err); f != failUnknown {
+			return unchanged, opError(op, l.Key, classified(withContext(ctx, err), f))
+		}
 		// Nobody knows the outcome: the lock may now be held under token, or still under the token from
 		// before (an attempt by a DBLock that held the lock is refused unless that lease had expired).
-		l.prevToken = cmp.Or(l.token, l.prevToken)
-		l.token, l.TTL, l.fence = token, ttl, 0
-		return opError(op, l.Key, withContext(ctx, err))
+		l.pending, l.held, l.fence = token, false, 0
+		return lost, opError(op, l.Key, withContext(ctx, err))
 	}
-	l.token, l.TTL, l.fence, l.prevToken = token, ttl, fence, ""
-	return nil
+	l.token, l.held, l.TTL, l.fence, l.pending = token, true, ttl, fence, ""
+	return taken, nil
 }
 
 // Extend renews the lease for l.TTL from now on the database's clock. It returns [ErrLockAlreadyReleased]
@@ -150,9 +186,11 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 		return err
 	}
 	m := l.manager
-	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, l.token, ttl.Microseconds())...)
+	// After a lost acquire outcome on a DBLock that never held the lock, only that attempt's token can.
+	token := cmp.Or(l.token, l.pending)
+	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
 	if err != nil {
-		return withContext(ctx, err)
+		return classified(withContext(ctx, err), classify(err))
 	}
 	found, err := m.spec.extended(res)
 	if err != nil {
@@ -161,6 +199,11 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	if !found {
 		return ErrLockAlreadyReleased
 	}
+	// The token holds the lock, also after a lost acquire outcome.
+	if token == l.pending {
+		l.token, l.pending = token, ""
+	}
+	l.held = true
 	return nil
 }
 
@@ -169,22 +212,31 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 // [ErrLockNotAcquired] on a DBLock that never attempted an acquisition. Releasing twice is safe: the second
 // call changes nothing and returns ErrLockAlreadyReleased.
 //
-// After an acquire whose outcome was lost on a DBLock that already held the lock, the lock is held under
-// one of two tokens; Release then tries the newer and, if it does not hold the lock, the older, which
-// takes a second statement.
+// After an acquire whose outcome was lost, the lock may be held under the lost attempt's token or, on a
+// DBLock that held it before, under the earlier one; Release then tries the first and, if it does not
+// hold the lock, the second, which takes a second statement.
 func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	const op = "release"
 	if err := l.checkHeld(ctx, exec); err != nil {
 		return opError(op, l.Key, err)
 	}
-	err := l.releaseToken(ctx, exec, l.token)
-	if errors.Is(err, ErrLockAlreadyReleased) && l.prevToken != "" {
-		err = l.releaseToken(ctx, exec, l.prevToken)
+	err := ErrLockAlreadyReleased
+	if l.pending != "" {
+		if err = l.releaseToken(ctx, exec, l.pending); errors.Is(err, ErrLockAlreadyReleased) {
+			l.pending = ""
+		}
 	}
+	if errors.Is(err, ErrLockAlreadyReleased) && l.token != "" && l.token != l.pending {
+		err = l.releaseToken(ctx, exec, l.token)
+	}
+	if err != nil && !errors.Is(err, ErrLockAlreadyReleased) {
+		return opError(op, l.Key, err)
+	}
+	// Released now, or not held by any of the tokens.
+	l.held, l.pending = false, ""
 	if err != nil {
 		return opError(op, l.Key, err)
 	}
-	l.prevToken = ""
 	return nil
 }
 
@@ -193,7 +245,7 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 	m := l.manager
 	res, err := exec.ExecContext(ctx, m.q.release, m.spec.releaseArgs(l.Key, token)...)
 	if err != nil {
-		return withContext(ctx, err)
+		return classified(withContext(ctx, err), classify(err))
 	}
 	released, err := oneRowAffected(res)
 	if err != nil {
@@ -216,7 +268,7 @@ func (m *DBManager) ReleaseWithToken(ctx context.Context, exec SQLExecutor, key,
 	if err := validateToken(token); err != nil {
 		return opError("release", key, err)
 	}
-	lock := DBLock{Key: key, token: token, manager: m}
+	lock := DBLock{Key: key, token: token, held: true, manager: m}
 	return lock.Release(ctx, exec)
 }
 
@@ -235,7 +287,7 @@ func (l *DBLock) checkHeld(ctx context.Context, exec SQLExecutor) error {
 	if err := l.check(ctx, exec); err != nil {
 		return err
 	}
-	if l.token == "" {
+	if l.token == "" && l.pending == "" {
 		return errNeverAcquired{}
 	}
 	return nil

@@ -61,6 +61,12 @@ var (
 
 	// ErrInvalidOption is returned for an option whose value is out of range.
 	ErrInvalidOption = errors.New("invalid option")
+
+	// ErrReadOnly is returned by the calls that write a lock (acquire, extend, release, and DoExclusively,
+	// Hold and AcquireWait through them) when the database refused the write because it is read-only: a
+	// PostgreSQL standby, a read-only transaction or session, MySQL's read_only or super_read_only. Nothing
+	// was changed; it wraps the driver's error.
+	ErrReadOnly = errors.New("database is read-only")
 )
 
 // opError formats an error leaving the package: `distrlock: <op> "<key>": <cause>`.

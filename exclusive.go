@@ -22,7 +22,8 @@ const (
 
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
 // loggers and every logrus logger satisfy it; a [logrus.FieldLogger] gets the fields distrlock_key and
-// distrlock_token instead of having them in the message.
+// distrlock_fence instead of having them in the message. No token is ever logged: it is a release
+// credential.
 type Logger interface {
 	Errorf(format string, args ...any)
 }
@@ -37,6 +38,7 @@ type doOptions struct {
 	safetyMargin           time.Duration
 	marginSet              bool
 	logger                 Logger
+	intervalTooLong        bool          // the interval is not shorter than TTL less margin: a warning
 	maxWait                time.Duration // 0: try once
 	owner                  string
 	ownerSet               bool
@@ -69,8 +71,9 @@ func WithLockTTL(ttl time.Duration) DoOption {
 }
 
 // WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default
-// (also selected by 0, as in go-dbkit) is half the TTL. It must be shorter than the TTL less the safety
-// margin.
+// (also selected by 0, as in go-dbkit) is half the TTL. An interval not shorter than the TTL less the safety
+// margin is accepted, as go-dbkit did, with a logged warning: the lease is then lost (and the function's
+// context cancelled) before the first extend.
 func WithPeriodicExtendInterval(interval time.Duration) DoOption {
 	return func(o *doOptions) { o.periodicExtendInterval = interval }
 }
@@ -119,14 +122,16 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 	switch {
 	case o.safetyMargin < 0 || o.safetyMargin >= o.lockTTL:
 		return o, fmt.Errorf("%w: safety margin %v must be in [0, TTL %v)", ErrInvalidOption, o.safetyMargin, o.lockTTL)
-	case o.periodicExtendInterval <= 0 || o.periodicExtendInterval >= o.lockTTL-o.safetyMargin:
-		return o, fmt.Errorf("%w: extend interval %v must be positive and shorter than TTL %v less safety margin %v",
-			ErrInvalidOption, o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
+	case o.periodicExtendInterval < 0:
+		return o, fmt.Errorf("%w: extend interval %v is negative", ErrInvalidOption, o.periodicExtendInterval)
 	case o.releaseTimeout <= 0:
 		return o, fmt.Errorf("%w: release timeout %v must be positive", ErrInvalidOption, o.releaseTimeout)
 	case o.maxWait < 0:
 		return o, fmt.Errorf("%w: maximum wait %v is negative", ErrInvalidOption, o.maxWait)
 	}
+	// go-dbkit accepted an interval as long as the TTL, or longer: the lease then runs out before the first
+	// extend. The heartbeat's watchdog still cancels the work before that, so it is a warning, not an error.
+	o.intervalTooLong = o.periodicExtendInterval >= o.lockTTL-o.safetyMargin
 	return o, nil
 }
 
@@ -145,7 +150,8 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 // heartbeat alone sends [DBLock.Extend]'s statement.
 //
 // DoExclusively returns the acquire error (matching [ErrLockAlreadyAcquired] when the lock is held), or
-// fn's error, or an error matching ErrLockLost when the lease was lost (joined with fn's error if both).
+// fn's error, or an error matching ErrLockLost when the lease was lost; when both, an error whose text is
+// fn's and which matches both fn's error and ErrLockLost.
 // The release runs on [context.WithoutCancel] of ctx, bounded by the release timeout; its failure is logged.
 func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx context.Context) error, options ...DoOption) error {
 	const op = "do exclusively"
@@ -170,11 +176,21 @@ func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx cont
 		}()
 		fnErr = fn(workCtx)
 	}()
-	if lost != nil {
-		return errors.Join(fnErr, opError(op, l.Key, lost))
+	switch {
+	case lost != nil && fnErr != nil:
+		return &lostError{fnErr: fnErr, lost: opError(op, l.Key, lost)}
+	case lost != nil:
+		return opError(op, l.Key, lost)
 	}
 	return fnErr
 }
+
+// lostError is what DoExclusively returns when fn failed after the lease was lost: fn's error, as go-dbkit
+// returned it, which also matches [ErrLockLost].
+type lostError struct{ fnErr, lost error }
+
+func (e *lostError) Error() string   { return e.fnErr.Error() }
+func (e *lostError) Unwrap() []error { return []error{e.fnErr, e.lost} }
 
 // acquireAndBeat takes the lock as o says (once, or waiting) and starts its heartbeat, which calls
 // cancelWork when the lease may be lost. If the acquire's outcome was lost, it frees the lock in case it
@@ -194,7 +210,6 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 			l.Data = o.data
 		}
 	}
-	tokenBefore := l.token
 	// The lease is counted from the start of the statement that took the lock: after a wait, the last one.
 	start := time.Now()
 	var err error
@@ -204,17 +219,25 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 		err = l.Acquire(ctx, db, o.lockTTL)
 	}
 	if err != nil {
-		// A changed token means the last attempt's outcome is unknown (a refusal leaves the token alone).
-		if l.token != tokenBefore {
-			// The outcome was lost: free the lock in case this attempt took it, and only then (a hold
-			// the DBLock had before the call is the caller's business).
+		if l.pending != "" {
+			// The outcome was lost: free the lock in case this attempt (or an earlier lost one, whose
+			// token it sent again) took it. A hold the DBLock had before the call is the caller's business.
 			relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
-			if relErr := l.releaseToken(relCtx, db, l.token); relErr != nil && !errors.Is(relErr, ErrLockAlreadyReleased) {
+			relErr := l.releaseToken(relCtx, db, l.pending)
+			cancel()
+			switch {
+			case relErr == nil || errors.Is(relErr, ErrLockAlreadyReleased):
+				l.pending = ""
+			default:
 				logError(o.logger, l, "release after a lost acquire outcome failed: %v", relErr)
 			}
-			cancel()
 		}
 		return nil, err
+	}
+	if o.intervalTooLong {
+		logError(o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
+			"the lease will be lost before it is extended, and the function's context cancelled",
+			o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
 	}
 	return startHeartbeat(*l, db, o, cancelWork, start), nil
 }
@@ -246,8 +269,8 @@ func logError(logger Logger, l *DBLock, format string, args ...any) {
 	switch lg := logger.(type) {
 	case nil:
 	case logrus.FieldLogger:
-		lg.WithFields(logrus.Fields{"distrlock_key": l.Key, "distrlock_token": l.token}).Errorf("distrlock: "+format, args...)
+		lg.WithFields(logrus.Fields{"distrlock_key": l.Key, "distrlock_fence": l.fence}).Errorf("distrlock: "+format, args...)
 	default:
-		lg.Errorf("distrlock: key %q, token %s: "+format, append([]any{l.Key, l.token}, args...)...)
+		lg.Errorf("distrlock: key %q, fence %d: "+format, append([]any{l.Key, l.fence}, args...)...)
 	}
 }

@@ -38,8 +38,11 @@ func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.Can
 		lock: lock, batcher: lock.manager.batchers.join(lock.manager, db), opts: o,
 		cancelWork: cancelWork, cancel: cancel, done: make(chan struct{}),
 	}
+	// The watchdog must run by the time the lease stops being trusted, even when an interval that is too
+	// long puts the first extend after it.
 	interval := o.periodicExtendInterval
-	h.start = time.AfterFunc(time.Until(acquiredAt.Add(interval))-interval/2, func() {
+	first := min(interval-interval/2, o.lockTTL-o.safetyMargin)
+	h.start = time.AfterFunc(time.Until(acquiredAt.Add(first)), func() {
 		defer close(h.done)
 		h.run(ctx, acquiredAt)
 	})

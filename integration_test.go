@@ -848,8 +848,8 @@ func TestIntegrationFences(t *testing.T) {
 
 // TestIntegrationAmbiguousAcquire: an acquire whose statement waits for a row lock held by another open
 // transaction and whose context is cancelled mid-flight returns an error matching context.Canceled, keeps
-// the attempted token with fence 0, and once the blocking transaction has rolled back a release with that
-// DBLock succeeds (the abandoned statement went on and took the lock) or returns ErrLockAlreadyReleased
+// the attempted token privately (Token() is "") with fence 0, and once the blocking transaction has rolled
+// back a release with that DBLock succeeds (the abandoned statement went on and took the lock) or returns ErrLockAlreadyReleased
 // (it did not) but never ErrLockNotAcquired; either way the lock is then free, not stranded.
 func TestIntegrationAmbiguousAcquire(t *testing.T) {
 	t.Parallel()
@@ -897,9 +897,11 @@ func TestIntegrationAmbiguousAcquire(t *testing.T) {
 			t.Fatalf("acquire returned after %v, before the cancellation at %v: %v", blocked, blockFor, err)
 		}
 		t.Logf("cancelled acquire after %v: %v", blocked.Round(time.Millisecond), err)
-		if l.Token() == "" || l.Fence() != 0 {
-			t.Fatalf("after a lost outcome: token %q fence %d, want the attempted token and fence 0", l.Token(), l.Fence())
+		if l.Token() != "" || l.Fence() != 0 || l.pending == "" {
+			t.Fatalf("after a lost outcome: Token() %q, fence %d, pending %q; want \"\", 0 and the attempted token kept",
+				l.Token(), l.Fence(), l.pending)
 		}
+		attempted := l.pending
 
 		if err := blocker.Rollback(); err != nil {
 			t.Fatalf("rollback blocker: %v", err)
@@ -908,7 +910,7 @@ func TestIntegrationAmbiguousAcquire(t *testing.T) {
 		// taken the lock, or long enough to say it will not.
 		tookIt := false
 		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if row, _ := integReadRow(ctx, t, tdb, m, key); row.token.String == l.Token() && row.expireIn.Valid {
+			if row, _ := integReadRow(ctx, t, tdb, m, key); row.token.String == attempted && row.expireIn.Valid {
 				tookIt = true
 				break
 			}
@@ -957,8 +959,8 @@ func TestIntegrationAmbiguousReacquireKeepsHeldToken(t *testing.T) {
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err = l.Acquire(short, tdb.db, time.Minute)
 		cancel()
-		if err == nil || errors.Is(err, ErrLockAlreadyAcquired) || l.Token() == held {
-			t.Fatalf("second acquire: %v, token %q (held %q): want an ambiguous outcome with a new token", err, l.Token(), held)
+		if err == nil || errors.Is(err, ErrLockAlreadyAcquired) || l.pending == "" || l.pending == held {
+			t.Fatalf("second acquire: %v, pending token %q (held %q): want an ambiguous outcome with a new token", err, l.pending, held)
 		}
 		if err := blocker.Rollback(); err != nil {
 			t.Fatal(err)

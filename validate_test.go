@@ -302,12 +302,6 @@ func TestDoOptionsInvalid(t *testing.T) {
 		{"TTL negative", []DoOption{WithLockTTL(-time.Second)}, ErrInvalidTTL},
 		{"TTL below MinTTL", []DoOption{WithLockTTL(MinTTL - 1)}, ErrInvalidTTL},
 		{"TTL above MaxTTL", []DoOption{WithLockTTL(MaxTTL + 1)}, ErrInvalidTTL},
-		{"interval equal to TTL less default margin", []DoOption{WithLockTTL(10 * time.Second),
-			WithPeriodicExtendInterval(9 * time.Second)}, ErrInvalidOption},
-		{"interval equal to TTL less margin", []DoOption{WithLockTTL(10 * time.Second), WithSafetyMargin(2 * time.Second),
-			WithPeriodicExtendInterval(8 * time.Second)}, ErrInvalidOption},
-		{"interval equal to TTL", []DoOption{WithPeriodicExtendInterval(time.Minute)}, ErrInvalidOption},
-		{"interval above TTL", []DoOption{WithPeriodicExtendInterval(time.Hour)}, ErrInvalidOption},
 		{"interval negative", []DoOption{WithPeriodicExtendInterval(-time.Second)}, ErrInvalidOption},
 		{"interval -1ns", []DoOption{WithPeriodicExtendInterval(-1)}, ErrInvalidOption},
 		{"margin equal to TTL", []DoOption{WithSafetyMargin(time.Minute)}, ErrInvalidOption},
@@ -343,6 +337,31 @@ func TestDoOptionsInvalid(t *testing.T) {
 			}, c.opts...)
 			unitWantErr(t, err, "do exclusively", "job", c.want)
 		})
+	}
+}
+
+// TestDoOptionsIntervalTooLong: an extend interval not shorter than the TTL less the safety margin is
+// accepted, as go-dbkit accepted it, and marked for the warning that DoExclusively logs.
+func TestDoOptionsIntervalTooLong(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts []DoOption
+		long bool
+	}{
+		{"interval just under TTL less default margin", []DoOption{WithLockTTL(10 * time.Second),
+			WithPeriodicExtendInterval(9*time.Second - 1)}, false},
+		{"interval equal to TTL less default margin", []DoOption{WithLockTTL(10 * time.Second),
+			WithPeriodicExtendInterval(9 * time.Second)}, true},
+		{"interval equal to TTL less margin", []DoOption{WithLockTTL(10 * time.Second), WithSafetyMargin(2 * time.Second),
+			WithPeriodicExtendInterval(8 * time.Second)}, true},
+		{"interval equal to TTL", []DoOption{WithPeriodicExtendInterval(time.Minute)}, true},
+		{"interval above TTL (go-dbkit's test: TTL 3s, interval 10s)", []DoOption{WithLockTTL(3 * time.Second),
+			WithPeriodicExtendInterval(10 * time.Second)}, true},
+	} {
+		o, err := newDoOptions(c.opts)
+		if err != nil || o.intervalTooLong != c.long {
+			t.Errorf("%s: newDoOptions = %+v, %v; want no error and intervalTooLong %v", c.name, o, err, c.long)
+		}
 	}
 }
 
@@ -417,8 +436,11 @@ func unitDoWithFailedRelease(t *testing.T, logger Logger) string {
 	return tok.got
 }
 
-// TestLoggerLogrusFields: a logrus logger gets the key and token as the fields distrlock_key and
-// distrlock_token of an error-level entry, not in the message.
+// unitDoneFence is the fence unitDoWithFailedRelease's lock gets.
+const unitDoneFence = int64(1)
+
+// TestLoggerLogrusFields: a logrus logger gets the key and fence as the fields distrlock_key and
+// distrlock_fence of an error-level entry, not in the message, and never the token (a release credential).
 func TestLoggerLogrusFields(t *testing.T) {
 	logger, hook := logrustest.NewNullLogger()
 	for _, c := range []struct {
@@ -440,8 +462,13 @@ func TestLoggerLogrusFields(t *testing.T) {
 			if e.Level != logrus.ErrorLevel {
 				t.Errorf("level %v, want error", e.Level)
 			}
-			if e.Data["distrlock_key"] != unitKey || e.Data["distrlock_token"] != token {
-				t.Errorf("fields %v, want distrlock_key=%s distrlock_token=%s", e.Data, unitKey, token)
+			if e.Data["distrlock_key"] != unitKey || e.Data["distrlock_fence"] != unitDoneFence {
+				t.Errorf("fields %v, want distrlock_key=%s distrlock_fence=%d", e.Data, unitKey, unitDoneFence)
+			}
+			for k, v := range e.Data {
+				if fmt.Sprint(v) == token {
+					t.Errorf("field %s carries the token", k)
+				}
 			}
 			for k, v := range c.extra {
 				if e.Data[k] != v {
@@ -452,13 +479,13 @@ func TestLoggerLogrusFields(t *testing.T) {
 				t.Errorf("message %q does not say that the release failed and why", e.Message)
 			}
 			if strings.Contains(e.Message, token) {
-				t.Errorf("message %q repeats the token that is already a field", e.Message)
+				t.Errorf("message %q carries the token", e.Message)
 			}
 		})
 	}
 }
 
-// TestLoggerPlain: a logger with only Errorf gets the key and the token in the message.
+// TestLoggerPlain: a logger with only Errorf gets the key and the fence in the message, never the token.
 func TestLoggerPlain(t *testing.T) {
 	var logger unitPlainLogger
 	token := unitDoWithFailedRelease(t, &logger)
@@ -466,10 +493,13 @@ func TestLoggerPlain(t *testing.T) {
 		t.Fatalf("%d messages logged, want 1: %q", len(logger.messages), logger.messages)
 	}
 	msg := logger.messages[0]
-	for _, want := range []string{`"` + unitKey + `"`, token, "release failed", errUnitDriver.Error()} {
+	for _, want := range []string{`"` + unitKey + `"`, fmt.Sprintf("fence %d", unitDoneFence), "release failed", errUnitDriver.Error()} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q does not contain %q", msg, want)
 		}
+	}
+	if strings.Contains(msg, token) {
+		t.Errorf("message %q carries the token", msg)
 	}
 }
 

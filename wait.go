@@ -63,20 +63,28 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 	}
 	m := l.manager
 	delay := m.backoffMin
-	for refused := false; ; refused = true {
+	contended := false // an attempt was refused: the wait is for another holder
+	var transient error // the last attempt's error that proved it changed nothing
+	for {
 		wake, leave := m.waiters.enter(l.Key)
 		// The statement runs under ctx, not under the wait's deadline: a statement cut short by our own
 		// timer would leave an outcome nobody knows. One that is in flight when the wait ends finishes.
-		start, tokenBefore := time.Now(), l.token
-		err := l.acquire(ctx, exec, op, newToken(), ttl)
-		if !errors.Is(err, ErrLockAlreadyAcquired) {
+		start := time.Now()
+		out, err := l.acquire(ctx, exec, op, l.retryToken(), ttl)
+		switch {
+		case out == refused:
+			contended, transient = true, nil
+		case out == unchanged && !errors.Is(err, ErrReadOnly) && ctx.Err() == nil:
+			// A deadlock, a lock wait timeout, a busy database: nothing changed, so try again.
+			transient = err
+		default:
 			// Taken, or failed: a wake that came during the attempt goes on to the next waiter unless
 			// the lock was taken.
 			leave(err == nil)
-			if err != nil && refused && ctx.Err() != nil {
+			if err != nil && contended && ctx.Err() != nil {
 				// ctx ended after the lock had been refused: still contention and cancellation to the
 				// caller, and the attempt's own error if it was sent (its outcome is then unknown).
-				if l.token == tokenBefore { // nothing was sent
+				if out != lost {
 					return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
 				}
 				return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w (the last attempt's outcome is unknown: %w)",
@@ -86,7 +94,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		}
 		if waitCtx.Err() != nil {
 			leave(false)
-			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
+			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
 		// Equal jitter: at least half the delay, so waiters spread out without hammering the database.
 		timer := time.NewTimer(delay/2 + rand.N(delay/2+1))
@@ -96,11 +104,25 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		case <-waitCtx.Done():
 			timer.Stop()
 			leave(false)
-			return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(waitCtx)))
+			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
 		timer.Stop()
 		leave(true) // it tries again at once
 		delay = min(2*delay, m.backoffMax)
+	}
+}
+
+// waitEnded is the error of a wait that ran out: contention if an attempt was refused, and the last
+// attempt's error if it failed without changing anything.
+func (l *DBLock) waitEnded(op string, waitCtx context.Context, contended bool, transient error) error {
+	cause := contextError(waitCtx)
+	switch {
+	case transient != nil && contended:
+		return opError(op, l.Key, fmt.Errorf("%w: %w (the last attempt failed: %w)", ErrLockAlreadyAcquired, cause, errors.Unwrap(transient)))
+	case transient != nil:
+		return opError(op, l.Key, fmt.Errorf("%w (the last attempt failed: %w)", cause, errors.Unwrap(transient)))
+	default:
+		return opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, cause))
 	}
 }
 

@@ -1,0 +1,163 @@
+package distrlock
+
+import (
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"strings"
+)
+
+// failure says what a failed statement certainly did, from the driver's error.
+type failure int
+
+const (
+	// failUnknown: the statement may have run; nobody knows its outcome.
+	failUnknown failure = iota
+	// failTransient: the statement certainly changed nothing, and the same statement may succeed when
+	// sent again (a deadlock, a serialization failure, a lock wait timeout, a busy SQLite file, a
+	// connection that could not be made).
+	failTransient
+	// failReadOnly: the statement certainly changed nothing because the server, the session or the
+	// transaction does not accept writes (a standby, default_transaction_read_only, MySQL's read_only).
+	failReadOnly
+)
+
+// The codes are read without importing the drivers (the library imports none): pgx's and lib/pq's errors
+// have a SQLSTATE, go-sql-driver's MySQLError a Number and a Message, modernc's and mattn's SQLite errors a
+// result code.
+var (
+	postgresStates = map[string]failure{
+		"40001": failTransient, // serialization_failure
+		"40P01": failTransient, // deadlock_detected
+		"55P03": failTransient, // lock_not_available (lock_timeout)
+		"25006": failReadOnly,  // read_only_sql_transaction: a standby, or a read-only transaction or session
+	}
+	mysqlNumbers = map[int64]failure{
+		1205: failTransient, // ER_LOCK_WAIT_TIMEOUT: InnoDB rolls back the statement
+		1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction
+		1792: failReadOnly,  // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+		1836: failReadOnly,  // ER_READ_ONLY_MODE (innodb_read_only)
+	}
+	sqliteCodes = map[int64]failure{
+		5: failTransient, // SQLITE_BUSY
+		6: failTransient, // SQLITE_LOCKED
+		8: failReadOnly,  // SQLITE_READONLY
+	}
+)
+
+// mysqlOptionPrevents is ER_OPTION_PREVENTS_STATEMENT, a read-only server when its message names read_only
+// or super_read_only (it also stands for other options that forbid a statement).
+const mysqlOptionPrevents = 1290
+
+// classify reads from a driver's error what the failed statement certainly did. Anything it does not know
+// is failUnknown, the safe answer: the statement may have run.
+func classify(err error) failure {
+	if err == nil {
+		return failUnknown
+	}
+	if errors.Is(err, driver.ErrBadConn) {
+		// database/sql's contract: a driver returns ErrBadConn only when the server cannot have run it.
+		return failTransient
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return failTransient // nothing was sent
+	}
+	found := failUnknown
+	walkErrors(err, func(e error) bool {
+		found = classifyOne(e)
+		return found != failUnknown
+	})
+	return found
+}
+
+func classifyOne(e error) failure {
+	if s, ok := e.(interface{ SQLState() string }); ok { // pgx's *pgconn.PgError, lib/pq's *pq.Error
+		return postgresStates[s.SQLState()]
+	}
+	if c, ok := e.(interface{ Code() int }); ok && isSQLiteError(e) { // modernc.org/sqlite
+		return sqliteCodes[int64(c.Code()&0xff)]
+	}
+	v := reflect.ValueOf(e)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return failUnknown
+	}
+	switch t := v.Type(); {
+	case t.Name() == "MySQLError" && strings.Contains(t.PkgPath(), "mysql"): // go-sql-driver/mysql
+		n, ok := intField(v, "Number")
+		if !ok {
+			return failUnknown
+		}
+		if n == mysqlOptionPrevents {
+			if msg := strings.ToLower(v.FieldByName("Message").String()); strings.Contains(msg, "read-only") ||
+				strings.Contains(msg, "read_only") {
+				return failReadOnly
+			}
+			return failUnknown
+		}
+		return mysqlNumbers[n]
+	case isSQLiteError(e): // mattn/go-sqlite3's sqlite3.Error
+		if n, ok := intField(v, "Code"); ok {
+			return sqliteCodes[n&0xff]
+		}
+	case strings.HasSuffix(t.PkgPath(), "lib/pq"): // lib/pq before it had SQLState()
+		if code := v.FieldByName("Code"); code.Kind() == reflect.String {
+			return postgresStates[code.String()]
+		}
+	}
+	return failUnknown
+}
+
+func isSQLiteError(e error) bool {
+	t := reflect.TypeOf(e)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name() == "Error" && strings.Contains(t.PkgPath(), "sqlite")
+}
+
+func intField(v reflect.Value, name string) (int64, bool) {
+	f := v.FieldByName(name)
+	switch f.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return f.Int(), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return int64(f.Uint()), true
+	}
+	return 0, false
+}
+
+// walkErrors calls visit for err and every error it wraps, depth first, until visit returns true.
+func walkErrors(err error, visit func(error) bool) bool {
+	if err == nil {
+		return false
+	}
+	if visit(err) {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return walkErrors(u.Unwrap(), visit)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if walkErrors(e, visit) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// classified returns err with ErrReadOnly in front of it when the server refused to write, so that callers
+// match the sentinel and still reach the driver's error.
+func classified(err error, f failure) error {
+	if f == failReadOnly && !errors.Is(err, ErrReadOnly) {
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
+	}
+	return err
+}

@@ -1,0 +1,146 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestIntegrationRetryAfterLostReply: an acquire whose statement takes the lock on the server after the
+// client gave up on it (it waited behind another transaction's row lock past its context) is retried by the
+// natural next Acquire, or AcquireWait, on the same DBLock; the retry sends the lost attempt's token, so it
+// succeeds with a new fence instead of being refused by its own ghost for the whole TTL.
+func TestIntegrationRetryAfterLostReply(t *testing.T) {
+	t.Parallel()
+	retries := []struct {
+		name  string
+		retry func(ctx context.Context, l *DBLock, db *sql.DB) error
+	}{
+		{"Acquire", func(ctx context.Context, l *DBLock, db *sql.DB) error { return l.Acquire(ctx, db, time.Minute) }},
+		{"AcquireWait", func(ctx context.Context, l *DBLock, db *sql.DB) error {
+			return l.AcquireWait(ctx, db, time.Minute, 100*time.Millisecond)
+		}},
+	}
+	integEach(t, []*testDB{openPostgres(t), openMySQL(t, ""), openMySQL(t, "interpolateParams=true")}, func(t *testing.T, tdb *testDB) {
+		for _, r := range retries {
+			t.Run(r.name, func(t *testing.T) {
+				ctx := t.Context()
+				m := newTestManager(t, tdb)
+				db := tdb.db
+				const key = "lost-reply"
+				setup := integLock(t, m, db, key)
+				integAcquire(ctx, t, setup, db, time.Minute)
+				if err := setup.Release(ctx, db); err != nil {
+					t.Fatal(err)
+				}
+
+				// The attempt waits behind another transaction's row lock until its context ends; the server
+				// goes on with it once that transaction is over, and it takes the lock with nobody to reply to.
+				blocker, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = blocker.Rollback() }()
+				var got string
+				q := integQuery(tdb.dialect, fmt.Sprintf("SELECT lock_key FROM %s WHERE lock_key = ? FOR UPDATE", m.quoted))
+				if err := blocker.QueryRowContext(ctx, q, key).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				l := integLock(t, m, db, key)
+				short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				err = l.Acquire(short, db, time.Minute)
+				cancel()
+				if err == nil || errors.Is(err, ErrLockAlreadyAcquired) {
+					t.Fatalf("acquire with its reply lost: %v, want an unknown outcome", err)
+				}
+				if l.Token() != "" || l.Fence() != 0 || l.pending == "" {
+					t.Fatalf("after the lost reply: Token() %q, fence %d, pending %q; want \"\", 0 and the attempt's token",
+						l.Token(), l.Fence(), l.pending)
+				}
+				if err := blocker.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				var row integRow
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					if row, _ = integReadRow(ctx, t, tdb, m, key); row.token.String == l.pending && row.expireIn.Valid {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the lost attempt never took the lock: row %+v", row)
+					}
+				}
+				pending := l.pending
+
+				if err := r.retry(ctx, l, db); err != nil {
+					t.Fatalf("retry after the lost reply: %v (refused by its own lost attempt?)", err)
+				}
+				if l.Token() != pending || l.Fence() <= row.fence {
+					t.Fatalf("retry holds token %q fence %d; want the lost attempt's token %q and a fence above %d",
+						l.Token(), l.Fence(), pending, row.fence)
+				}
+				integRefused(ctx, t, m, tdb.db, key)
+				if err := l.Release(ctx, tdb.db); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	})
+}
+
+// TestIntegrationReadOnlySession: in a read-only session (PostgreSQL default_transaction_read_only, MariaDB
+// SET SESSION TRANSACTION READ ONLY) Acquire returns ErrReadOnly, never contention, keeps no token, and
+// DoExclusively and Hold return within a second without running the function.
+func TestIntegrationReadOnlySession(t *testing.T) {
+	t.Parallel()
+	sessions := []struct {
+		tdb *testDB
+		set string
+	}{
+		{openPostgres(t), "SET SESSION default_transaction_read_only = on"},
+		{openMySQL(t, ""), "SET SESSION TRANSACTION READ ONLY"},
+		{openMySQL(t, "interpolateParams=true"), "SET SESSION TRANSACTION READ ONLY"},
+	}
+	for _, s := range sessions {
+		t.Run(s.tdb.name, func(t *testing.T) {
+			ctx := t.Context()
+			m := newTestManager(t, s.tdb)
+			// One connection, so that every statement runs in the read-only session.
+			db, err := sql.Open(s.tdb.driver, s.tdb.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			db.SetMaxOpenConns(1)
+			if _, err := db.ExecContext(ctx, s.set); err != nil {
+				t.Fatal(err)
+			}
+			l := integLock(t, m, db, "read-only")
+			err = l.Acquire(ctx, db, time.Minute)
+			if !errors.Is(err, ErrReadOnly) || errors.Is(err, ErrLockAlreadyAcquired) {
+				t.Fatalf("Acquire in a read-only session: %v, want ErrReadOnly and not contention", err)
+			}
+			if l.Token() != "" || l.pending != "" {
+				t.Fatalf("after ErrReadOnly: Token() %q, pending %q; want nothing kept", l.Token(), l.pending)
+			}
+			start := time.Now()
+			err = l.DoExclusively(ctx, db, func(context.Context) error {
+				t.Error("fn ran")
+				return nil
+			}, WithWait(time.Minute))
+			if !errors.Is(err, ErrReadOnly) || time.Since(start) > time.Second {
+				t.Fatalf("DoExclusively with a wait: %v after %v, want ErrReadOnly within 1s", err, time.Since(start))
+			}
+			start = time.Now()
+			if _, err := l.Hold(ctx, db); !errors.Is(err, ErrReadOnly) || time.Since(start) > time.Second {
+				t.Fatalf("Hold: %v after %v, want ErrReadOnly within 1s", err, time.Since(start))
+			}
+			// Nothing was written: the key has no row.
+			if row, ok := integReadRow(ctx, t, s.tdb, m, "read-only"); ok {
+				t.Fatalf("a read-only session wrote the row %+v", row)
+			}
+		})
+	}
+}
