@@ -63,7 +63,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 	}
 	m := l.manager
 	delay := m.backoffMin
-	contended := false // an attempt was refused: the wait is for another holder
+	contended := false  // an attempt was refused: the wait is for another holder
 	var transient error // the last attempt's error that proved it changed nothing
 	for {
 		wake, leave := m.waiters.enter(l.Key)
