@@ -103,12 +103,17 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 
 	var results chan extendResult // the request in the batcher or in flight, if any
 	retry := false                // the last extend failed: the next goes alone
+	var failed error              // why the last extend failed, for the loss's cause
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-watchdog.C:
-			h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
+			if failed != nil {
+				h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one: %w", safeFor, failed))
+			} else {
+				h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one", safeFor))
+			}
 			return
 		case <-tick.C:
 			r := &extendRequest{
@@ -123,7 +128,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			results = nil
 			switch {
 			case r.err == nil:
-				retry = false
+				retry, failed = false, nil
 				deadline = r.start.Add(safeFor)
 				watchdog.Reset(time.Until(deadline))
 				due = r.start.Add(interval)
@@ -141,7 +146,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				// Due after a pause, alone: a batch that failed may have failed for one of its locks, and
 				// must not fail again for it. A retry that would start after the deadline is pointless: the
 				// watchdog fires first.
-				retry = true
+				retry, failed = true, r.err
 				due = time.Now().Add(retryDelay(interval))
 				tick.Reset(0)
 			}

@@ -10,11 +10,13 @@ import (
 	"os"
 	"runtime"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // countingLogger counts the errors DoExclusively logs (one per failed extend or release).
@@ -499,4 +501,107 @@ type recordedArg struct{ value driver.Value }
 func (a *recordedArg) Match(v driver.Value) bool {
 	a.value = v
 	return true
+}
+
+// TestDoExclusivelyIntervalTooLong: go-dbkit's case of an extend interval longer than the TTL (TTL 3 s,
+// interval 10 s) is accepted with a logged warning; fn's context is cancelled with ErrLockLost at the TTL
+// less the safety margin (2.7 s), before the lease can end and without any extend; DoExclusively returns
+// an error whose text is fn's own ("context canceled", as go-dbkit's test expects) that also matches
+// ErrLockLost, and then releases.
+func TestDoExclusivelyIntervalTooLong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.expectAcquire()
+		f.expectRelease()
+		var logger unitPlainLogger
+		start := time.Now()
+		var cancelledAfter time.Duration
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			<-ctx.Done()
+			cancelledAfter = time.Since(start)
+			if !errors.Is(context.Cause(ctx), ErrLockLost) {
+				t.Errorf("fn's context ended with cause %v, want ErrLockLost", context.Cause(ctx))
+			}
+			return ctx.Err()
+		}, WithLockTTL(3*time.Second), WithPeriodicExtendInterval(10*time.Second), WithLogger(&logger))
+		if cancelledAfter != 2700*time.Millisecond {
+			t.Errorf("fn's context ended after %v, want 2.7s (TTL less the default margin)", cancelledAfter)
+		}
+		if err == nil || err.Error() != context.Canceled.Error() || !errors.Is(err, ErrLockLost) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("DoExclusively = %q; want the text %q, matching ErrLockLost and context.Canceled", err, context.Canceled)
+		}
+		if len(logger.messages) != 1 || !strings.Contains(logger.messages[0], "extend interval 10s is not shorter than TTL 3s") {
+			t.Fatalf("logged %q, want one warning about the interval", logger.messages)
+		}
+	})
+}
+
+// TestDoExclusivelyLostWithoutWorkError: when the lease is lost and fn returns nil, the error is the loss,
+// in the package's format.
+func TestDoExclusivelyLostWithoutWorkError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newHeartbeatFixture(t)
+		defer f.db.Close()
+		f.expectAcquire()
+		f.expectExtend(4 * time.Second).WillReturnResult(sqlmock.NewResult(0, 0)) // the lock is gone
+		f.expectRelease()
+		err := f.run(context.Background(), func(ctx context.Context) error {
+			<-ctx.Done()
+			return nil
+		}, WithLockTTL(4*time.Second))
+		unitWantErr(t, err, "do exclusively", "job", ErrLockLost, ErrLockAlreadyReleased)
+	})
+}
+
+// TestHeartbeatReadOnlyRetries: an extend refused because the database is read-only (a failover may be
+// under way) is retried until the lease stops being trusted: one success in time keeps the lease, and
+// refusals until then end the work with ErrLockLost and ErrReadOnly as its cause.
+func TestHeartbeatReadOnlyRetries(t *testing.T) {
+	readOnly := &pgconn.PgError{Code: "25006", Message: "cannot execute UPDATE in a read-only transaction"}
+	t.Run("recovers", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newHeartbeatFixture(t)
+			defer f.db.Close()
+			f.expectAcquire()
+			// Extend due at 2 s is refused, the retries at 2.5 s and 3 s too; the one at 3.5 s succeeds.
+			for range 3 {
+				f.expectExtend(4 * time.Second).WillReturnError(readOnly)
+			}
+			f.expectExtend(4 * time.Second).WillReturnResult(sqlmock.NewResult(0, 1))
+			f.expectRelease()
+			err := f.run(context.Background(), func(ctx context.Context) error {
+				select {
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				case <-time.After(4 * time.Second):
+					return nil
+				}
+			}, WithLockTTL(4*time.Second))
+			if err != nil {
+				t.Fatalf("DoExclusively = %v, want the lease kept by the retry", err)
+			}
+		})
+	})
+	t.Run("stays read-only", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newHeartbeatFixture(t)
+			defer f.db.Close()
+			f.expectAcquire()
+			// Retries every 500 ms from 2 s; the lease is trusted until 3.6 s.
+			for range 4 {
+				f.expectExtend(4 * time.Second).WillReturnError(readOnly)
+			}
+			f.expectRelease()
+			start := time.Now()
+			err := f.run(context.Background(), func(ctx context.Context) error {
+				<-ctx.Done()
+				return nil
+			}, WithLockTTL(4*time.Second))
+			unitWantErr(t, err, "do exclusively", "job", ErrLockLost, ErrReadOnly)
+			if took := time.Since(start); took != 3600*time.Millisecond {
+				t.Errorf("the work was cancelled after %v, want 3.6s (TTL less margin)", took)
+			}
+		})
+	})
 }

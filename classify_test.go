@@ -1,0 +1,135 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// unitClassified are driver errors and what classify must read from them.
+var unitClassified = []struct {
+	name string
+	err  error
+	want failure
+}{
+	{"postgres serialization failure", &pgconn.PgError{Code: "40001"}, failTransient},
+	{"postgres deadlock", &pgconn.PgError{Code: "40P01"}, failTransient},
+	{"postgres lock timeout", &pgconn.PgError{Code: "55P03"}, failTransient},
+	{"postgres read-only transaction", &pgconn.PgError{Code: "25006"}, failReadOnly},
+	{"postgres unique violation", &pgconn.PgError{Code: "23505"}, failUnknown},
+	{"mysql deadlock", &mysql.MySQLError{Number: 1213}, failTransient},
+	{"mysql lock wait timeout", &mysql.MySQLError{Number: 1205}, failTransient},
+	{"mysql read-only transaction", &mysql.MySQLError{Number: 1792}, failReadOnly},
+	{"mysql innodb_read_only", &mysql.MySQLError{Number: 1836}, failReadOnly},
+	{"mysql read_only", &mysql.MySQLError{Number: 1290,
+		Message: "The MariaDB server is running with the --read-only option so it cannot execute this statement"}, failReadOnly},
+	{"mysql super_read_only", &mysql.MySQLError{Number: 1290,
+		Message: "The MySQL server is running with the --super-read-only option so it cannot execute this statement"}, failReadOnly},
+	{"mysql other option", &mysql.MySQLError{Number: 1290,
+		Message: "The MySQL server is running with the --skip-grant-tables option so it cannot execute this statement"}, failUnknown},
+	{"mysql duplicate key", &mysql.MySQLError{Number: 1062}, failUnknown},
+	{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, failTransient},
+	{"connection reset while reading", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, failUnknown},
+	{"driver.ErrBadConn", driver.ErrBadConn, failTransient},
+	{"wrapped twice", fmt.Errorf("a: %w", fmt.Errorf("b: %w", &pgconn.PgError{Code: "25006"})), failReadOnly},
+	{"joined", errors.Join(context.Canceled, &mysql.MySQLError{Number: 1213}), failTransient},
+	{"context deadline", context.DeadlineExceeded, failUnknown},
+	{"plain", errors.New("connection lost"), failUnknown},
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range unitClassified {
+		if got := classify(c.err); got != c.want {
+			t.Errorf("%s: classify(%v) = %d, want %d", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// TestAcquireClassifiedError: an acquire whose error proves that nothing changed leaves the DBLock as it
+// was (no token kept for a release, nothing reported as contention); a read-only refusal matches
+// ErrReadOnly and the driver's error; an error that proves nothing keeps the attempt's token.
+func TestAcquireClassifiedError(t *testing.T) {
+	for _, c := range unitClassified {
+		if c.err == driver.ErrBadConn {
+			continue // database/sql retries it on another connection, which the mock does not have
+		}
+		for _, d := range unitDialects {
+			t.Run(c.name+"/"+string(d), func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				f.hold()
+				f.expectAcquire(&unitToken{}, time.Minute).fails(c.err)
+				err := f.lock.Acquire(context.Background(), f.db, time.Minute)
+				if errors.Is(err, ErrLockAlreadyAcquired) || !errors.Is(err, c.err) {
+					t.Fatalf("Acquire = %v; want the driver's error %v and not contention", err, c.err)
+				}
+				if errors.Is(err, ErrReadOnly) != (c.want == failReadOnly) {
+					t.Fatalf("Acquire = %v: matches ErrReadOnly %v, want %v", err, errors.Is(err, ErrReadOnly), c.want == failReadOnly)
+				}
+				if kept := f.lock.pending != ""; kept != (c.want == failUnknown) {
+					t.Fatalf("after %v: pending token kept %v, want %v", err, kept, c.want == failUnknown)
+				}
+				if c.want != failUnknown {
+					f.wantState(unitHeldToken, unitHeldFence, unitHeldTTL)
+				}
+			})
+		}
+	}
+}
+
+// TestAcquireWaitRetriesTransient: AcquireWait tries again after a deadlock or a lock wait timeout, within
+// its wait, and takes the lock; a read-only refusal ends the wait at once with ErrReadOnly.
+func TestAcquireWaitRetriesTransient(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				// Nothing changed, so nothing is kept: each attempt has a token of its own.
+				f.expectAcquire(&unitToken{}, time.Minute).fails(&pgconn.PgError{Code: "40P01"})
+				f.expectAcquire(&unitToken{}, time.Minute).fails(&mysql.MySQLError{Number: 1205})
+				tok := &unitToken{}
+				f.expectAcquire(tok, time.Minute).granted(4)
+				if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
+					t.Fatal(err)
+				}
+				f.wantState(tok.got, 4, time.Minute)
+			})
+		})
+		t.Run(string(d)+"/read-only", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				f.expectAcquire(&unitToken{}, time.Minute).fails(&pgconn.PgError{Code: "25006"})
+				start := time.Now()
+				err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Hour)
+				if !errors.Is(err, ErrReadOnly) || errors.Is(err, ErrLockAlreadyAcquired) || time.Since(start) != 0 {
+					t.Fatalf("AcquireWait = %v after %v; want ErrReadOnly at once", err, time.Since(start))
+				}
+			})
+		})
+		t.Run(string(d)+"/wait ends on transient errors", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				deadlock := &mysql.MySQLError{Number: 1213, Message: "Deadlock found"}
+				// Attempts of 50 ms and pauses of 20 to 40 ms: the second attempt ends after the 100 ms wait.
+				f.lock.manager.backoffMin, f.lock.manager.backoffMax = 40*time.Millisecond, 40*time.Millisecond
+				for range 2 {
+					a := f.expectAcquire(&unitToken{}, time.Minute)
+					a.fails(deadlock)
+					a.delay(50 * time.Millisecond)
+				}
+				err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, 100*time.Millisecond)
+				if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, deadlock) || errors.Is(err, ErrLockAlreadyAcquired) {
+					t.Fatalf("AcquireWait = %v; want the wait's timeout and the last deadlock, not contention", err)
+				}
+			})
+		})
+	}
+}
