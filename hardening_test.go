@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,6 +141,79 @@ func TestIntegrationReadOnlySession(t *testing.T) {
 			// Nothing was written: the key has no row.
 			if row, ok := integReadRow(ctx, t, s.tdb, m, "read-only"); ok {
 				t.Fatalf("a read-only session wrote the row %+v", row)
+			}
+		})
+	}
+}
+
+// TestIntegrationAcquireWaitRetriesLockTimeout: while another transaction keeps the key's row locked, an
+// acquire in a session with a short lock timeout (PostgreSQL lock_timeout, MariaDB
+// innodb_lock_wait_timeout, SQLite without a busy timeout) fails with the database's error, which is
+// neither contention nor an unknown outcome; AcquireWait tries again within its wait and takes the lock once
+// the transaction has ended.
+func TestIntegrationAcquireWaitRetriesLockTimeout(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		tdb      *testDB
+		dsn      func(dsn string) string
+		blockFor time.Duration
+	}{
+		{openPostgres(t), func(dsn string) string { return withParams(dsn, "lock_timeout=50") }, time.Second},
+		{openMySQL(t, ""), func(dsn string) string { return withParams(dsn, "innodb_lock_wait_timeout=1") }, 2500 * time.Millisecond},
+		{openMySQL(t, "interpolateParams=true"), func(dsn string) string { return withParams(dsn, "innodb_lock_wait_timeout=1") }, 2500 * time.Millisecond},
+		{openSQLite(t), func(dsn string) string { return strings.Replace(dsn, "busy_timeout(10000)", "busy_timeout(0)", 1) }, time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.tdb.name, func(t *testing.T) {
+			ctx := t.Context()
+			m := newTestManager(t, c.tdb)
+			const key = "row-locked"
+			setup := integLock(t, m, c.tdb.db, key)
+			integAcquire(ctx, t, setup, c.tdb.db, time.Minute)
+			if err := setup.Release(ctx, c.tdb.db); err != nil {
+				t.Fatal(err)
+			}
+			impatient, err := sql.Open(c.tdb.driver, c.dsn(c.tdb.dsn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = impatient.Close() })
+
+			blocker, err := c.tdb.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = blocker.Rollback() }()
+			q := integQuery(c.tdb.dialect, fmt.Sprintf("SELECT lock_key FROM %s WHERE lock_key = ? FOR UPDATE", m.quoted))
+			if c.tdb.dialect == DialectSQLite {
+				// The transaction is BEGIN IMMEDIATE (the DSN's _txlock): it holds the write lock already.
+				q = integQuery(c.tdb.dialect, fmt.Sprintf("SELECT lock_key FROM %s WHERE lock_key = ?", m.quoted))
+			}
+			var got string
+			if err := blocker.QueryRowContext(ctx, q, key).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+
+			l := integLock(t, m, impatient, key)
+			err = l.Acquire(ctx, impatient, time.Minute)
+			if err == nil || errors.Is(err, ErrLockAlreadyAcquired) || classify(err) != failTransient {
+				t.Fatalf("Acquire behind a locked row: %v; want the database's lock timeout, not contention", err)
+			}
+			if l.pending != "" || l.Token() != "" {
+				t.Fatalf("after a lock timeout: pending %q, Token() %q; want nothing kept", l.pending, l.Token())
+			}
+
+			timer := time.AfterFunc(c.blockFor, func() { _ = blocker.Rollback() })
+			defer timer.Stop()
+			start := time.Now()
+			if err := l.AcquireWait(ctx, impatient, time.Minute, 10*time.Second); err != nil {
+				t.Fatalf("AcquireWait behind a locked row: %v", err)
+			}
+			if waited := time.Since(start); waited < c.blockFor {
+				t.Fatalf("AcquireWait took the lock after %v, while the row was locked for %v", waited, c.blockFor)
+			}
+			if err := l.Release(ctx, impatient); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
