@@ -30,10 +30,13 @@ vet:
 unit:
 	$(GO) test -race -count=1 -p 1 ./...
 
+# A module's file testflags, if present, holds extra flags for its vet and test (internal/syssqlite's
+# -tags libsqlite3, which links the system's SQLite).
 nested:
 	@set -e; for dir in $(NESTED_MODULES); do \
 		echo "==> $$dir"; \
-		(cd "$$dir" && $(GO) vet ./... && $(GO) test -race -count=1 ./...); \
+		flags=""; if [ -f "$$dir/testflags" ]; then flags="$$(cat "$$dir/testflags")"; fi; \
+		(cd "$$dir" && $(GO) vet $$flags ./... && $(GO) test -race -count=1 $$flags ./...); \
 	done
 
 # The root benchmarks, then bench/ (a module of its own: the peers stay out of the library's go.sum), which

@@ -1,6 +1,6 @@
 -- Parameters: 1 key. Times are microseconds since the epoch; the last column is the clock,
 -- read in the same statement so that remaining time never mixes clocks.
 SELECT lock_key, token, owner, data, fence, ttl_us, acquired_at, expire_at,
-       CAST(unixepoch('subsec') * 1000000 AS INTEGER)
+       CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000
 FROM "distributed_locks"
 WHERE lock_key = ?1

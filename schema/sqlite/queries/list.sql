@@ -1,8 +1,8 @@
 -- Parameters: 1 key prefix (empty for every key), 2 only held locks (0 or 1), 3 maximum number of rows.
 SELECT lock_key, token, owner, data, fence, ttl_us, acquired_at, expire_at,
-       CAST(unixepoch('subsec') * 1000000 AS INTEGER)
+       CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000
 FROM "distributed_locks"
 WHERE substr(lock_key, 1, length(?1)) = ?1
-  AND (?2 = 0 OR expire_at > CAST(unixepoch('subsec') * 1000000 AS INTEGER))
+  AND (?2 = 0 OR expire_at > CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000)
 ORDER BY lock_key
 LIMIT ?3

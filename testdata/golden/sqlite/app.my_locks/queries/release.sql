@@ -3,4 +3,4 @@ UPDATE "app"."my_locks"
 SET expire_at = NULL
 WHERE lock_key = ?1
   AND token = ?2
-  AND expire_at > CAST(unixepoch('subsec') * 1000000 AS INTEGER)
+  AND expire_at > CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000
