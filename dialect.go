@@ -23,7 +23,7 @@ const (
 	// DialectMariaDB is MariaDB 10.5 or later; it runs the same SQL as DialectMySQL, which avoids the
 	// MySQL-only row alias and the VALUES() function that MySQL deprecates.
 	DialectMariaDB Dialect = "mariadb"
-	// DialectSQLite is SQLite 3.42 or later (for unixepoch('subsec')), for example through the pure-Go
+	// DialectSQLite is SQLite 3.35 or later (for RETURNING), for example through the pure-Go
 	// modernc.org/sqlite. Its clock is the host's: use it for processes on one machine.
 	DialectSQLite Dialect = "sqlite3"
 )
