@@ -36,7 +36,8 @@ func (r *extendRequest) pair() lockPair { return lockPair{r.lock.Key, r.lock.tok
 // interval before they are due; it sends all the requests of a group (one TTL, one interval) when the
 // earliest is due, so heartbeats that are due within half an interval of each other share one statement,
 // and the leases of a process end up extended together: a statement per interval and per maxBatch locks,
-// however many locks there are. A retry goes alone.
+// however many locks there are. A retry goes alone, and so does, at once, a lock whose row the statement
+// skipped because another transaction held it.
 type extendBatcher struct {
 	m      *DBManager
 	db     *sql.DB
@@ -218,7 +219,7 @@ func (b *extendBatcher) extend(ctx context.Context, start time.Time, reqs []*ext
 	for _, r := range reqs[1:] {
 		deadline = minTime(deadline, attemptDeadline(start, r.safeUntil, r.interval))
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	attempt, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	pairs := make([]lockPair, 0, len(reqs))
 	for _, r := range reqs {
@@ -228,25 +229,65 @@ func (b *extendBatcher) extend(ctx context.Context, start time.Time, reqs []*ext
 	}
 	if len(pairs) == 1 {
 		// One lock alone takes the statement of DBLock.Extend.
-		err := reqs[0].lock.extendCause(ctx, b.db, reqs[0].ttl)
+		err := reqs[0].lock.extendCause(attempt, b.db, reqs[0].ttl)
 		for _, r := range reqs {
 			r.result <- extendResult{start: start, err: err}
 		}
 		return
 	}
-	held, err := b.m.spec.extendBatch(ctx, b.db, &b.m.q, reqs[0].ttl.Microseconds(), pairs)
+	held, err := b.m.spec.extendBatch(attempt, b.db, &b.m.q, reqs[0].ttl.Microseconds(), pairs)
 	if err != nil {
-		err = withContext(ctx, err)
+		err = withContext(attempt, err)
 	}
+	var skipped []*extendRequest
 	for _, r := range reqs {
+		extended, found := held[r.pair()]
 		switch {
 		case err != nil:
 			r.result <- extendResult{start: start, err: err}
-		case held[r.pair()]:
+		case extended:
 			r.result <- extendResult{start: start}
+		case found:
+			skipped = append(skipped, r)
 		default:
 			r.result <- extendResult{start: start, err: ErrLockAlreadyReleased}
 		}
+	}
+	b.extendSkipped(ctx, skipped)
+}
+
+// extendSkipped sends at once, one lock per statement, the requests whose rows a batched statement skipped
+// because another transaction held them, and waits for the statements. DBLock.Extend's statement waits for
+// the row, in an attempt of its own, and so only the lock whose row is held waits for it.
+func (b *extendBatcher) extendSkipped(ctx context.Context, reqs []*extendRequest) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for len(reqs) > 0 {
+		n := 1
+		for n < len(reqs) && reqs[n].pair() == reqs[0].pair() {
+			n++
+		}
+		same := reqs[:n:n]
+		reqs = reqs[n:]
+		wg.Go(func() {
+			start := time.Now()
+			live := same[:0]
+			for _, r := range same {
+				select {
+				case <-r.gone:
+					continue
+				default:
+				}
+				if !start.Before(r.safeUntil) {
+					r.result <- extendResult{start: start, err: errLeaseOver}
+					continue
+				}
+				live = append(live, r)
+			}
+			if len(live) > 0 {
+				b.extend(ctx, start, live)
+			}
+		})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -131,11 +132,34 @@ func pairsJSON(leases ...*Lease) string {
 	return string(b)
 }
 
-// pairRows are the rows a batched extend returns for the leases it extended.
+// pairRows are the (key, token) rows of the leases: what SQLite's batched extend returns for those it
+// extended, and MySQL's held check for those it found.
 func pairRows(leases ...*Lease) *sqlmock.Rows {
 	rows := sqlmock.NewRows([]string{"lock_key", "token"})
 	for _, l := range leases {
 		rows.AddRow(l.Key(), l.Token())
+	}
+	return rows
+}
+
+// extendedRows are the rows the batched extend of f's dialect returns when it extended the leases: on
+// PostgreSQL each with extended true.
+func (f *batchFixture) extendedRows(leases ...*Lease) *sqlmock.Rows {
+	if !integIsPostgres(f.m.Dialect()) {
+		return pairRows(leases...)
+	}
+	return statusRows(leases, nil)
+}
+
+// statusRows are the rows PostgreSQL's batched extend returns when it extended the leases of extended and
+// skipped those of skipped, whose rows another transaction held.
+func statusRows(extended, skipped []*Lease) *sqlmock.Rows {
+	rows := sqlmock.NewRows([]string{"lock_key", "token", "extended"})
+	for _, l := range extended {
+		rows.AddRow(l.Key(), l.Token(), true)
+	}
+	for _, l := range skipped {
+		rows.AddRow(l.Key(), l.Token(), false)
 	}
 	return rows
 }
@@ -160,11 +184,11 @@ func TestBatchedHeartbeatsShareStatements(t *testing.T) {
 				c := f.hold("c", ttl, interval)
 				when := &at{f: f}
 				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).
-					WillReturnRows(pairRows(a, b))
+					WillReturnRows(f.extendedRows(a, b))
 				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b, c))).
-					WillReturnRows(pairRows(a, b, c))
+					WillReturnRows(f.extendedRows(a, b, c))
 				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b, c))).
-					WillReturnRows(pairRows(a, b, c))
+					WillReturnRows(f.extendedRows(a, b, c))
 				f.expected()
 				time.Sleep(11 * time.Second) // until 15 s
 				if got, want := when.got(), []time.Duration{5 * time.Second, 9 * time.Second, 14 * time.Second}; !slices.Equal(got, want) {
@@ -198,7 +222,7 @@ func TestBatchedHeartbeatLosesOnlyTheMissingLock(t *testing.T) {
 		a := f.hold("a", ttl, interval)
 		b := f.hold("b", ttl, interval)
 		when := &at{f: f}
-		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(pairRows(a))
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(f.extendedRows(a))
 		f.mock.ExpectExec(f.m.q.extend).WithArgs(ttl.Microseconds(), "a", a.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
 		f.expected()
 		time.Sleep(5*time.Second + time.Millisecond)
@@ -215,6 +239,105 @@ func TestBatchedHeartbeatLosesOnlyTheMissingLock(t *testing.T) {
 		f.release(a, false)
 		f.release(b, true)
 	})
+}
+
+// TestBatchedHeartbeatSkippedLockGoesAlone: PostgreSQL's batched extend skips a row another transaction
+// holds and says so; that lock (k) is extended at once alone, on DBLock.Extend's statement, while a and b
+// keep the batched extend's answer. When k's statement extends it, all three share the next statement, at
+// 10 s; when it finds k released, k's lease ends with ErrLockAlreadyReleased; when it waits for the row
+// until its attempt ends (at 7 s, half the 4 s left before 9 s), k retries alone a pause later and its lease
+// counts as lost at 9 s, without a sign that it was released. a and b are never sent alone.
+func TestBatchedHeartbeatSkippedLockGoesAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		single   func(e *sqlmock.ExpectedExec)
+		singleAt []time.Duration // when k's own statements go
+		kHeld    bool            // k keeps its lease
+		released bool            // k's lease ends with ErrLockAlreadyReleased
+		logged   int64
+	}{
+		{"extended", func(e *sqlmock.ExpectedExec) { e.WillReturnResult(sqlmock.NewResult(0, 1)) },
+			[]time.Duration{5 * time.Second}, true, false, 0},
+		{"released", func(e *sqlmock.ExpectedExec) { e.WillReturnResult(sqlmock.NewResult(0, 0)) },
+			[]time.Duration{5 * time.Second}, false, true, 0},
+		{"blocked", func(e *sqlmock.ExpectedExec) { e.WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1)) },
+			[]time.Duration{5 * time.Second, 8 * time.Second}, false, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newBatchFixture(t, DialectPgx)
+				const ttl, interval = 10 * time.Second, 5 * time.Second // trusted until 9 s
+				us := ttl.Microseconds()
+				a, b, k := f.hold("a", ttl, interval), f.hold("b", ttl, interval), f.hold("k", ttl, interval)
+				next := []*Lease{a, b}
+				if tc.kHeld {
+					next = append(next, k)
+				}
+				// Registered before the first extend, as a hanging statement reads them; k's statement runs
+				// while the batch's result is read, so out of order.
+				f.mock.MatchExpectationsInOrder(false)
+				batched, single := &at{f: f}, &at{f: f}
+				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(a, b, k))).
+					WillReturnRows(statusRows([]*Lease{a, b}, []*Lease{k}))
+				for range tc.singleAt {
+					tc.single(f.mock.ExpectExec(f.m.q.extend).WithArgs(us, single.arg("k"), k.Token()))
+				}
+				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(next...))).WillReturnRows(f.extendedRows(next...))
+				for _, l := range next {
+					f.mock.ExpectExec(f.m.q.release).WithArgs(l.Key(), l.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+				}
+				f.expected()
+				time.Sleep(10*time.Second + time.Second/2)
+				if got, want := batched.got(), []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(got, want) {
+					t.Errorf("batched extends at %v, want %v", got, want)
+				}
+				if got := single.got(); !slices.Equal(got, tc.singleAt) {
+					t.Errorf("k's own extends at %v, want %v", got, tc.singleAt)
+				}
+				if n := f.log.n.Load(); n != tc.logged {
+					t.Errorf("%d failures logged, want %d", n, tc.logged)
+				}
+				for _, l := range next {
+					if err := l.Context().Err(); err != nil {
+						t.Errorf("%s: lease context ended: %v", l.Key(), context.Cause(l.Context()))
+					}
+					if err := l.Release(context.Background()); err != nil {
+						t.Errorf("release %s: %v", l.Key(), err)
+					}
+				}
+				if !tc.kHeld {
+					cause := context.Cause(k.Context())
+					if !errors.Is(cause, ErrLockLost) || errors.Is(cause, ErrLockAlreadyReleased) != tc.released {
+						t.Errorf("k: cause %v, want ErrLockLost, and ErrLockAlreadyReleased: %v", cause, tc.released)
+					}
+					if err := k.Release(context.Background()); !errors.Is(err, ErrLockLost) {
+						t.Errorf("release k: %v, want ErrLockLost", err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestExtendBatchPostgres: PostgreSQL's batched extend binds the TTL and the pairs as one JSON document, and
+// reads a row per pair it extended (true) or skipped because its row was locked (false); a pair it does not
+// return is absent from the answer.
+func TestExtendBatchPostgres(t *testing.T) {
+	db, mock := unitMock(t)
+	m, err := NewDBManager(DialectPgx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := []lockPair{{"a", "ta"}, {"b", "tb"}, {"c", "tc"}}
+	mock.ExpectQuery(m.q.extendBatch).WithArgs(int64(2_000_000), `[["a","ta"],["b","tb"],["c","tc"]]`).
+		WillReturnRows(sqlmock.NewRows([]string{"lock_key", "token", "extended"}).AddRow("a", "ta", true).AddRow("b", "tb", false))
+	got, err := m.spec.extendBatch(context.Background(), db, &m.q, 2_000_000, pairs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[lockPair]bool{{"a", "ta"}: true, {"b", "tb"}: false}; !maps.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
 }
 
 // TestBatchedHeartbeatRetries: when a batched extend fails, or hangs and is given up after half the time
@@ -261,7 +384,7 @@ func TestBatchedHeartbeatRetries(t *testing.T) {
 						e.WillReturnResult(sqlmock.NewResult(0, 1))
 					}
 				}
-				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(rest...))).WillReturnRows(pairRows(rest...))
+				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(rest...))).WillReturnRows(f.extendedRows(rest...))
 				for _, l := range []*Lease{a, b, k} {
 					f.mock.ExpectExec(f.m.q.release).WithArgs(l.Key(), l.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
 				}
@@ -306,8 +429,8 @@ func TestBatchedHeartbeatSlowSuccess(t *testing.T) {
 		a, b := f.hold("a", ttl, interval), f.hold("b", ttl, interval)
 		when := &at{f: f}
 		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).
-			WillDelayFor(1500 * time.Millisecond).WillReturnRows(pairRows(a, b))
-		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(pairRows(a, b))
+			WillDelayFor(1500 * time.Millisecond).WillReturnRows(f.extendedRows(a, b))
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(ttl.Microseconds(), when.arg(pairsJSON(a, b))).WillReturnRows(f.extendedRows(a, b))
 		f.expected()
 		time.Sleep(11 * time.Second)
 		if got, want := when.got(), []time.Duration{5 * time.Second, 10 * time.Second}; !slices.Equal(got, want) {
@@ -393,8 +516,8 @@ func TestBatchedHeartbeatSplits(t *testing.T) {
 		}
 		other := f.hold("other", 20*time.Second, interval)
 		us := (10 * time.Second).Microseconds()
-		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, pairsJSON(leases[0], leases[1])).WillReturnRows(pairRows(leases[0], leases[1]))
-		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, pairsJSON(leases[2], leases[3])).WillReturnRows(pairRows(leases[2], leases[3]))
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, pairsJSON(leases[0], leases[1])).WillReturnRows(f.extendedRows(leases[0], leases[1]))
+		f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, pairsJSON(leases[2], leases[3])).WillReturnRows(f.extendedRows(leases[2], leases[3]))
 		f.mock.ExpectExec(f.m.q.extend).WithArgs(us, "k4", leases[4].Token()).WillReturnResult(sqlmock.NewResult(0, 1))
 		f.mock.ExpectExec(f.m.q.extend).WithArgs((20 * time.Second).Microseconds(), "other", other.Token()).
 			WillReturnResult(sqlmock.NewResult(0, 1))

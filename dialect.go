@@ -43,7 +43,8 @@ type dialectSpec struct {
 	// extended reads whether the extend statement found the lock.
 	extended func(sql.Result) (bool, error)
 	// extendBatch runs the batched extend for pairs (at least two, distinct, each for ttlMicros) and
-	// returns those it extended.
+	// returns true for those it extended and false for those it skipped because another transaction
+	// holds their row; a pair it does not return is not held under its token.
 	extendBatch func(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error)
 	// pairList: the batched statements hold pairListMarker (MySQL) instead of taking a JSON document.
 	pairList bool
@@ -68,7 +69,7 @@ var (
 		releaseArgs: func(key, token string) []any { return []any{key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
 		extended:    oneRowAffected,
-		extendBatch: extendBatchReturning,
+		extendBatch: extendBatchPostgres,
 	}
 	mysqlSpec = &dialectSpec{
 		dir: "mysql", quote: '`', migrateID: "mysql",
@@ -181,22 +182,56 @@ type batchExecutor interface {
 	SQLQueryer
 }
 
+// extendBatchPostgres runs an UPDATE that takes the pairs as one JSON document, skips the rows another
+// transaction holds, and returns a row per pair it extended or skipped.
+func extendBatchPostgres(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
+	doc, err := pairDocument(pairs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, doc)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	held := make(map[lockPair]bool, len(pairs))
+	for rows.Next() {
+		var p lockPair
+		var extended bool
+		if err := rows.Scan(&p.key, &p.token, &extended); err != nil {
+			return nil, err
+		}
+		held[p] = extended
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return held, nil
+}
+
 // extendBatchReturning runs an UPDATE that takes the pairs as one JSON document and returns the rows it
-// changed (PostgreSQL, SQLite). Keys and tokens are valid UTF-8 without NUL, so JSON carries them exactly.
+// changed (SQLite, which has no row locks to skip).
 func extendBatchReturning(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
+	doc, err := pairDocument(pairs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, doc)
+	if err != nil {
+		return nil, err
+	}
+	return scanPairs(rows, len(pairs))
+}
+
+// pairDocument is the JSON array of [key, token] pairs the batched extends of PostgreSQL and SQLite bind.
+// Keys and tokens are valid UTF-8 without NUL, so JSON carries them exactly.
+func pairDocument(pairs []lockPair) (string, error) {
 	doc := make([][2]string, len(pairs))
 	for i, p := range pairs {
 		doc[i] = [2]string{p.key, p.token}
 	}
 	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, string(b))
-	if err != nil {
-		return nil, err
-	}
-	return scanPairs(rows, len(pairs))
+	return string(b), err
 }
 
 // extendBatchMySQL runs an UPDATE with one (?, ?) per pair. MySQL's UPDATE returns no rows, only how many
