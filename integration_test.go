@@ -130,7 +130,7 @@ func integNowMicros(d Dialect) string {
 	case integIsPostgres(d):
 		return "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
 	case d == DialectSQLite:
-		return "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+		return "CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000"
 	default:
 		return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
 	}
