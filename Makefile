@@ -14,9 +14,11 @@ NESTED_MODULES = $(sort $(patsubst %/go.mod,%,$(shell find . -mindepth 2 -name g
 
 test: databases fmt-check vet unit nested
 
-# PostgreSQL and MariaDB for the integration tests; see scripts/ensure-databases.sh.
+# PostgreSQL and MariaDB for the integration tests (scripts/ensure-databases.sh), and the C compiler and SQLite
+# headers that internal/syssqlite links the system's SQLite with (scripts/ensure-system-sqlite.sh).
 databases:
 	scripts/ensure-databases.sh
+	scripts/ensure-system-sqlite.sh
 
 fmt-check:
 	@out="$$(gofmt -l .)"; \
