@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distrlock/distrlock/internal/faultproxy"
 )
 
 // TestIntegrationRetryAfterLostReply: an acquire whose statement takes the lock on the server after the
-// client gave up on it (it waited behind another transaction's row lock past its context) is retried by the
-// natural next Acquire, or AcquireWait, on the same DBLock; the retry sends the lost attempt's token, so it
-// succeeds with a new fence instead of being refused by its own ghost for the whole TTL.
+// client gave up on it (it waited behind another transaction's row lock while the network went silent) is
+// retried by the natural next Acquire, or AcquireWait, on the same DBLock; the retry sends the lost
+// attempt's token, so it succeeds with a new fence instead of being refused by its own ghost for the whole
+// TTL.
 func TestIntegrationRetryAfterLostReply(t *testing.T) {
 	t.Parallel()
 	retries := []struct {
@@ -30,17 +33,19 @@ func TestIntegrationRetryAfterLostReply(t *testing.T) {
 			t.Run(r.name, func(t *testing.T) {
 				ctx := t.Context()
 				m := newTestManager(t, tdb)
-				db := tdb.db
+				db, proxy := proxiedDB(t, tdb)
 				const key = "lost-reply"
-				setup := integLock(t, m, db, key)
-				integAcquire(ctx, t, setup, db, time.Minute)
-				if err := setup.Release(ctx, db); err != nil {
+				setup := integLock(t, m, tdb.db, key)
+				integAcquire(ctx, t, setup, tdb.db, time.Minute)
+				if err := setup.Release(ctx, tdb.db); err != nil {
 					t.Fatal(err)
 				}
 
-				// The attempt waits behind another transaction's row lock until its context ends; the server
-				// goes on with it once that transaction is over, and it takes the lock with nobody to reply to.
-				blocker, err := db.BeginTx(ctx, nil)
+				// The attempt reaches the server and waits behind another transaction's row lock; then the
+				// network goes silent, so neither its reply nor the driver's cancel request (pgx sends one when
+				// the context ends) gets through. Once that transaction is over, the server takes the lock for
+				// the attempt with nobody to tell.
+				blocker, err := tdb.db.BeginTx(ctx, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -50,10 +55,15 @@ func TestIntegrationRetryAfterLostReply(t *testing.T) {
 				if err := blocker.QueryRowContext(ctx, q, key).Scan(&got); err != nil {
 					t.Fatal(err)
 				}
+				if err := db.PingContext(ctx); err != nil {
+					t.Fatal(err)
+				}
 				l := integLock(t, m, db, key)
-				short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				short, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+				silence := time.AfterFunc(200*time.Millisecond, func() { proxy.SetMode(faultproxy.Blackhole) })
 				err = l.Acquire(short, db, time.Minute)
 				cancel()
+				silence.Stop()
 				if err == nil || errors.Is(err, ErrLockAlreadyAcquired) {
 					t.Fatalf("acquire with its reply lost: %v, want an unknown outcome", err)
 				}
@@ -74,8 +84,10 @@ func TestIntegrationRetryAfterLostReply(t *testing.T) {
 					}
 				}
 				pending := l.pending
+				proxy.SetMode(faultproxy.Forward)
 
-				if err := r.retry(ctx, l, db); err != nil {
+				// The retry goes over a network that works again.
+				if err := r.retry(ctx, l, tdb.db); err != nil {
 					t.Fatalf("retry after the lost reply: %v (refused by its own lost attempt?)", err)
 				}
 				if l.Token() != pending || l.Fence() <= row.fence {
