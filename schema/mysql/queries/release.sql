@@ -1,6 +1,10 @@
 -- Parameters: key, token. The row stays so that the next holder's fence continues from this one.
+-- Freeing a lock its own token holds is safe on any clock, so a session whose clock was moved (SET
+-- timestamp, see acquire.sql) still releases, with no check: the held test takes the earlier of the
+-- statement's start, UTC_TIMESTAMP(6), and the real time, that start plus the lag of SYSDATE(6) behind
+-- NOW(6). A clock moved ahead thus frees the live lease it holds, and an unmoved session tests as before.
 UPDATE `distributed_locks`
 SET expire_at = NULL
 WHERE lock_key = ?
   AND token = ?
-  AND expire_at > TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))
+  AND expire_at > TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + LEAST(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0)
