@@ -237,7 +237,7 @@ func (b *extendBatcher) extend(ctx context.Context, start time.Time, reqs []*ext
 	}
 	held, err := b.m.spec.extendBatch(attempt, b.db, &b.m.q, reqs[0].ttl.Microseconds(), pairs)
 	if err != nil {
-		err = withContext(attempt, err)
+		err = classified(withContext(attempt, err), classify(err))
 	}
 	var skipped []*extendRequest
 	for _, r := range reqs {

@@ -22,6 +22,9 @@ const (
 	// failReadOnly: the statement certainly changed nothing because the server, the session or the
 	// transaction does not accept writes (a standby, default_transaction_read_only, MySQL's read_only).
 	failReadOnly
+	// failSessionClock: the MySQL statement refused to run, changing nothing, because the session's clock
+	// (SET timestamp) is not the server's real time; see schema/mysql/queries/acquire.sql.
+	failSessionClock
 )
 
 // The codes are read without importing the drivers (the library imports none): pgx's and lib/pq's errors
@@ -45,6 +48,13 @@ var (
 		6: failTransient, // SQLITE_LOCKED
 		8: failReadOnly,  // SQLITE_READONLY
 	}
+)
+
+// mysqlOutOfRange is ER_DATA_OUT_OF_RANGE, which the MySQL statements raise on purpose, naming
+// mysqlClockMovedMark, in a session whose clock was moved.
+const (
+	mysqlOutOfRange     = 1690
+	mysqlClockMovedMark = "session_clock_moved"
 )
 
 // mysqlOptionPrevents is ER_OPTION_PREVENTS_STATEMENT, a read-only server when its message names read_only
@@ -92,6 +102,9 @@ func classifyOne(e error) failure {
 		n, ok := intField(v, "Number")
 		if !ok {
 			return failUnknown
+		}
+		if n == mysqlOutOfRange && strings.Contains(v.FieldByName("Message").String(), mysqlClockMovedMark) {
+			return failSessionClock
 		}
 		if n == mysqlOptionPrevents {
 			if msg := strings.ToLower(v.FieldByName("Message").String()); strings.Contains(msg, "read-only") ||
@@ -153,11 +166,18 @@ func walkErrors(err error, visit func(error) bool) bool {
 	return false
 }
 
-// classified returns err with ErrReadOnly in front of it when the server refused to write, so that callers
-// match the sentinel and still reach the driver's error.
+// classified returns err with ErrReadOnly or ErrSessionClock in front of it when the server refused the
+// statement for that reason, so that callers match the sentinel and still reach the driver's error.
 func classified(err error, f failure) error {
-	if f == failReadOnly && !errors.Is(err, ErrReadOnly) {
-		return fmt.Errorf("%w: %w", ErrReadOnly, err)
+	var sentinel error
+	switch f {
+	case failReadOnly:
+		sentinel = ErrReadOnly
+	case failSessionClock:
+		sentinel = ErrSessionClock
 	}
-	return err
+	if sentinel == nil || errors.Is(err, sentinel) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
 }

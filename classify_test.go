@@ -37,6 +37,9 @@ var unitClassified = []struct {
 	{"mysql other option", &mysql.MySQLError{Number: 1290,
 		Message: "The MySQL server is running with the --skip-grant-tables option so it cannot execute this statement"}, failUnknown},
 	{"mysql duplicate key", &mysql.MySQLError{Number: 1062}, failUnknown},
+	{"mysql session clock moved", &mysql.MySQLError{Number: 1690, Message: "BIGINT value is out of range in " +
+		"'9223372036854775807 + (timestampdiff(MICROSECOND,current_timestamp(6),sysdate(6)) not between 0 and 600000000 and 'session_clock_moved' <> '')'"}, failSessionClock},
+	{"mysql other overflow", &mysql.MySQLError{Number: 1690, Message: "BIGINT value is out of range in '`fence` + 1'"}, failUnknown},
 	{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, failTransient},
 	{"connection reset while reading", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, failUnknown},
 	{"driver.ErrBadConn", driver.ErrBadConn, failTransient},
@@ -73,6 +76,9 @@ func TestAcquireClassifiedError(t *testing.T) {
 				}
 				if errors.Is(err, ErrReadOnly) != (c.want == failReadOnly) {
 					t.Fatalf("Acquire = %v: matches ErrReadOnly %v, want %v", err, errors.Is(err, ErrReadOnly), c.want == failReadOnly)
+				}
+				if errors.Is(err, ErrSessionClock) != (c.want == failSessionClock) {
+					t.Fatalf("Acquire = %v: matches ErrSessionClock %v, want %v", err, errors.Is(err, ErrSessionClock), c.want == failSessionClock)
 				}
 				if kept := f.lock.pending != ""; kept != (c.want == failUnknown) {
 					t.Fatalf("after %v: pending token kept %v, want %v", err, kept, c.want == failUnknown)

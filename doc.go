@@ -20,7 +20,8 @@
 //
 // A lease starts when the server begins the acquiring statement and lasts TTL by the server's clock.
 // PostgreSQL uses statement_timestamp() and timestamptz; MySQL and MariaDB use microseconds since the epoch
-// from UTC_TIMESTAMP(6); SQLite uses julianday('now'), present in every version. Clients never compare their clocks with the
+// from UTC_TIMESTAMP(6), checked against SYSDATE(6) so that a session's SET timestamp cannot move it;
+// SQLite uses julianday('now'), present in every version. Clients never compare their clocks with the
 // server's: a holder measures its own remaining lease from the moment it sent the acquire or extend, which
 // is never later than the moment the server started counting.
 //

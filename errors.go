@@ -67,6 +67,11 @@ var (
 	// PostgreSQL standby, a read-only transaction or session, MySQL's read_only or super_read_only. Nothing
 	// was changed; it wraps the driver's error.
 	ErrReadOnly = errors.New("database is read-only")
+
+	// ErrSessionClock is returned by the calls that run MySQL or MariaDB statements when the session's clock
+	// is not the server's real time (SET timestamp moved it, or a statement waited over 10 minutes before
+	// reading it): the statement refused to run, and nothing was changed. It wraps the driver's error.
+	ErrSessionClock = errors.New("session clock differs from the server's real time")
 )
 
 // opError formats an error leaving the package: `distrlock: <op> "<key>": <cause>`.
