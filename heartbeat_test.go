@@ -462,6 +462,9 @@ func TestAcquireWaitCancelledMidAttempt(t *testing.T) {
 		defer f.db.Close()
 		q := f.lock.manager.q.acquire
 		f.mock.ExpectQuery(q).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
+		// The waiter reads that the lock was released, and tries again.
+		f.mock.ExpectQuery(f.lock.manager.q.peek).WithArgs("job").
+			WillReturnRows(sqlmock.NewRows([]string{"token", "left"}).AddRow("other", nil))
 		f.mock.ExpectQuery(q).WillDelayFor(time.Hour).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel) // the second attempt is in flight by then

@@ -24,6 +24,7 @@ type queries struct {
 	release         string
 	get             string
 	list            string
+	peek            string // the waiters' read between attempts
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -40,6 +41,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"release.sql", &q.release},
 		{"get.sql", &q.get},
 		{"list.sql", &q.list},
+		{"peek.sql", &q.peek},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {

@@ -24,7 +24,9 @@ const (
 // AcquireWait is [DBLock.Acquire] that waits for the lock while another token holds it, for at most
 // maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone.
 //
-// Between attempts it sleeps with jittered exponential backoff (see [WithWaitBackoff]); a release through
+// After a refused attempt it reads the key's lease, which locks and writes nothing, until the lock looks
+// free, and only then sends the acquire again; between reads it sleeps with jittered exponential backoff
+// (see [WithWaitBackoff]), never longer than the holder's lease has left. A release through
 // the same [DBManager] wakes one of its sleeping waiters for the key at once (the one that entered its
 // current sleep first), so goroutines of one process hand the lock over without polling delay and without
 // all of them hitting the key's row together. The order is not a queue: an acquire that does not wait, or
@@ -64,13 +66,35 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 	m := l.manager
 	delay := m.backoffMin
 	contended := false  // an attempt was refused: the wait is for another holder
-	var transient error // the last attempt's error that proved it changed nothing
+	woken := false      // a release through this manager ended the last sleep
+	var transient error // the last step's error that proved it changed nothing
 	for {
 		wake, leave := m.waiters.enter(l.Key)
-		// The statement runs under ctx, not under the wait's deadline: a statement cut short by our own
+		// The statements run under ctx, not under the wait's deadline: a statement cut short by our own
 		// timer would leave an outcome nobody knows. One that is in flight when the wait ends finishes.
 		start := time.Now()
-		out, err := l.acquire(ctx, exec, op, l.retryToken(), ttl)
+		var out outcome
+		var err error
+		nap := time.Duration(math.MaxInt64) // how long the lease that refused us has left, if known
+		if contended && !woken {
+			// A waiter reads until the lock looks free, then tries: a refused acquire locks the key's row
+			// and commits a write, so only the first attempt of a wait may be refused in vain.
+			var free bool
+			free, nap, err = l.peek(ctx, exec)
+			switch {
+			case err != nil && classify(err) == failTransient && ctx.Err() == nil:
+				out = unchanged
+			case err != nil:
+				out = notSent
+				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
+			case free:
+				out, err = l.acquire(ctx, exec, op, l.retryToken(), ttl)
+			default:
+				out = refused
+			}
+		} else {
+			out, err = l.acquire(ctx, exec, op, l.retryToken(), ttl)
+		}
 		switch {
 		case out == refused:
 			contended, transient = true, nil
@@ -96,10 +120,13 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 			leave(false)
 			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
-		// Equal jitter: at least half the delay, so waiters spread out without hammering the database.
-		timer := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		// Equal jitter: at least half the delay, so waiters spread out without hammering the database; and
+		// no longer than the lease that refused us has left.
+		timer := time.NewTimer(min(delay/2+rand.N(delay/2+1), max(nap, 0)))
+		woken = false
 		select {
 		case <-wake:
+			woken = true
 		case <-timer.C:
 		case <-waitCtx.Done():
 			timer.Stop()
@@ -110,6 +137,23 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		leave(true) // it tries again at once
 		delay = min(2*delay, m.backoffMax)
 	}
+}
+
+// peek reads whether the lock looks free to this DBLock: no row, released, expired, or held under the
+// token of its own lost attempt. When it is held by another, left is how long its lease has to run.
+func (l *DBLock) peek(ctx context.Context, exec SQLExecutor) (free bool, left time.Duration, err error) {
+	var token sql.NullString
+	var leftMicros sql.NullInt64
+	err = exec.QueryRowContext(ctx, l.manager.q.peek, l.Key).Scan(&token, &leftMicros)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, 0, nil
+	case err != nil:
+		return false, 0, err
+	case !leftMicros.Valid || leftMicros.Int64 <= 0, l.pending != "" && token.String == l.pending:
+		return true, 0, nil
+	}
+	return false, time.Duration(leftMicros.Int64) * time.Microsecond, nil
 }
 
 // waitEnded is the error of a wait that ran out: contention if an attempt was refused, and the last

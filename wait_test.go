@@ -1,6 +1,13 @@
 package distrlock
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+)
 
 // TestWaitRoomWakesOneInTurn: a release wakes the longest-waiting waiter of the key only; one that gives up
 // after its wake without trying passes the wake on, one that tries does not; other keys are not woken.
@@ -41,4 +48,45 @@ func TestWaitRoomWakesOneInTurn(t *testing.T) {
 		t.Fatalf("keys left: %v, want only the other key's waiter", r.keys)
 	}
 	r.wake("k") // nobody waits: nothing happens
+}
+
+// TestAcquireWaitReadsBetweenAttempts: after one refused attempt, a waiter reads the key (no row lock, no
+// write) until the lock looks free, sleeping no longer than the holder's lease has left, and only then
+// sends the acquire again; a key held under the token of its own lost attempt looks free.
+func TestAcquireWaitReadsBetweenAttempts(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				f.lock.manager.backoffMin, f.lock.manager.backoffMax = 40*time.Millisecond, 40*time.Millisecond
+				peek := unitQuery(t, d, "peek", "")
+				leaseRows := func(left any) *sqlmock.Rows {
+					return sqlmock.NewRows([]string{"token", "left"}).AddRow("holder", left)
+				}
+				f.expectAcquire(&unitToken{}, time.Minute).refused()
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(leaseRows(int64(5000))) // 5 ms left
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(leaseRows(int64(-1)))   // expired
+				tok := &unitToken{}
+				f.expectAcquire(tok, time.Minute).granted(9)
+				start := time.Now()
+				if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
+					t.Fatal(err)
+				}
+				// 20 to 40 ms after the refusal, then 5 ms, the lease's rest, instead of another 20 to 40.
+				if took := time.Since(start); took < 25*time.Millisecond || took > 45*time.Millisecond {
+					t.Errorf("took the lock after %v, want 25 to 45 ms", took)
+				}
+				f.wantState(tok.got, 9, time.Minute)
+			})
+		})
+		t.Run(string(d)+"/own lost attempt", func(t *testing.T) {
+			f := newUnitFixture(t, d, "")
+			f.lock.pending = "lost-attempt"
+			f.mock.ExpectQuery(unitQuery(t, d, "peek", "")).WithArgs(unitKey).
+				WillReturnRows(sqlmock.NewRows([]string{"token", "left"}).AddRow("lost-attempt", int64(60e6)))
+			if free, _, err := f.lock.peek(context.Background(), f.db); err != nil || !free {
+				t.Fatalf("peek of a key held by the lost attempt's token = %v, %v; want free", free, err)
+			}
+		})
+	}
 }
