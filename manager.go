@@ -22,6 +22,7 @@ type DBManager struct {
 	q       queries
 
 	backoffMin, backoffMax time.Duration
+	notifier               Notifier // nil unless WithNotifier
 	waiters                *waitRoom
 	batchers               *batchers
 }
@@ -32,6 +33,8 @@ type DBManagerOption func(*dbManagerOptions)
 type dbManagerOptions struct {
 	tableName              string
 	backoffMin, backoffMax time.Duration
+	notifier               Notifier
+	notifierSet            bool
 }
 
 // WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
@@ -72,12 +75,17 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 		return nil, opError("new manager", o.tableName, fmt.Errorf("%w: wait backoff [%v, %v]: need 0 < min <= max",
 			ErrInvalidOption, o.backoffMin, o.backoffMax))
 	}
+	if o.notifierSet {
+		if err := validateNotifier(dialect, o.notifier); err != nil {
+			return nil, opError("new manager", o.tableName, err)
+		}
+	}
 	q, err := renderQueries(spec, quoted)
 	if err != nil {
 		return nil, err
 	}
 	return &DBManager{
-		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q,
+		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q, notifier: o.notifier,
 		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{}, batchers: &batchers{},
 	}, nil
 }

@@ -2,6 +2,7 @@ package distrlock
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -87,4 +88,26 @@ func quoteTableName(name string, quote byte) (string, error) {
 		quoted[i] = string(quote) + p + string(quote)
 	}
 	return strings.Join(quoted, "."), nil
+}
+
+// validateNotifier accepts a non-nil notifier with a plain channel name on a PostgreSQL dialect.
+func validateNotifier(dialect Dialect, n Notifier) error {
+	switch {
+	case dialect != DialectPostgres && dialect != DialectPgx:
+		return fmt.Errorf("%w: a notifier needs PostgreSQL (LISTEN/NOTIFY), not %q", ErrInvalidOption, dialect)
+	case isNilInterface(n):
+		return fmt.Errorf("%w: nil notifier", ErrInvalidOption)
+	case !identifierPart.MatchString(n.Channel()):
+		return fmt.Errorf("%w: notification channel %q: need 1 to 63 letters, digits or underscores", ErrInvalidOption, n.Channel())
+	}
+	return nil
+}
+
+// isNilInterface reports a nil interface or a typed nil pointer in it.
+func isNilInterface(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
