@@ -73,7 +73,7 @@ func (f *batchFixture) release(lease *Lease, wantLost bool) {
 	if wantLost {
 		rows = 0
 	}
-	f.mock.ExpectExec(f.m.q.release).WithArgs(lease.Key(), lease.Token()).WillReturnResult(sqlmock.NewResult(0, rows))
+	f.mock.ExpectExec(f.m.q.release).WithArgs(unitReleaseArgs(f.m.Dialect(), lease.Key(), lease.Token())...).WillReturnResult(sqlmock.NewResult(0, rows))
 	err := lease.Release(context.Background())
 	if lost := errors.Is(err, ErrLockLost); lost != wantLost || !lost && err != nil {
 		f.t.Errorf("Release %s = %v, want lost: %v", lease.Key(), err, wantLost)
@@ -284,7 +284,7 @@ func TestBatchedHeartbeatSkippedLockGoesAlone(t *testing.T) {
 				}
 				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(next...))).WillReturnRows(f.extendedRows(next...))
 				for _, l := range next {
-					f.mock.ExpectExec(f.m.q.release).WithArgs(l.Key(), l.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+					f.mock.ExpectExec(f.m.q.release).WithArgs(unitReleaseArgs(f.m.Dialect(), l.Key(), l.Token())...).WillReturnResult(sqlmock.NewResult(0, 1))
 				}
 				f.expected()
 				time.Sleep(10*time.Second + time.Second/2)
@@ -386,7 +386,7 @@ func TestBatchedHeartbeatRetries(t *testing.T) {
 				}
 				f.mock.ExpectQuery(f.m.q.extendBatch).WithArgs(us, batched.arg(pairsJSON(rest...))).WillReturnRows(f.extendedRows(rest...))
 				for _, l := range []*Lease{a, b, k} {
-					f.mock.ExpectExec(f.m.q.release).WithArgs(l.Key(), l.Token()).WillReturnResult(sqlmock.NewResult(0, 1))
+					f.mock.ExpectExec(f.m.q.release).WithArgs(unitReleaseArgs(f.m.Dialect(), l.Key(), l.Token())...).WillReturnResult(sqlmock.NewResult(0, 1))
 				}
 				f.expected()
 				time.Sleep(again + time.Second/2)

@@ -181,3 +181,22 @@ func classified(err error, f failure) error {
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
 }
+
+// isDeadlock reports a deadlock the database broke by rolling back the statement's transaction
+// (PostgreSQL 40P01, MySQL 1213): in autocommit nothing changed, and the same statement can run again.
+func isDeadlock(err error) bool {
+	return walkErrors(err, func(e error) bool {
+		if s, ok := e.(interface{ SQLState() string }); ok {
+			return s.SQLState() == "40P01"
+		}
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct || v.Type().Name() != "MySQLError" {
+			return false
+		}
+		n, ok := intField(v, "Number")
+		return ok && n == 1213
+	})
+}

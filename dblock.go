@@ -3,9 +3,11 @@ package distrlock
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"time"
 )
 
@@ -38,6 +40,9 @@ type DBLock struct {
 	// pending is the token of an acquire whose outcome was lost: it may hold the lock. The next Acquire
 	// sends it again, so that a retry is not refused by its own lost attempt, and Release frees it.
 	pending string
+	// minHold keeps the lock taken until its acquisition plus minHold when it is released sooner
+	// (WithLockAtLeastFor).
+	minHold time.Duration
 }
 
 // Token returns the token that holds the lock after a successful acquire, and "" while the lock is not
@@ -114,6 +119,23 @@ const (
 )
 
 func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string, ttl time.Duration) (outcome, error) {
+	out, err := l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
+	if _, inTx := exec.(*sql.Tx); !inTx && out == unchanged && l.manager.spec.gapLocks {
+		// Two acquires of a key's first row can deadlock on MySQL's gap locks. The loser's statement was
+		// rolled back whole, so it can run again, outside a caller's transaction (which the deadlock
+		// ended). Once the row exists the gate locks one record and cannot deadlock; a short jittered
+		// pause lets the first insert commit. AcquireWait retries on its own, within its wait.
+		for retry := 1; retry <= 10 && isDeadlock(err) && ctx.Err() == nil; retry++ {
+			time.Sleep(rand.N(time.Duration(retry) * time.Millisecond))
+			out, err = l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
+		}
+	}
+	return out, err
+}
+
+// acquireTicket is acquire for a waiter holding ticket in the key's queue (0: none); grace 0 is the
+// manager's.
+func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token string, ttl time.Duration, ticket int64, grace time.Duration) (outcome, error) {
 	if err := l.check(ctx, exec); err != nil {
 		return notSent, opError(op, l.Key, err)
 	}
@@ -123,7 +145,10 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 	if err := validateOwnerData(l.Owner, l.Data); err != nil {
 		return notSent, opError(op, l.Key, err)
 	}
-	args := acquireArgs{key: l.Key, token: token, ttlMicros: ttl.Microseconds()}
+	if grace == 0 {
+		grace = l.manager.handoverGrace()
+	}
+	args := acquireArgs{key: l.Key, token: token, ttlMicros: ttl.Microseconds(), ticket: ticket, graceMicros: grace.Microseconds()}
 	if l.Owner != "" {
 		args.owner = l.Owner
 	}
@@ -131,7 +156,12 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 		args.data = []byte(l.Data) // bytes, for PostgreSQL's bytea and MySQL's blob
 	}
 	m := l.manager
-	fence, err := m.spec.acquire(ctx, exec, m.q.acquire, args)
+	query := m.q.acquire
+	_, inTx := exec.(*sql.Tx)
+	if inTx {
+		query, args.ungated = m.q.acquireInTx, m.spec.gapLocks
+	}
+	fence, err := m.spec.acquire(ctx, exec, query, args)
 	switch {
 	case errors.Is(err, errAcquireRefused):
 		// The token that holds a lock takes it again, so a refused token does not hold it.
@@ -243,13 +273,26 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 // releaseToken runs the release statement for token.
 func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token string) error {
 	m := l.manager
-	res, err := exec.ExecContext(ctx, m.q.release, m.spec.releaseArgs(l.Key, token)...)
-	if err != nil {
-		return classified(withContext(ctx, err), classify(err))
-	}
-	released, err := oneRowAffected(res)
-	if err != nil {
-		return err
+	args := m.spec.releaseArgs(l.Key, token, l.minHold.Microseconds())
+	var released bool
+	if m.notifier != nil {
+		// The same UPDATE, which also publishes the key to the waiters of other processes.
+		err := exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel())...).Scan(new(string))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return classified(withContext(ctx, err), classify(err))
+		default:
+			released = true
+		}
+	} else {
+		res, err := exec.ExecContext(ctx, m.q.release, args...)
+		if err != nil {
+			return classified(withContext(ctx, err), classify(err))
+		}
+		if released, err = oneRowAffected(res); err != nil {
+			return err
+		}
 	}
 	if !released {
 		return ErrLockAlreadyReleased
@@ -314,7 +357,7 @@ func withContext(ctx context.Context, err error) error {
 // newToken returns a random version 4 UUID, the token format go-dbkit used.
 func newToken() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails: crypto/rand panics rather than return an error
+	_, _ = crand.Read(b[:]) // never fails: crypto/rand panics rather than return an error
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte

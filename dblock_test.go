@@ -124,21 +124,34 @@ func (u *unitToken) Match(v driver.Value) bool {
 // unitMySQLAcquireRoles is the order of the MySQL acquire's 19 bound values, as schema/mysql/queries/acquire.sql
 // places its placeholders (TestSchemaPlaceholderRoles derives the same list from the file).
 var unitMySQLAcquireRoles = []string{
-	"key", "token", "ttl", "ttl", "owner", "data", // VALUES
+	"key", "token", "ttl", "ttl", "owner", "data", // the inserted row
+	"key", "token", "grace", "ticket", "ticket", // the gate
 	"token", "token", // token = IF(… OR token = ?, ?, token)
 	"token",        // fence
 	"token",        // contended
 	"token", "ttl", // ttl_us
 	"token", "owner", // owner
 	"token", "data", // data
-	"token",        // acquired_at
+	"token",            // acquired_at
+	"ticket", "ticket", // queue_head
 	"token", "ttl", // expire_at, last
 }
 
 // unitAcquireArgs are the values the acquire statement must bind. The library never binds an owner or
 // data yet, so both are NULL.
+// unitGrace is the hand-over grace of a manager with the default wait backoff.
+const unitGrace = 2 * DefaultWaitMaxBackoff
+
+// unitReleaseArgs are the values the release statement binds for a lock with no least hold.
+func unitReleaseArgs(d Dialect, key string, token any) []driver.Value {
+	if unitIsMySQL(d) {
+		return []driver.Value{int64(0), int64(0), key, token}
+	}
+	return []driver.Value{key, token, int64(0)}
+}
+
 func unitAcquireArgs(d Dialect, key string, token any, ttl time.Duration) []driver.Value {
-	roles := []string{"key", "token", "ttl", "owner", "data"}
+	roles := []string{"key", "token", "ttl", "owner", "data", "ticket", "grace"}
 	if unitIsMySQL(d) {
 		roles = unitMySQLAcquireRoles
 	}
@@ -151,6 +164,10 @@ func unitAcquireArgs(d Dialect, key string, token any, ttl time.Duration) []driv
 			args[i] = token
 		case "ttl":
 			args[i] = ttl.Microseconds()
+		case "ticket":
+			args[i] = int64(0)
+		case "grace":
+			args[i] = unitGrace.Microseconds()
 		default:
 			args[i] = nil
 		}
@@ -232,9 +249,63 @@ func newUnitFixture(t testing.TB, d Dialect, table string) *unitFixture {
 	return &unitFixture{t: t, d: d, table: table, db: db, mock: mock, m: m, lock: lock}
 }
 
+// expectAcquireInTx expects the acquire a lock sends inside a caller's *sql.Tx: on MySQL the statement
+// without the gate (acquire_in_tx.sql).
+func (f *unitFixture) expectAcquireInTx(token any, ttl time.Duration) unitAcquire {
+	if !unitIsMySQL(f.d) {
+		return f.expectAcquire(token, ttl)
+	}
+	gated := unitAcquireArgs(f.d, unitKey, token, ttl)
+	args := append(append([]driver.Value{}, gated[:6]...), gated[11:]...)
+	return unitAcquire{e: f.mock.ExpectExec(unitQuery(f.t, f.d, "acquire_in_tx", f.table)).WithArgs(args...)}
+}
+
+// expectEnqueue expects a waiter to take its ticket in the key's queue, and hands it ticket.
+func (f *unitFixture) expectEnqueue(ticket int64) {
+	query := unitQuery(f.t, f.d, "enqueue", f.table)
+	if unitIsMySQL(f.d) {
+		f.mock.ExpectExec(query).WithArgs(unitKey).WillReturnResult(sqlmock.NewResult(ticket, 1))
+		return
+	}
+	f.mock.ExpectQuery(query).WithArgs(unitKey).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(ticket))
+}
+
+// unitPeekRows is a waiter's read of the key's row: the token, the lease left, how long it has been free
+// and held (microseconds, nil where it does not apply), and the queue's head and tail.
+func unitPeekRows(token string, left, freeFor, heldFor any, head, tail int64) *sqlmock.Rows {
+	return sqlmock.NewRows([]string{"token", "left", "free_for", "held_for", "queue_head", "queue_tail"}).
+		AddRow(token, left, freeFor, heldFor, head, tail)
+}
+
+// unitDeadlockRetries is how many times an acquire outside a transaction is sent again after a MySQL
+// deadlock.
+const unitDeadlockRetries = 10
+
 func (f *unitFixture) expectAcquire(token any, ttl time.Duration) unitAcquire {
+	return f.expectAcquireTicket(token, ttl, 0)
+}
+
+// expectAcquireTicket expects the acquire of a waiter holding ticket in the key's queue.
+func (f *unitFixture) expectAcquireTicket(token any, ttl time.Duration, ticket int64) unitAcquire {
 	query := unitQuery(f.t, f.d, "acquire", f.table)
 	args := unitAcquireArgs(f.d, unitKey, token, ttl)
+	roles := []string{"key", "token", "ttl", "owner", "data", "ticket", "grace"}
+	if unitIsMySQL(f.d) {
+		roles = unitMySQLAcquireRoles
+	}
+	for i, r := range roles {
+		if r == "ticket" {
+			args[i] = ticket
+		}
+	}
+	if f.lock.manager != nil {
+		// A test may have changed the manager's backoff, and so its hand-over grace.
+		for i, a := range args {
+			if a == unitGrace.Microseconds() {
+				args[i] = f.lock.manager.handoverGrace().Microseconds()
+			}
+		}
+	}
 	if unitIsMySQL(f.d) {
 		return unitAcquire{e: f.mock.ExpectExec(query).WithArgs(args...)}
 	}
@@ -251,7 +322,7 @@ func (f *unitFixture) expectExtend(token string, ttl time.Duration) *sqlmock.Exp
 }
 
 func (f *unitFixture) expectRelease(token string) *sqlmock.ExpectedExec {
-	return f.mock.ExpectExec(unitQuery(f.t, f.d, "release", f.table)).WithArgs(unitKey, token)
+	return f.mock.ExpectExec(unitQuery(f.t, f.d, "release", f.table)).WithArgs(unitReleaseArgs(f.d, unitKey, token)...)
 }
 
 // The state every fixture lock is brought to by hold before the operation under test.
@@ -759,12 +830,12 @@ func TestLockInTransaction(t *testing.T) {
 			f := newUnitFixture(t, d, "")
 			tok := &unitToken{}
 			f.mock.ExpectBegin()
-			f.expectAcquire(tok, time.Minute).granted(1)
+			f.expectAcquireInTx(tok, time.Minute).granted(1)
 			f.mock.ExpectCommit()
 			f.mock.ExpectBegin()
 			f.mock.ExpectExec(unitQuery(t, d, "extend", "")).WithArgs(unitExtendArgs(d, tok, time.Minute)...).
 				WillReturnResult(sqlmock.NewResult(1, 1))
-			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitKey, tok).
+			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitReleaseArgs(d, unitKey, tok)...).
 				WillReturnResult(sqlmock.NewResult(0, 1))
 			f.mock.ExpectCommit()
 
@@ -798,7 +869,7 @@ func TestLockInTransaction(t *testing.T) {
 			ctx := context.Background()
 			f := newUnitFixture(t, d, "my_locks")
 			f.mock.ExpectBegin()
-			f.expectAcquire("static", time.Minute).granted(9)
+			f.expectAcquireInTx("static", time.Minute).granted(9)
 			f.mock.ExpectRollback()
 			tx, err := f.db.BeginTx(ctx, nil)
 			if err != nil {
@@ -848,7 +919,7 @@ func TestLockOnConn(t *testing.T) {
 			f.expectAcquire(tok, time.Minute).granted(2)
 			f.mock.ExpectExec(unitQuery(t, d, "extend", "app.my_locks")).WithArgs(unitExtendArgs(d, tok, time.Minute)...).
 				WillReturnResult(sqlmock.NewResult(1, 1))
-			f.mock.ExpectExec(unitQuery(t, d, "release", "app.my_locks")).WithArgs(unitKey, tok).
+			f.mock.ExpectExec(unitQuery(t, d, "release", "app.my_locks")).WithArgs(unitReleaseArgs(d, unitKey, tok)...).
 				WillReturnResult(sqlmock.NewResult(0, 1))
 			conn, err := f.db.Conn(ctx)
 			if err != nil {

@@ -38,7 +38,7 @@ type dialectSpec struct {
 	acquire func(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error)
 	// extendArgs and releaseArgs order the bound values for the statement.
 	extendArgs  func(key, token string, ttlMicros int64) []any
-	releaseArgs func(key, token string) []any
+	releaseArgs func(key, token string, minHoldMicros int64) []any
 	listArgs    func(prefix string, heldOnly bool, limit int64) []any
 	// extended reads whether the extend statement found the lock.
 	extended func(sql.Result) (bool, error)
@@ -48,6 +48,12 @@ type dialectSpec struct {
 	extendBatch func(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error)
 	// pairList: the batched statements hold pairListMarker (MySQL) instead of taking a JSON document.
 	pairList bool
+	// notify: the dialect has release_notify.sql, for a manager with a Notifier.
+	notify bool
+	// gapLocks: the gate of acquire.sql takes gap locks, so a caller's transaction gets acquire_in_tx.sql.
+	gapLocks bool
+	// enqueue runs enqueue.sql and returns the caller's ticket.
+	enqueue func(ctx context.Context, exec SQLExecutor, query, key string) (int64, error)
 }
 
 // acquireArgs are the values the acquire statement binds.
@@ -56,6 +62,11 @@ type acquireArgs struct {
 	ttlMicros  int64
 	owner      any // string or nil
 	data       any // []byte or nil
+	// ticket is the caller's place in the key's wait queue, 0 for none; graceMicros is how long a free
+	// lock waits for each ticket before it (see schema/postgres/queries/acquire.sql).
+	ticket, graceMicros int64
+	// ungated: the statement is MySQL's acquire_in_tx.sql, which binds no gate.
+	ungated bool
 }
 
 // errAcquireRefused is internal: the statement ran and found the lock held under another token.
@@ -66,17 +77,21 @@ var (
 		dir: "postgres", quote: '"', migrateID: "postgres",
 		acquire:     acquireReturning,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
 		extended:    oneRowAffected,
 		extendBatch: extendBatchPostgres,
+		notify:      true,
+		enqueue:     enqueueReturning,
 	}
 	mysqlSpec = &dialectSpec{
 		dir: "mysql", quote: '`', migrateID: "mysql",
 		acquire:     acquireMySQL,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
-		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		releaseArgs: func(key, token string, hold int64) []any { return []any{hold, hold, key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
+		enqueue:     enqueueMySQL,
+		gapLocks:    true,
 		extended:    lastInsertIDSet,
 		extendBatch: extendBatchMySQL,
 		pairList:    true,
@@ -85,10 +100,11 @@ var (
 		dir: "sqlite", quote: '"', migrateID: "sqlite3",
 		acquire:     acquireReturning,
 		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-		releaseArgs: func(key, token string) []any { return []any{key, token} },
+		releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
 		extended:    oneRowAffected,
 		extendBatch: extendBatchReturning,
+		enqueue:     enqueueReturning,
 	}
 )
 
@@ -117,31 +133,36 @@ func specFor(d Dialect) (*dialectSpec, error) {
 // (PostgreSQL, SQLite).
 func acquireReturning(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
 	var fence int64
-	err := exec.QueryRowContext(ctx, query, a.key, a.token, a.ttlMicros, a.owner, a.data).Scan(&fence)
+	err := exec.QueryRowContext(ctx, query, a.key, a.token, a.ttlMicros, a.owner, a.data, a.ticket, a.graceMicros).Scan(&fence)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errAcquireRefused
 	}
 	return fence, err
 }
 
-// acquireMySQL runs INSERT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why it is
-// correct whatever the order of assignment) and reads the outcome from the OK packet: a new fence
+// acquireMySQL runs INSERT … SELECT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why
+// it is correct whatever the order of assignment) and reads the outcome from the OK packet: a new fence
 // in LastInsertId when an existing row was taken; LastInsertId 0 and one affected row when the row was
-// created (fence 1); LastInsertId 0 and two affected rows when the lock is held (the statement bumps the
-// contended counter so that the row changes under either clientFoundRows setting).
+// created (fence 1); no affected row when the gate found the lock held or not the caller's turn; and
+// LastInsertId 0 and two affected rows when the update found it held (the statement bumps the contended
+// counter so that the row changes under either clientFoundRows setting).
 func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
 	t := a.token
-	res, err := exec.ExecContext(ctx, query,
-		a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data, // VALUES
+	args := []any{a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data} // the inserted row
+	if !a.ungated {
+		args = append(args, a.key, t, a.graceMicros, a.ticket, a.ticket) // the gate
+	}
+	res, err := exec.ExecContext(ctx, query, append(args,
 		t, t, // token
 		t,              // fence
 		t,              // contended
 		t, a.ttlMicros, // ttl_us
 		t, a.owner, // owner
 		t, a.data, // data
-		t,              // acquired_at
+		t,                  // acquired_at
+		a.ticket, a.ticket, // queue_head
 		t, a.ttlMicros, // expire_at
-	)
+	)...)
 	if err != nil {
 		return 0, err
 	}
@@ -160,6 +181,26 @@ func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquire
 		return 1, nil
 	}
 	return 0, errAcquireRefused
+}
+
+// enqueueReturning takes a ticket with an UPDATE … RETURNING (PostgreSQL, SQLite).
+func enqueueReturning(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
+	var ticket int64
+	err := exec.QueryRowContext(ctx, query, key).Scan(&ticket)
+	return ticket, err
+}
+
+// enqueueMySQL takes a ticket with an UPDATE that hands it back through LAST_INSERT_ID.
+func enqueueMySQL(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
+	res, err := exec.ExecContext(ctx, query, key)
+	if err != nil {
+		return 0, err
+	}
+	ticket, err := res.LastInsertId()
+	if err == nil && ticket == 0 {
+		err = sql.ErrNoRows
+	}
+	return ticket, err
 }
 
 func oneRowAffected(res sql.Result) (bool, error) {

@@ -160,7 +160,7 @@ func TestLostLeaseErrorForm(t *testing.T) {
 		f.expectAcquire(tok, ttl).granted(1)
 		f.mock.ExpectExec(unitQuery(t, DialectPgx, "extend", "")).WithArgs(ttl.Microseconds(), unitKey, tok).
 			WillReturnResult(sqlmock.NewResult(0, 0))
-		f.mock.ExpectExec(unitQuery(t, DialectPgx, "release", "")).WithArgs(unitKey, tok).
+		f.mock.ExpectExec(unitQuery(t, DialectPgx, "release", "")).WithArgs(unitReleaseArgs(DialectPgx, unitKey, tok)...).
 			WillReturnResult(sqlmock.NewResult(0, 0))
 		var cause error
 		err := f.lock.DoExclusively(context.Background(), f.db, func(ctx context.Context) error {

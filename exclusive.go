@@ -44,6 +44,7 @@ type doOptions struct {
 	ownerSet               bool
 	data                   string
 	dataSet                bool
+	atLeast                time.Duration // WithLockAtLeastFor
 }
 
 // WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
@@ -92,6 +93,14 @@ func WithSafetyMargin(margin time.Duration) DoOption {
 	return func(o *doOptions) { o.safetyMargin, o.marginSet = margin, true }
 }
 
+// WithLockAtLeastFor keeps the lock taken until at least d after its acquisition, on the database's clock,
+// when the work ends sooner: a job that every replica starts on a schedule runs once per period d across the
+// fleet (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
+// restored. Default 0; a negative d is [ErrInvalidOption].
+func WithLockAtLeastFor(d time.Duration) DoOption {
+	return func(o *doOptions) { o.atLeast = d }
+}
+
 // WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
 func WithLogger(logger Logger) DoOption {
 	return func(o *doOptions) { o.logger = logger }
@@ -128,6 +137,8 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 		return o, fmt.Errorf("%w: release timeout %v must be positive", ErrInvalidOption, o.releaseTimeout)
 	case o.maxWait < 0:
 		return o, fmt.Errorf("%w: maximum wait %v is negative", ErrInvalidOption, o.maxWait)
+	case o.atLeast < 0 || o.atLeast > MaxTTL:
+		return o, fmt.Errorf("%w: least hold %v must be in [0, %v]", ErrInvalidOption, o.atLeast, MaxTTL)
 	}
 	// go-dbkit accepted an interval as long as the TTL, or longer: the lease then runs out before the first
 	// extend. The heartbeat's watchdog still cancels the work before that, so it is a warning, not an error.
@@ -260,6 +271,8 @@ func DoExclusively(
 func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {
 	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
 	defer cancel()
+	l.minHold = o.atLeast
+	defer func() { l.minHold = 0 }()
 	if err := l.Release(relCtx, db); err != nil {
 		logError(o.logger, l, "release failed: %v", errors.Unwrap(err))
 	}

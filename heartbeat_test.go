@@ -70,7 +70,7 @@ func (f *heartbeatFixture) expectExtend(ttl time.Duration) *sqlmock.ExpectedExec
 }
 
 func (f *heartbeatFixture) expectRelease() {
-	f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", sqlmock.AnyArg()).
+	f.mock.ExpectExec(f.lock.manager.q.release).WithArgs(unitReleaseArgs(f.lock.manager.Dialect(), "job", sqlmock.AnyArg())...).
 		WillReturnResult(sqlmock.NewResult(0, 1))
 }
 
@@ -420,7 +420,7 @@ func TestHeartbeatCancelBeforeRelease(t *testing.T) {
 				f := newHeartbeatFixture(t)
 				defer f.db.Close()
 				f.expectAcquire()
-				f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", sqlmock.AnyArg()).
+				f.mock.ExpectExec(f.lock.manager.q.release).WithArgs(unitReleaseArgs(f.lock.manager.Dialect(), "job", sqlmock.AnyArg())...).
 					WillDelayFor(time.Second).WillReturnResult(sqlmock.NewResult(0, 1))
 				var workCtx context.Context
 				done := make(chan error, 1)
@@ -462,9 +462,10 @@ func TestAcquireWaitCancelledMidAttempt(t *testing.T) {
 		defer f.db.Close()
 		q := f.lock.manager.q.acquire
 		f.mock.ExpectQuery(q).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
-		// The waiter reads that the lock was released, and tries again.
+		f.mock.ExpectQuery(f.lock.manager.q.enqueue).WithArgs("job").WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(int64(1)))
+		// The waiter reads that the lock was released and that it is next, and tries again.
 		f.mock.ExpectQuery(f.lock.manager.q.peek).WithArgs("job").
-			WillReturnRows(sqlmock.NewRows([]string{"token", "left"}).AddRow("other", nil))
+			WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 0, 1))
 		f.mock.ExpectQuery(q).WillDelayFor(time.Hour).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel) // the second attempt is in flight by then
@@ -484,7 +485,7 @@ func TestDoExclusivelyReleasesUnknownOutcome(t *testing.T) {
 		reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 		f.mock.ExpectQuery(f.lock.manager.q.acquire).WillReturnError(reset)
 		var released recordedArg
-		f.mock.ExpectExec(f.lock.manager.q.release).WithArgs("job", &released).WillReturnResult(sqlmock.NewResult(0, 1))
+		f.mock.ExpectExec(f.lock.manager.q.release).WithArgs(unitReleaseArgs(f.lock.manager.Dialect(), "job", &released)...).WillReturnResult(sqlmock.NewResult(0, 1))
 		called := false
 		err := f.run(context.Background(), func(context.Context) error { called = true; return nil })
 		if !errors.As(err, new(*net.OpError)) || called {

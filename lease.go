@@ -75,6 +75,7 @@ func (s *Lease) Release(ctx context.Context) error {
 		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.releaseTimeout)
 		defer cancel()
 		lock := s.lock
+		lock.minHold = s.opts.atLeast
 		err := lock.Release(relCtx, s.db)
 		switch {
 		case lost != nil:

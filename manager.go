@@ -170,3 +170,7 @@ func checkCall(ctx context.Context, exec SQLExecutor) error {
 	}
 	return contextError(ctx)
 }
+
+// handoverGrace is how long a free lock waits for each queued ticket before it: long enough for the next
+// waiter, sleeping at most backoffMax between reads, to see the lock free and take it.
+func (m *DBManager) handoverGrace() time.Duration { return 2 * m.backoffMax }

@@ -167,7 +167,7 @@ func TestManagerHoldsNoExecutor(t *testing.T) {
 	if err := f.lock.Acquire(context.Background(), f.db, MinTTL); err != nil {
 		t.Fatal(err)
 	}
-	otherMock.ExpectExec(unitQuery(t, DialectSQLite, "release", "")).WithArgs(unitKey, f.lock.Token()).
+	otherMock.ExpectExec(unitQuery(t, DialectSQLite, "release", "")).WithArgs(unitReleaseArgs(DialectSQLite, unitKey, f.lock.Token())...).
 		WillReturnResult(sqlmock.NewResult(0, 1))
 	if err := f.lock.Release(context.Background(), other); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,12 @@ type queries struct {
 	get             string
 	list            string
 	peek            string // the waiters' read between attempts
+	enqueue         string // a waiter's ticket in the key's queue
+	// releaseNotify is PostgreSQL's release that also publishes the key to a Notifier's channel.
+	releaseNotify string
+	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
+	// schema/mysql/queries/acquire_in_tx.sql); the other dialects send acquire.
+	acquireInTx string
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -42,12 +48,28 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"get.sql", &q.get},
 		{"list.sql", &q.list},
 		{"peek.sql", &q.peek},
+		{"enqueue.sql", &q.enqueue},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {
 			return queries{}, err
 		}
 		*f.dst = text
+	}
+	q.acquireInTx = q.acquire
+	if spec.gapLocks {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "acquire_in_tx.sql"), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		q.acquireInTx = text
+	}
+	if spec.notify {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "release_notify.sql"), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		q.releaseNotify = text
 	}
 	if spec.pairList {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "extend_batch_held.sql"), quotedTable)

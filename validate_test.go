@@ -421,7 +421,7 @@ func unitDoWithFailedRelease(t *testing.T, logger Logger) string {
 	f := newUnitFixture(t, DialectPgx, "")
 	tok := &unitToken{}
 	f.expectAcquire(tok, DefaultLockTTL).granted(1)
-	f.mock.ExpectExec(unitQuery(t, DialectPgx, "release", "")).WithArgs(unitKey, tok).WillReturnError(errUnitDriver)
+	f.mock.ExpectExec(unitQuery(t, DialectPgx, "release", "")).WithArgs(unitReleaseArgs(DialectPgx, unitKey, tok)...).WillReturnError(errUnitDriver)
 	ran := false
 	err := f.lock.DoExclusively(context.Background(), f.db, func(context.Context) error {
 		ran = true
@@ -516,7 +516,7 @@ func TestDoExclusivelyAcquireAndRelease(t *testing.T) {
 			f := newUnitFixture(t, d, "")
 			tok := &unitToken{}
 			f.expectAcquire(tok, 20*time.Second).granted(4)
-			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitKey, tok).WillReturnResult(sqlmock.NewResult(0, 1))
+			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitReleaseArgs(d, unitKey, tok)...).WillReturnResult(sqlmock.NewResult(0, 1))
 			var fence int64
 			err := f.lock.DoExclusively(context.Background(), f.db, func(ctx context.Context) error {
 				fence = f.lock.Fence()

@@ -22,29 +22,27 @@ const (
 )
 
 // AcquireWait is [DBLock.Acquire] that waits for the lock while another token holds it, for at most
-// maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone.
-//
-// After a refused attempt it reads the key's lease, which locks and writes nothing, until the lock looks
-// free, and only then sends the acquire again; between reads it sleeps with jittered exponential backoff
-// (see [WithWaitBackoff]), never longer than the holder's lease has left. A release through
-// the same [DBManager] wakes one of its sleeping waiters for the key at once (the one that entered its
-// current sleep first), so goroutines of one process hand the lock over without polling delay and without
-// all of them hitting the key's row together. The order is not a queue: an acquire that does not wait, or
-// the releaser's next attempt, can come first. Waiters are told apart by key only: with one manager used
-// on two databases, a release may wake a waiter of the other database, and the waiter of this one then
-// takes the lock after its backoff. A wait that ends without the lock returns an error matching
+// maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone. Waiters
+// queue once per wait and take a released lock in the order they queued, before the releaser's next
+// attempt; while they wait they only read. A wait that ends without the lock returns an error matching
 // [ErrLockAlreadyAcquired] and the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait
-// ran out, or ctx's error.
-//
-// If ctx ends while an attempt is in flight after the lock was refused, the error matches
-// ErrLockAlreadyAcquired, ctx's error and the attempt's error; that attempt's outcome is unknown, and, as
-// with [DBLock.Acquire], its token is kept so that [DBLock.Release] frees the lock if it was taken.
+// ran out, or ctx's error; if an attempt was in flight its outcome is unknown, and, as with
+// [DBLock.Acquire], [DBLock.Release] frees the lock if it was taken.
 func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait time.Duration) error {
 	_, err := l.acquireWait(ctx, exec, "acquire wait", ttl, maxWait)
 	return err
 }
 
 // acquireWait is AcquireWait that also returns when the successful attempt started, where the lease begins.
+//
+// A wait goes: one attempt; if it is refused, a ticket in the key's queue (enqueue.sql, the wait's only
+// write); then reads of the key's row (peek.sql) until the lock is free and it is this ticket's turn
+// (the ticket after the queue's head at once, each later one a grace later), an attempt, and reads again if
+// another waiter came first. Between reads it sleeps for half as long as the holder has held the lock so
+// far (the longer a lock is held, the less likely it is to be released in the next instant), times its
+// place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
+// Notifier, until a release notice or the lease's end. A release through this manager, or a notice, ends
+// a sleep at once and the waiter attempts without reading first.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (time.Time, error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
@@ -53,7 +51,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		return time.Time{}, opError(op, l.Key, err)
 	}
 	if _, inTx := exec.(*sql.Tx); inTx {
-		// A refused attempt keeps the key's row locked until the transaction ends, so the holder could
+		// A refused attempt may keep the key's row locked until the transaction ends, so the holder could
 		// neither extend nor release: the wait would last until the holder's lease ran out.
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: waiting inside a transaction would block the holder; wait on a *sql.DB or *sql.Conn", ErrInvalidOption))
 	}
@@ -64,9 +62,15 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		defer cancel()
 	}
 	m := l.manager
-	delay := m.backoffMin
+	var notices <-chan struct{}
+	if m.notifier != nil {
+		var stop func()
+		notices, stop = m.notifier.Subscribe(l.Key)
+		defer stop()
+	}
+	w := waitState{lock: l, exec: exec, grace: m.handoverGrace()}
 	contended := false  // an attempt was refused: the wait is for another holder
-	woken := false      // a release through this manager ended the last sleep
+	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
 	for {
 		wake, leave := m.waiters.enter(l.Key)
@@ -75,29 +79,33 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		start := time.Now()
 		var out outcome
 		var err error
-		nap := time.Duration(math.MaxInt64) // how long the lease that refused us has left, if known
+		sleep := time.Duration(0)
 		if contended && !woken {
-			// A waiter reads until the lock looks free, then tries: a refused acquire locks the key's row
-			// and commits a write, so only the first attempt of a wait may be refused in vain.
-			var free bool
-			free, nap, err = l.peek(ctx, exec)
+			var view peekView
+			view, err = l.peek(ctx, exec)
 			switch {
 			case err != nil && classify(err) == failTransient && ctx.Err() == nil:
 				out = unchanged
 			case err != nil:
 				out = notSent
 				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
-			case free:
-				out, err = l.acquire(ctx, exec, op, l.retryToken(), ttl)
 			default:
-				out = refused
+				if sleep = w.sleepFor(view, m.notifier); sleep <= 0 {
+					out, err = l.acquireTicket(ctx, exec, op, l.retryToken(), ttl, w.ticket, w.grace)
+				} else {
+					out = refused
+				}
 			}
 		} else {
-			out, err = l.acquire(ctx, exec, op, l.retryToken(), ttl)
+			out, err = l.acquireTicket(ctx, exec, op, l.retryToken(), ttl, w.ticket, w.grace)
 		}
 		switch {
 		case out == refused:
-			contended, transient = true, nil
+			if !contended || (w.ticket == 0 && !w.enqueueFailed) {
+				contended = true
+				w.enqueue(ctx)
+			}
+			transient = nil
 		case out == unchanged && !errors.Is(err, ErrReadOnly) && ctx.Err() == nil:
 			// A deadlock, a lock wait timeout, a busy database: nothing changed, so try again.
 			transient = err
@@ -120,12 +128,16 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 			leave(false)
 			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
-		// Equal jitter: at least half the delay, so waiters spread out without hammering the database; and
-		// no longer than the lease that refused us has left.
-		timer := time.NewTimer(min(delay/2+rand.N(delay/2+1), max(nap, 0)))
+		if sleep <= 0 {
+			// Refused by a race with another waiter, or a transient failure: read again shortly.
+			sleep = m.backoffMin/2 + rand.N(m.backoffMin/2+1)
+		}
+		timer := time.NewTimer(sleep)
 		woken = false
 		select {
 		case <-wake:
+			woken = true
+		case <-notices:
 			woken = true
 		case <-timer.C:
 		case <-waitCtx.Done():
@@ -135,25 +147,98 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		}
 		timer.Stop()
 		leave(true) // it tries again at once
-		delay = min(2*delay, m.backoffMax)
 	}
 }
 
-// peek reads whether the lock looks free to this DBLock: no row, released, expired, or held under the
-// token of its own lost attempt. When it is held by another, left is how long its lease has to run.
-func (l *DBLock) peek(ctx context.Context, exec SQLExecutor) (free bool, left time.Duration, err error) {
+// waitState is what one AcquireWait knows of its place in the key's queue.
+type waitState struct {
+	lock          *DBLock
+	exec          SQLExecutor
+	grace         time.Duration
+	ticket        int64 // 0 until enqueued
+	enqueueFailed bool  // the ticket could not be taken: wait without one
+}
+
+// enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
+// queue; so a failure here only costs the waiter its place.
+func (w *waitState) enqueue(ctx context.Context) {
+	m := w.lock.manager
+	ticket, err := m.spec.enqueue(ctx, w.exec, m.q.enqueue, w.lock.Key)
+	if err != nil {
+		w.enqueueFailed = true
+		return
+	}
+	w.ticket = ticket
+}
+
+// sleepFor returns how long to sleep before the next read, or 0 to attempt now.
+func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
+	if v.free {
+		var ahead int64 // queued tickets this caller lets go first
+		if w.ticket > 0 {
+			ahead = max(w.ticket-v.head-1, 0)
+		} else {
+			ahead = min(max(v.tail-v.head, 0), 4)
+		}
+		turn := time.Duration(ahead)*w.grace - v.freeFor
+		if turn <= 0 {
+			return 0
+		}
+		// The waiters before this one are likely to take it sooner: look again after a short poll.
+		return min(turn, w.poll(0, ahead+1))
+	}
+	if n != nil && n.Listening() {
+		// A release publishes a notice; an expiry does not, so wake at the lease's end at the latest.
+		return min(v.left, notifierPollCap)
+	}
+	return max(min(w.poll(v.heldFor, w.ticket-v.head), v.left), 1)
+}
+
+// poll is the sleep between reads of a waiter at place in the queue (1: next) while the lock has been
+// held for heldFor: half that, at least backoffMin, times the place, at most backoffMax, with jitter.
+func (w *waitState) poll(heldFor time.Duration, place int64) time.Duration {
+	m := w.lock.manager
+	place = min(max(place, 1), 64)
+	d := min(max(heldFor/2, m.backoffMin)*time.Duration(place), m.backoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// notifierPollCap bounds a waiter's sleep while a Notifier listens, in case a notice is lost.
+const notifierPollCap = time.Second
+
+// peekView is a waiter's read of the key's row.
+type peekView struct {
+	free       bool          // no row, released, expired, or held under the token of this lock's lost attempt
+	left       time.Duration // the lease left, when held
+	freeFor    time.Duration // how long it has been free, when free
+	heldFor    time.Duration // how long it has been held, when held
+	head, tail int64         // the queue: the last ticket served, and the last issued
+}
+
+// peek reads the key's row: whether the lock looks free to this DBLock, for how long, and the queue.
+func (l *DBLock) peek(ctx context.Context, exec SQLExecutor) (peekView, error) {
 	var token sql.NullString
-	var leftMicros sql.NullInt64
-	err = exec.QueryRowContext(ctx, l.manager.q.peek, l.Key).Scan(&token, &leftMicros)
+	var left, freeFor, heldFor sql.NullInt64
+	var v peekView
+	err := exec.QueryRowContext(ctx, l.manager.q.peek, l.Key).Scan(&token, &left, &freeFor, &heldFor, &v.head, &v.tail)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return true, 0, nil
+		return peekView{free: true, freeFor: math.MaxInt64}, nil
 	case err != nil:
-		return false, 0, err
-	case !leftMicros.Valid || leftMicros.Int64 <= 0, l.pending != "" && token.String == l.pending:
-		return true, 0, nil
+		return peekView{}, err
+	case !left.Valid || left.Int64 <= 0, l.pending != "" && token.String == l.pending:
+		v.free = true
+		v.freeFor = time.Duration(math.MaxInt64)
+		if freeFor.Valid && freeFor.Int64 < math.MaxInt64/1000 {
+			v.freeFor = time.Duration(freeFor.Int64) * time.Microsecond
+		}
+		return v, nil
 	}
-	return false, time.Duration(leftMicros.Int64) * time.Microsecond, nil
+	v.left = time.Duration(left.Int64) * time.Microsecond
+	if heldFor.Valid {
+		v.heldFor = time.Duration(max(heldFor.Int64, 0)) * time.Microsecond
+	}
+	return v, nil
 }
 
 // waitEnded is the error of a wait that ran out: contention if an attempt was refused, and the last

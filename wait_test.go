@@ -5,8 +5,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/DATA-DOG/go-sqlmock"
 )
 
 // TestWaitRoomWakesOneInTurn: a release wakes the longest-waiting waiter of the key only; one that gives up
@@ -60,19 +58,18 @@ func TestAcquireWaitReadsBetweenAttempts(t *testing.T) {
 				f := newUnitFixture(t, d, "")
 				f.lock.manager.backoffMin, f.lock.manager.backoffMax = 40*time.Millisecond, 40*time.Millisecond
 				peek := unitQuery(t, d, "peek", "")
-				leaseRows := func(left any) *sqlmock.Rows {
-					return sqlmock.NewRows([]string{"token", "left"}).AddRow("holder", left)
-				}
 				f.expectAcquire(&unitToken{}, time.Minute).refused()
-				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(leaseRows(int64(5000))) // 5 ms left
-				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(leaseRows(int64(-1)))   // expired
+				f.expectEnqueue(7)
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("holder", int64(5000), nil, int64(1000), 6, 7)) // 5 ms left
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("holder", nil, int64(10), nil, 6, 7))           // released
 				tok := &unitToken{}
-				f.expectAcquire(tok, time.Minute).granted(9)
+				f.expectAcquireTicket(tok, time.Minute, 7).granted(9)
 				start := time.Now()
 				if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
 					t.Fatal(err)
 				}
-				// 20 to 40 ms after the refusal, then 5 ms, the lease's rest, instead of another 20 to 40.
+				// 20 to 40 ms after the refusal and the ticket, then 5 ms, the lease's rest, instead of another
+				// 20 to 40; then at once, the next ticket's turn.
 				if took := time.Since(start); took < 25*time.Millisecond || took > 45*time.Millisecond {
 					t.Errorf("took the lock after %v, want 25 to 45 ms", took)
 				}
@@ -83,9 +80,9 @@ func TestAcquireWaitReadsBetweenAttempts(t *testing.T) {
 			f := newUnitFixture(t, d, "")
 			f.lock.pending = "lost-attempt"
 			f.mock.ExpectQuery(unitQuery(t, d, "peek", "")).WithArgs(unitKey).
-				WillReturnRows(sqlmock.NewRows([]string{"token", "left"}).AddRow("lost-attempt", int64(60e6)))
-			if free, _, err := f.lock.peek(context.Background(), f.db); err != nil || !free {
-				t.Fatalf("peek of a key held by the lost attempt's token = %v, %v; want free", free, err)
+				WillReturnRows(unitPeekRows("lost-attempt", int64(60e6), nil, int64(1), 0, 0))
+			if v, err := f.lock.peek(context.Background(), f.db); err != nil || !v.free {
+				t.Fatalf("peek of a key held by the lost attempt's token = %v, %v; want free", v.free, err)
 			}
 		})
 	}

@@ -1,0 +1,338 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// integRowVersion reads what changes whenever a statement writes or locks the key's row: PostgreSQL's
+// xmin and xmax (a row lock sets xmax), MySQL's contended counter and queue columns, SQLite's row as a
+// whole (SQLite has no row locks).
+func integRowVersion(ctx context.Context, t *testing.T, tdb *testDB, m *DBManager, key string) string {
+	t.Helper()
+	var q string
+	switch {
+	case integIsPostgres(tdb.dialect):
+		q = fmt.Sprintf("SELECT xmin::text || '/' || xmax::text FROM %s WHERE lock_key = $1", m.quoted)
+	case tdb.dialect == DialectSQLite:
+		q = fmt.Sprintf("SELECT token || '/' || expire_at || '/' || fence || '/' || queue_tail FROM %s WHERE lock_key = ?", m.quoted)
+	default:
+		q = fmt.Sprintf("SELECT CONCAT(contended, '/', fence, '/', queue_tail, '/', expire_at) FROM %s WHERE lock_key = ?", m.quoted)
+	}
+	var v string
+	if err := tdb.db.QueryRowContext(ctx, q, key).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestIntegrationRefusalWritesNothing: an acquire refused because another holds the lock, or because
+// waiters are queued before it, neither writes nor locks the key's row (PostgreSQL: xmin and xmax stay;
+// MySQL: the session's Handler_write and Handler_update stay and contended is not bumped).
+func TestIntegrationRefusalWritesNothing(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		holder := integLock(t, m, tdb.db, "k")
+		integAcquire(ctx, t, holder, tdb.db, time.Minute)
+		before := integRowVersion(ctx, t, tdb, m, "k")
+		conn, err := tdb.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		handlers := func() (n int64) {
+			if tdb.dialect != DialectMySQL && tdb.dialect != DialectMariaDB {
+				return 0
+			}
+			rows, err := conn.QueryContext(ctx, "SHOW SESSION STATUS WHERE Variable_name IN ('Handler_write', 'Handler_update')")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var name string
+				var v int64
+				if err := rows.Scan(&name, &v); err != nil {
+					t.Fatal(err)
+				}
+				n += v
+			}
+			return n
+		}
+		h0 := handlers()
+		waiter := integLock(t, m, conn, "k")
+		for range 20 {
+			integWantErr(t, "acquire of a held lock", waiter.Acquire(ctx, conn, time.Minute), ErrLockAlreadyAcquired)
+		}
+		// SHOW STATUS itself writes a temporary table: count the reads' own share with a second SHOW.
+		h1 := handlers()
+		h2 := handlers()
+		if writes := (h1 - h0) - (h2 - h1); writes != 0 {
+			t.Errorf("20 refused acquires: %d handler writes in their session, want 0", writes)
+		}
+		if after := integRowVersion(ctx, t, tdb, m, "k"); after != before {
+			t.Errorf("20 refused acquires changed or locked the row: %s, then %s", before, after)
+		}
+	})
+}
+
+// TestIntegrationQueueOrder: waiters take a released lock in the order they queued, before the releaser
+// tries again, across managers (so no in-process wake-up helps), and the fences keep growing.
+func TestIntegrationQueueOrder(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		// Every party has its own manager, as separate processes would, with the default backoff: a waiter
+		// reads at least every 50 ms, and each ticket gets a grace of 100 ms.
+		other := func() *DBManager {
+			mm, err := NewDBManager(tdb.dialect, WithTableName(m.table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mm
+		}
+		holder := integLock(t, other(), tdb.db, "k")
+		integAcquire(ctx, t, holder, tdb.db, time.Minute)
+		var (
+			mu    sync.Mutex
+			order []string
+			wg    sync.WaitGroup
+		)
+		for i, name := range []string{"first", "second", "third"} {
+			l := integLock(t, other(), tdb.db, "k")
+			wg.Go(func() {
+				if err := l.AcquireWait(ctx, tdb.db, time.Minute, 20*time.Second); err != nil {
+					t.Errorf("%s: %v", name, err)
+					return
+				}
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+				if err := l.Release(ctx, tdb.db); err != nil {
+					t.Errorf("%s: release: %v", name, err)
+				}
+			})
+			// Each waiter queues before the next one starts.
+			integWaitFor(t, func() bool {
+				var tail int64
+				q := integQuery(tdb.dialect, fmt.Sprintf("SELECT queue_tail FROM %s WHERE lock_key = ?", m.quoted))
+				return tdb.db.QueryRowContext(ctx, q, "k").Scan(&tail) == nil && tail == int64(i+1)
+			})
+		}
+		fence := holder.Fence()
+		if err := holder.Release(ctx, tdb.db); err != nil {
+			t.Fatal(err)
+		}
+		// The releaser's next attempt does not take the lock back while others queue.
+		integWantErr(t, "the releaser's next acquire", holder.Acquire(ctx, tdb.db, time.Minute), ErrLockAlreadyAcquired)
+		wg.Wait()
+		if fmt.Sprint(order) != "[first second third]" {
+			t.Fatalf("the waiters took the lock in the order %v, want [first second third]", order)
+		}
+		next := integLock(t, m, tdb.db, "k")
+		integAcquire(ctx, t, next, tdb.db, time.Minute)
+		if next.Fence() != fence+4 {
+			t.Fatalf("fence after three hand-overs %d, want %d", next.Fence(), fence+4)
+		}
+	})
+}
+
+// integWaitFor polls cond for up to 10 seconds.
+func integWaitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 10 s")
+}
+
+// TestIntegrationLockAtLeastFor: DoExclusively with WithLockAtLeastFor keeps the lock taken until that long
+// after its acquisition when the work ends sooner; the next acquire succeeds after it, with a higher fence.
+func TestIntegrationLockAtLeastFor(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		l := integLock(t, m, tdb.db, "job")
+		start := time.Now()
+		if err := l.DoExclusively(ctx, tdb.db, func(context.Context) error { return nil },
+			WithLockTTL(10*time.Second), WithLockAtLeastFor(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		info, err := m.Get(ctx, tdb.db, "job")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := info.ExpiresAt.Sub(info.AcquiredAt); held < 999*time.Millisecond || held > 1001*time.Millisecond {
+			t.Fatalf("after an early release the lease ends %v after its acquisition, want 1 s", held)
+		}
+		integRefused(ctx, t, m, tdb.db, "job")
+		integSleepUntil(start.Add(1100 * time.Millisecond))
+		next := integLock(t, m, tdb.db, "job")
+		integAcquire(ctx, t, next, tdb.db, time.Minute)
+		if next.Fence() != 2 {
+			t.Fatalf("fence %d, want 2", next.Fence())
+		}
+		// Released after its least hold, a lock is free at once.
+		if err := next.DoExclusively(ctx, tdb.db, func(context.Context) error { return nil }, WithLockAtLeastFor(time.Millisecond)); !errors.Is(err, ErrLockAlreadyAcquired) {
+			t.Fatalf("DoExclusively on a lock its own DBLock holds under another token: %v", err)
+		}
+		if err := next.Release(ctx, tdb.db); err != nil {
+			t.Fatal(err)
+		}
+		integAcquire(ctx, t, integLock(t, m, tdb.db, "job"), tdb.db, time.Minute)
+	})
+}
+
+// integNotifier is a Notifier whose notices the test sends.
+type integNotifier struct {
+	channel string
+	mu      sync.Mutex
+	subs    map[string][]chan struct{}
+}
+
+func (n *integNotifier) Channel() string { return n.channel }
+func (n *integNotifier) Listening() bool { return true }
+func (n *integNotifier) Subscribe(key string) (<-chan struct{}, func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	if n.subs == nil {
+		n.subs = map[string][]chan struct{}{}
+	}
+	n.subs[key] = append(n.subs[key], ch)
+	return ch, func() {}
+}
+
+func (n *integNotifier) notify(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, ch := range n.subs[key] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// TestIntegrationReleasePublishes: on PostgreSQL a release through a manager with a Notifier publishes the
+// key on its channel, in the releasing statement; a refused release publishes nothing.
+func TestIntegrationReleasePublishes(t *testing.T) {
+	t.Parallel()
+	tdb := openPostgres(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, tdb.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	channel := fmt.Sprintf("distrlock_test_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		t.Fatal(err)
+	}
+	plain := newTestManager(t, tdb)
+	m, err := NewDBManager(DialectPgx, WithTableName(plain.table), WithNotifier(&integNotifier{channel: channel}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := integLock(t, m, tdb.db, "job-1")
+	integAcquire(ctx, t, l, tdb.db, time.Minute)
+	if err := l.Release(ctx, tdb.db); err != nil {
+		t.Fatal(err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := conn.WaitForNotification(wait)
+	if err != nil || n.Payload != "job-1" {
+		t.Fatalf("notification after the release: %v, %v; want the key", n, err)
+	}
+	integWantErr(t, "second release", l.Release(ctx, tdb.db), ErrLockAlreadyReleased)
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if n, err := conn.WaitForNotification(short); err == nil {
+		t.Fatalf("a refused release published %q", n.Payload)
+	}
+}
+
+// TestIntegrationWaiterWakesOnNotice: a waiter of a manager with a listening Notifier sleeps until a notice
+// (not polling), and takes the lock right after one.
+func TestIntegrationWaiterWakesOnNotice(t *testing.T) {
+	t.Parallel()
+	tdb := openPostgres(t)
+	ctx := t.Context()
+	plain := newTestManager(t, tdb)
+	n := &integNotifier{channel: "unused"}
+	m, err := NewDBManager(DialectPgx, WithTableName(plain.table), WithNotifier(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The holder is another manager, as another process would be: its release wakes nobody here.
+	holder := integLock(t, plain, tdb.db, "job")
+	integAcquire(ctx, t, holder, tdb.db, time.Minute)
+	counting := &integCountingDB{DB: tdb.db}
+	done := make(chan error, 1)
+	go func() {
+		l := integLock(t, m, tdb.db, "job")
+		done <- l.AcquireWait(ctx, counting, time.Minute, 10*time.Second)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := holder.Release(ctx, tdb.db); err != nil {
+		t.Fatal(err)
+	}
+	if got := counting.count(); got > 4 {
+		t.Errorf("a waiter sent %d statements in 0.5 s while a notifier listened, want at most 4 (attempt, ticket, reads)", got)
+	}
+	released := time.Now()
+	n.notify("job")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(released); d > 500*time.Millisecond {
+			t.Errorf("took the lock %v after the notice", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not take the lock within 5 s of the notice")
+	}
+}
+
+// integCountingDB counts the statements sent through it.
+type integCountingDB struct {
+	*sql.DB
+	mu sync.Mutex
+	n  int
+}
+
+func (c *integCountingDB) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *integCountingDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.DB.ExecContext(ctx, q, args...)
+}
+
+func (c *integCountingDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.DB.QueryRowContext(ctx, q, args...)
+}

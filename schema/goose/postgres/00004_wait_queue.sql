@@ -1,0 +1,11 @@
+-- +goose Up
+-- The waiters' queue (queue_head, queue_tail: see queries/acquire.sql) and when the lock was last released.
+ALTER TABLE "distributed_locks"
+    ADD COLUMN queue_head bigint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_tail bigint NOT NULL DEFAULT 0,
+    ADD COLUMN freed_at timestamptz;
+-- +goose Down
+ALTER TABLE "distributed_locks"
+    DROP COLUMN freed_at,
+    DROP COLUMN queue_tail,
+    DROP COLUMN queue_head;

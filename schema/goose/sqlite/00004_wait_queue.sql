@@ -1,0 +1,9 @@
+-- +goose Up
+-- The waiters' queue (queue_head, queue_tail: see queries/acquire.sql) and when the lock was last released.
+ALTER TABLE "distributed_locks" ADD COLUMN queue_head INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE "distributed_locks" ADD COLUMN queue_tail INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE "distributed_locks" ADD COLUMN freed_at INTEGER;
+-- +goose Down
+ALTER TABLE "distributed_locks" DROP COLUMN freed_at;
+ALTER TABLE "distributed_locks" DROP COLUMN queue_tail;
+ALTER TABLE "distributed_locks" DROP COLUMN queue_head;
