@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -439,5 +440,111 @@ func TestRunReadsTerminal(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "got yes") {
 		t.Fatalf("run under a terminal: %v\n%s", err, out)
+	}
+}
+
+// tool runs the binary with no database configured, in a state directory of the test's own.
+func tool(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "DISTRLOCK_DSN=")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return result{code: exitCode(t, err), stdout: out.String(), stderr: errOut.String()}
+}
+
+// TestHelpOfHelp: help asked of help, twice, or with --json prints the tool's help and exits 0 (it once
+// recursed until the stack overflowed).
+func TestHelpOfHelp(t *testing.T) {
+	for _, args := range [][]string{{"help", "help"}, {"-h", "-h"}, {"--help", "--help"}, {"help", "--json"},
+		{"--json", "help"}, {"help", "-h"}, {"help", "help", "help"}} {
+		res := tool(t, args...)
+		if res.code != exitOK || !strings.Contains(res.stdout, "Usage:\n  distrlock run") || res.stderr != "" {
+			t.Errorf("%v: exit %d\nstdout: %.200s\nstderr: %.300s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+}
+
+// TestHelpAfterCommonFlags: the common flags before help are parsed as flags with their values, so help
+// still finds its topic.
+func TestHelpAfterCommonFlags(t *testing.T) {
+	for _, args := range [][]string{{"--dsn", "X", "help", "list"}, {"--dsn=X", "--json", "help", "list"},
+		{"--table", "t", "list", "--help"}, {"help", "list", "--dsn", "X"}} {
+		res := tool(t, args...)
+		if res.code != exitOK || !strings.HasPrefix(res.stdout, "Usage: distrlock list") || res.stderr != "" {
+			t.Errorf("%v: exit %d\nstdout: %.200s\nstderr: %.300s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	if res := tool(t, "help", "bogus"); res.code != exitUsage || !strings.Contains(res.stderr, `"bogus"`) {
+		t.Errorf("help bogus: exit %d, stderr %q", res.code, res.stderr)
+	}
+}
+
+// TestBadFlagValue: a flag's bad value is reported on one line that names the flag and the value and
+// points to the command's help, instead of the whole help.
+func TestBadFlagValue(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		flag, value string
+	}{
+		{[]string{"run", "--key", "k", "--ttl", "101y", "--", "true"}, "--ttl", `"101y"`},
+		{[]string{"run", "--key", "k", "--wait", "1", "--", "true"}, "--wait", `"1"`},
+		{[]string{"run", "--key", "k", "--grace=soon", "--", "true"}, "--grace", `"soon"`},
+		{[]string{"list", "--held=maybe"}, "--held", `"maybe"`},
+	} {
+		res := tool(t, tc.args...)
+		line := strings.TrimSuffix(res.stderr, "\n")
+		if res.code != exitUsage || strings.Contains(line, "\n") || !strings.Contains(line, tc.flag) ||
+			!strings.Contains(line, tc.value) || !strings.Contains(line, "--help") || res.stdout != "" {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestFlagWithoutValue: --dsn with no value says so, before or after the command.
+func TestFlagWithoutValue(t *testing.T) {
+	for _, args := range [][]string{{"--dsn"}, {"--dsn", "list"}, {"--dsn", "--json", "list"}, {"list", "--dsn"},
+		{"--table"}, {"inspect", "k", "--table"}} {
+		res := tool(t, args...)
+		if res.code != exitUsage || !strings.Contains(res.stderr, "needs a value") ||
+			strings.Contains(res.stderr, "unknown command") || strings.Count(res.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestUsageShowsDefaults: a duration the tool's usage shows for a flag of run, as in [--ttl 1m], is that
+// flag's real default.
+func TestUsageShowsDefaults(t *testing.T) {
+	usage := tool(t, "help").stdout
+	runLine := ""
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "distrlock run ") {
+			runLine = line
+		}
+	}
+	if runLine == "" {
+		t.Fatalf("no run line in the usage:\n%s", usage)
+	}
+	flags := tool(t, "run", "--help").stdout
+	checked := 0
+	for _, m := range regexp.MustCompile(`\[--(\w+) (\S+)\]`).FindAllStringSubmatch(runLine, -1) {
+		shown, err := time.ParseDuration(m[2])
+		if err != nil {
+			continue // a placeholder such as D or NAME
+		}
+		checked++
+		def := regexp.MustCompile(`(?m)^  -` + m[1] + ` .*\n.*\(default (\S+)\)$`).FindStringSubmatch(flags)
+		if def == nil {
+			t.Errorf("usage shows --%s %s but the flag has no default:\n%s", m[1], m[2], flags)
+			continue
+		}
+		if real, err := time.ParseDuration(def[1]); err != nil || real != shown {
+			t.Errorf("usage shows --%s %s, its default is %s", m[1], m[2], def[1])
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no duration checked in %q", runLine)
 	}
 }

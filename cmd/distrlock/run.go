@@ -33,10 +33,10 @@ group gets SIGTERM and, after --grace, SIGKILL, before the lease can end; distrl
 as it does when it finds at the end that the lock was released or taken meanwhile. Run from a terminal,
 COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z is ignored.`)
 	key := fs.String("key", "", "the lock's `KEY` (required)")
-	ttl := fs.Duration("ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
-	wait := fs.Duration("wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
+	ttl := newDurationFlag(fs, "ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
+	wait := newDurationFlag(fs, "wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
 	owner := fs.String("owner", "", "owner `NAME` stored with the lock (default HOST/pid-PID)")
-	grace := fs.Duration("grace", 0, "time between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
+	grace := newDurationFlag(fs, "grace", 0, "time `D` between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
