@@ -76,7 +76,7 @@ func (a *app) cmdList(ctx context.Context, args []string) int {
 		a.errorf("list takes no arguments (did you mean --prefix %s?)", rest[0])
 		return exitUsage
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -127,7 +127,7 @@ func (a *app) cmdInspect(ctx context.Context, args []string) int {
 		a.errorf("inspect takes one KEY")
 		return exitUsage
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -192,7 +192,7 @@ func (a *app) cmdRelease(ctx context.Context, args []string) int {
 		a.errorf("release needs exactly one of --token TOKEN and --force")
 		return exitUsage
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}

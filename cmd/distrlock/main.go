@@ -25,6 +25,7 @@ import (
 const (
 	exitOK          = 0
 	exitUsage       = 64 // bad flags or arguments (sysexits EX_USAGE)
+	exitConfig      = 65 // the database answered but refused the DSN or lacks the table (EX_DATAERR)
 	exitUnreachable = 69 // the database cannot be reached (EX_UNAVAILABLE)
 	exitInternal    = 70 // an unexpected error (EX_SOFTWARE)
 	exitHeld        = 75 // the lock is held by another (EX_TEMPFAIL: try again later)
@@ -159,13 +160,18 @@ run fails at once if another holds the lock; --wait D makes it wait for the lock
 Every command takes, before or after its name:
   --dsn DSN     the database: postgres://user@host:5432/db, mysql://user:pass@host:3306/db
                 (MySQL and MariaDB) or sqlite:///path/to/file.db. Default: $DISTRLOCK_DSN,
-                else the SQLite file %s (created on first use; one host only)
+                else the SQLite file %s (created on first use; one host only).
+                A SQLite file named in a DSN (sqlite://relative.db is relative to the working
+                directory) is created only by distrlock migrate
   --table NAME  the lock table (default distributed_locks)
   --json        print results as JSON
 
 Exit codes:
   the command's own   run: the command ran (128+N if it died of signal N)
-  64  bad usage                     69  database unreachable
+  64  bad usage
+  65  the database answered but refused the DSN (user, password, database name, privileges),
+      or has no lock table (create it with distrlock migrate); a SQLite file that is missing
+  69  database unreachable: connection refused or timed out, unknown host
   70  unexpected error              75  lock held by another (run without --wait)
   76  --wait ran out                77  lease lost while the command ran (stopped if still running)
   78  release: not held (under that token)
@@ -317,6 +323,14 @@ func (a *app) errorf(format string, args ...any) {
 
 // failf reports an error that ends the command, and returns code, the exit code to end with.
 func (a *app) failf(code int, format string, args ...any) int {
-	a.errorf(format, args...)
+	return a.fail(code, fmt.Sprintf(format, args...), "")
+}
+
+// fail reports msg, and what to do about it (hint, if not empty), and returns code.
+func (a *app) fail(code int, msg, hint string) int {
+	if hint != "" {
+		msg += "\n  " + hint
+	}
+	a.errorf("%s", msg)
 	return code
 }

@@ -66,7 +66,7 @@ COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z i
 		return exitUsage
 	}
 
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
