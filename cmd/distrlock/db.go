@@ -211,8 +211,7 @@ SQLite file needs no migrate: it is created on first use; another SQLite file is
 		return code
 	}
 	if fs.NArg() > 0 {
-		a.errorf("migrate takes no arguments")
-		return exitUsage
+		return a.failf(exitUsage, "migrate takes no arguments")
 	}
 	c, code, ok := a.open(ctx, cf, true)
 	if !ok {
@@ -232,8 +231,7 @@ SQLite file needs no migrate: it is created on first use; another SQLite file is
 		status = "created"
 	case isMissingColumn(err.Error()):
 		if applied, err = upgradeDBkit(ctx, c); err != nil {
-			a.errorf("upgrading go-dbkit's table %s: %v", c.m.TableName(), err)
-			return exitInternal
+			return a.failf(exitInternal, "upgrading go-dbkit's table %s: %v", c.m.TableName(), err)
 		}
 		status = "upgraded"
 	default:

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +47,7 @@ func main() {
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	json           bool // --json: errors are JSON objects too
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -54,6 +57,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 // main runs one command. stopSignals hands SIGINT and SIGTERM back to the caller's handling: `run` forwards
 // them to its command instead of ending.
 func (a *app) main(ctx context.Context, stopSignals func(), args []string) int {
+	a.json = wantsJSON(args)
 	if len(args) == 0 {
 		a.usage(a.stderr)
 		return exitUsage
@@ -164,7 +168,12 @@ Every command takes, before or after its name:
                 A SQLite file named in a DSN (sqlite://relative.db is relative to the working
                 directory) is created only by distrlock migrate
   --table NAME  the lock table (default distributed_locks)
-  --json        print results as JSON
+  --json        print results as JSON on stdout, and errors as one JSON object a line on stderr:
+                {"error": "…", "hint": "…", "code": 69, "kind": "unreachable"} (hint may be absent;
+                notices that do not end the command are {"warning": "…"}). Durations are whole
+                milliseconds, in fields named *_ms. run prints one line when COMMAND has ended:
+                {"key", "fence", "owner", "exit_code" (distrlock's), "command_exit_code",
+                "lease_lost", "waited_ms", "ran_ms"}
 
 Exit codes:
   the command's own   run: the command ran (128+N if it died of signal N)
@@ -311,14 +320,15 @@ func (a *app) parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, 
 	}
 }
 
-// errorf prints a message on stderr, prefixed "distrlock: " once: the library's errors and log lines
-// already begin with it.
-func (a *app) errorf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if !strings.HasPrefix(msg, "distrlock: ") {
-		msg = "distrlock: " + msg
+// warnf prints a notice that does not end the command on stderr: a line prefixed "distrlock: " once (the
+// library's errors and log lines already begin with it), or {"warning": …} under --json.
+func (a *app) warnf(format string, args ...any) {
+	msg := strings.TrimPrefix(fmt.Sprintf(format, args...), "distrlock: ")
+	if a.json {
+		a.printLine(map[string]string{"warning": msg})
+		return
 	}
-	fmt.Fprintln(a.stderr, msg)
+	fmt.Fprintln(a.stderr, "distrlock: "+msg)
 }
 
 // failf reports an error that ends the command, and returns code, the exit code to end with.
@@ -326,11 +336,78 @@ func (a *app) failf(code int, format string, args ...any) int {
 	return a.fail(code, fmt.Sprintf(format, args...), "")
 }
 
-// fail reports msg, and what to do about it (hint, if not empty), and returns code.
+// errorJSON is an error under --json.
+type errorJSON struct {
+	Error string `json:"error"`
+	Hint  string `json:"hint,omitempty"` // what to do about it
+	Code  int    `json:"code"`           // the exit code
+	Kind  string `json:"kind"`
+}
+
+// fail reports msg, and what to do about it (hint, if not empty), on stderr and returns code: as text, or
+// under --json as one line of JSON.
 func (a *app) fail(code int, msg, hint string) int {
+	msg = strings.TrimPrefix(msg, "distrlock: ")
+	if a.json {
+		a.printLine(errorJSON{Error: msg, Hint: hint, Code: code, Kind: kindOf(code)})
+		return code
+	}
 	if hint != "" {
 		msg += "\n  " + hint
 	}
-	a.errorf("%s", msg)
+	fmt.Fprintln(a.stderr, "distrlock: "+msg)
 	return code
+}
+
+// printLine prints v on stderr as one line of JSON.
+func (a *app) printLine(v any) {
+	enc := json.NewEncoder(a.stderr)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// kindOf names an exit code in JSON errors.
+func kindOf(code int) string {
+	switch code {
+	case exitUsage:
+		return "usage"
+	case exitConfig:
+		return "config"
+	case exitUnreachable:
+		return "unreachable"
+	case exitHeld:
+		return "held"
+	case exitWaitTimeout:
+		return "wait_timeout"
+	case exitLeaseLost:
+		return "lease_lost"
+	case exitNotFound:
+		return "not_held"
+	case 126:
+		return "cannot_execute"
+	case 127:
+		return "command_not_found"
+	default:
+		return "internal"
+	}
+}
+
+// wantsJSON reports whether args ask for --json anywhere before COMMAND's "--", so that errors found
+// before the flags are parsed are JSON too.
+func wantsJSON(args []string) bool {
+	on := false
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if !strings.HasPrefix(arg, "-") || name != "json" {
+			continue
+		}
+		on = true
+		if hasValue {
+			on, _ = strconv.ParseBool(value)
+		}
+	}
+	return on
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/distrlock/distrlock"
@@ -546,5 +547,121 @@ func TestUsageShowsDefaults(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Errorf("no duration checked in %q", runLine)
+	}
+}
+
+// jsonError checks that stderr is one JSON error object whose code is the exit code and whose kind is kind.
+func jsonError(t *testing.T, what string, res result, code int, kind string) {
+	t.Helper()
+	var e errorJSON
+	line := strings.TrimSuffix(res.stderr, "\n")
+	if err := json.Unmarshal([]byte(line), &e); err != nil || strings.Contains(line, "\n") {
+		t.Errorf("%s: stderr is not one JSON object (%v): %q", what, err, res.stderr)
+		return
+	}
+	if res.code != code || e.Code != code || e.Kind != kind || e.Error == "" {
+		t.Errorf("%s: exit %d, error %+v; want code %d, kind %q", what, res.code, e, code, kind)
+	}
+}
+
+// TestJSONErrors: under --json, wherever it is given, every error is a JSON object on stderr.
+func TestJSONErrors(t *testing.T) {
+	missing := "sqlite://" + filepath.Join(t.TempDir(), "missing.db")
+	for _, tc := range []struct {
+		args []string
+		code int
+		kind string
+	}{
+		{[]string{"--json", "list", "--dsn", "bogus"}, exitUsage, "usage"},
+		{[]string{"--json", "bogus"}, exitUsage, "usage"},
+		{[]string{"--json", "--dsn"}, exitUsage, "usage"},
+		{[]string{"run", "--json", "--key", "k", "--ttl", "101y", "--", "true"}, exitUsage, "usage"},
+		{[]string{"list", "--json", "--dsn", "postgres://postgres@127.0.0.1:1/test"}, exitUnreachable, "unreachable"},
+		{[]string{"inspect", "k", "--dsn", missing, "--json"}, exitConfig, "config"},
+		{[]string{"--json", "release", "k", "--force"}, exitNotFound, "not_held"},
+		{[]string{"--json", "run", "--key", "k", "--", "distrlock-no-such-command"}, 127, "command_not_found"},
+	} {
+		jsonError(t, strings.Join(tc.args, " "), tool(t, tc.args...), tc.code, tc.kind)
+	}
+	c := newCLI(t, backends(t)[0])
+	holder := c.start("--key", "job", "--ttl", "10s")
+	jsonError(t, "run on a held lock", c.run("run", "--key", "job", "--json", "--", "true"), exitHeld, "held")
+	jsonError(t, "run with --wait on a held lock", c.run("run", "--key", "job", "--json", "--wait", "200ms", "--", "true"), exitWaitTimeout, "wait_timeout")
+	_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+	holder.wait(t)
+}
+
+// TestRunJSON: run --json prints, after the command's own output, one line of JSON with the key, the fence,
+// the command's exit status and the durations.
+func TestRunJSON(t *testing.T) {
+	res := tool(t, "--json", "run", "--key", "job", "--", "sh", "-c", "echo out; exit 3")
+	lines := strings.Split(strings.TrimSuffix(res.stdout, "\n"), "\n")
+	if res.code != 3 || len(lines) != 2 || lines[0] != "out" || res.stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &out); err != nil {
+		t.Fatalf("last line %q: %v", lines[1], err)
+	}
+	if out["key"] != "job" || out["fence"] != 1.0 || out["command_exit_code"] != 3.0 || out["exit_code"] != 3.0 ||
+		out["lease_lost"] != false {
+		t.Errorf("result %v", out)
+	}
+	for _, name := range []string{"waited_ms", "ran_ms"} {
+		if _, ok := out[name].(float64); !ok {
+			t.Errorf("%s is %#v, want a number", name, out[name])
+		}
+	}
+}
+
+// TestJSONDurations: every duration in JSON output is a whole number of milliseconds in a field named
+// *_ms; no other field is a number but counts and codes, and no string is a duration.
+func TestJSONDurations(t *testing.T) {
+	c := newCLI(t, backends(t)[0])
+	holder := c.start("--key", "job", "--ttl", "10s")
+	var outputs []string
+	for _, args := range [][]string{{"inspect", "job", "--json"}, {"list", "--json"}, {"release", "job", "--force", "--json"},
+		{"run", "--key", "job", "--json", "--", "true"}} {
+		res := c.run(args...)
+		if res.code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+		outputs = append(outputs, res.stdout)
+	}
+	holder.wait(t)
+	numbers := map[string]bool{"fence": true, "code": true, "exit_code": true, "command_exit_code": true}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(path+"[]", x)
+			}
+		case float64:
+			name := path[strings.LastIndex(path, ".")+1:]
+			if strings.HasSuffix(name, "_ms") && v != float64(int64(v)) || !strings.HasSuffix(name, "_ms") && !numbers[name] {
+				t.Errorf("%s = %v: durations are whole milliseconds in *_ms fields", path, v)
+			}
+		case string:
+			if _, err := time.ParseDuration(v); err == nil {
+				t.Errorf("%s = %q is a duration as a string", path, v)
+			}
+		}
+	}
+	seen := 0
+	for _, out := range outputs {
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		seen += strings.Count(out, `_ms"`)
+		walk("", v)
+	}
+	if seen < 7 { // ttl_ms and remaining_ms in inspect, list and release's overridden lock; run's waited_ms and ran_ms
+		t.Errorf("only %d *_ms fields in %q", seen, outputs)
 	}
 }
