@@ -27,7 +27,7 @@ import (
 const (
 	exitOK          = 0
 	exitUsage       = 64 // bad flags or arguments (sysexits EX_USAGE)
-	exitConfig      = 65 // the database answered but refused the DSN or lacks the table (EX_DATAERR)
+	exitConfig      = 65 // the database answered but refused the DSN or lacks the table (EX_DATAERR; 78 was taken)
 	exitUnreachable = 69 // the database cannot be reached (EX_UNAVAILABLE)
 	exitInternal    = 70 // an unexpected error (EX_SOFTWARE)
 	exitHeld        = 75 // the lock is held by another (EX_TEMPFAIL: try again later)
