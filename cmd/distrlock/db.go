@@ -3,16 +3,23 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/distrlock/distrlock"
 )
@@ -27,80 +34,169 @@ type conn struct {
 func (c *conn) Close() error { return c.db.Close() }
 
 // open connects to the database the flags name and checks that it answers. The default SQLite file and
-// its table are created on first use; other databases need `distrlock migrate` once.
-func (a *app) open(ctx context.Context, c *commonFlags) (*conn, int, bool) {
+// its table are created on first use; other databases need `distrlock migrate` once, and another SQLite
+// file is created only when create is set (by migrate).
+func (a *app) open(ctx context.Context, c *commonFlags, create bool) (*conn, int, bool) {
 	dsn := c.dsn
 	if dsn == "" {
 		dsn = a.getenv("DISTRLOCK_DSN")
 	}
 	t, err := parseDSN(dsn)
 	if err != nil {
-		a.errorf("%v", err)
-		return nil, exitUsage, false
+		return nil, a.failf(exitUsage, "%v", err), false
 	}
 	m, err := distrlock.NewDBManager(t.dialect, distrlock.WithTableName(c.table))
 	if err != nil {
-		a.errorf("%v", err)
-		return nil, exitUsage, false
+		return nil, a.failf(exitUsage, "%v", err), false
 	}
 	if t.local {
 		if err := os.MkdirAll(filepath.Dir(t.display), 0o700); err != nil {
-			a.errorf("cannot create the directory of the local SQLite file: %v\n  set --dsn or DISTRLOCK_DSN to use another database", err)
-			return nil, exitUnreachable, false
+			return nil, a.fail(exitConfig, fmt.Sprintf("cannot create the directory of the local SQLite file: %v", err),
+				"set --dsn or DISTRLOCK_DSN to use another database"), false
+		}
+	}
+	if t.dialect == distrlock.DialectSQLite && !t.local && !create {
+		// The driver would create a missing file, and the command then fail on the table it lacks.
+		if _, err := os.Stat(t.display); errors.Is(err, fs.ErrNotExist) {
+			return nil, a.fail(exitConfig, fmt.Sprintf("the SQLite file %s does not exist", t.display),
+				fmt.Sprintf("create it and its lock table once with `distrlock migrate --dsn sqlite://%s`", t.display)), false
 		}
 	}
 	db, err := sql.Open(t.driver, t.dsn)
 	if err != nil {
-		a.errorf("%v", err)
-		return nil, exitUsage, false
+		return nil, a.failf(exitUsage, "%v", err), false
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		_ = db.Close()
-		a.errorf("cannot reach the database %s: %v\n  check --dsn or DISTRLOCK_DSN, and that the server is running and reachable", t.display, err)
-		return nil, exitUnreachable, false
+		switch {
+		case t.dialect == distrlock.DialectSQLite:
+			return nil, a.fail(exitConfig, fmt.Sprintf("cannot open the SQLite file %s: %v", t.display, err),
+				"check the path in --dsn or DISTRLOCK_DSN, its directory and their permissions"), false
+		case classify(err) == problemConfig:
+			return nil, a.fail(exitConfig, fmt.Sprintf("the database %s refused the connection: %v", t.display, serverMessage(err)),
+				"check the user, password and database name in --dsn or DISTRLOCK_DSN"), false
+		default:
+			return nil, a.fail(exitUnreachable, fmt.Sprintf("cannot reach the database %s: %v", t.display, err),
+				"check --dsn or DISTRLOCK_DSN, and that the server is running and reachable"), false
+		}
 	}
 	if t.local {
 		if err := m.CreateTable(ctx, db); err != nil {
 			_ = db.Close()
-			a.errorf("cannot create the lock table in %s: %v", t.display, err)
-			return nil, exitUnreachable, false
+			return nil, a.fail(exitConfig, fmt.Sprintf("cannot create the lock table in %s: %v", t.display, err),
+				"set --dsn or DISTRLOCK_DSN to use another database"), false
 		}
 	}
 	return &conn{db: db, m: m, t: t}, 0, true
 }
 
-// explain prints err with what to do about it, and returns the exit code it deserves.
+// explain reports err with what to do about it, and returns the exit code it deserves.
 func (a *app) explain(c *conn, err error) int {
-	msg := err.Error()
 	switch {
-	case isMissingTable(msg):
-		a.errorf("%v\n  the lock table does not exist in %s: run `distrlock migrate` once", err, c.t.display)
-		return exitUnreachable
+	case classify(err) == problemMissingTable:
+		table := c.m.TableName()
+		return a.fail(exitConfig, fmt.Sprintf("the lock table %s does not exist in %s", table, c.t.display),
+			fmt.Sprintf("create it once with `distrlock migrate%s` and the same --dsn", tableHint(table)))
 	case errors.Is(err, distrlock.ErrInvalidKey), errors.Is(err, distrlock.ErrInvalidToken),
 		errors.Is(err, distrlock.ErrInvalidTTL), errors.Is(err, distrlock.ErrInvalidOption):
-		a.errorf("%v", err)
-		return exitUsage
-	case isConnectionError(err):
-		a.errorf("%v\n  the database %s stopped answering", err, c.t.display)
-		return exitUnreachable
+		return a.failf(exitUsage, "%s", describe(err))
+	case classify(err) == problemConfig:
+		return a.fail(exitConfig, describe(err),
+			fmt.Sprintf("the database %s refused the statement: check the DSN's user and its privileges on the table", c.t.display))
+	case classify(err) == problemUnreachable:
+		return a.fail(exitUnreachable, describe(err), fmt.Sprintf("the database %s stopped answering", c.t.display))
 	default:
-		a.errorf("%v", err)
-		return exitInternal
+		return a.failf(exitInternal, "%s", describe(err))
 	}
 }
 
-func isMissingTable(msg string) bool {
-	// PostgreSQL 42P01, MySQL/MariaDB 1146, SQLite.
-	return strings.Contains(msg, "SQLSTATE 42P01") || strings.Contains(msg, "Error 1146") ||
-		strings.Contains(msg, "no such table")
+func tableHint(table string) string {
+	if table == distrlock.DefaultTableName {
+		return ""
+	}
+	return " --table " + table
 }
 
-func isConnectionError(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) ||
-		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "broken pipe") ||
-		strings.Contains(err.Error(), "connection reset")
+// describe is err's message without the empty key the library names in errors of calls that have none
+// (`distrlock: list "": …`).
+func describe(err error) string {
+	msg := err.Error()
+	if cause := errors.Unwrap(err); cause != nil {
+		op, ok := strings.CutSuffix(msg, ` "": `+cause.Error())
+		if ok && strings.HasPrefix(op, "distrlock: ") && !strings.Contains(strings.TrimPrefix(op, "distrlock: "), " ") {
+			return op + ": " + cause.Error()
+		}
+	}
+	return msg
+}
+
+// problem is what a database error means for the user.
+type problem int
+
+const (
+	problemOther        problem = iota
+	problemUnreachable          // no answer: refused, timed out, unknown host, connection lost
+	problemConfig               // the server answered and refused: login, database, privileges
+	problemMissingTable         // the lock table does not exist
+)
+
+// classify tells from the driver's error what went wrong.
+func classify(err error) problem {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "42P01": // undefined_table
+			return problemMissingTable
+		case strings.HasPrefix(pgErr.Code, "28"), // invalid_authorization_specification, invalid_password
+			pgErr.Code == "3D000", // invalid_catalog_name: no such database
+			pgErr.Code == "42501": // insufficient_privilege
+			return problemConfig
+		}
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		switch myErr.Number {
+		case 1146: // ER_NO_SUCH_TABLE
+			return problemMissingTable
+		case 1044, 1045, 1049, 1142, 1698: // access denied to the database, for the user; unknown database; table access denied
+			return problemConfig
+		}
+	}
+	var sqliteErr *sqlite.Error
+	if errors.As(err, &sqliteErr) {
+		switch {
+		case strings.Contains(sqliteErr.Error(), "no such table"):
+			return problemMissingTable
+		case sqliteErr.Code() == sqlite3.SQLITE_CANTOPEN, sqliteErr.Code() == sqlite3.SQLITE_NOTADB,
+			sqliteErr.Code()&0xff == sqlite3.SQLITE_READONLY, sqliteErr.Code() == sqlite3.SQLITE_PERM:
+			return problemConfig
+		}
+	}
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded), errors.Is(err, sql.ErrConnDone),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return problemUnreachable
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe") ||
+		strings.Contains(msg, "connection reset") {
+		return problemUnreachable
+	}
+	return problemOther
+}
+
+// serverMessage is the server's own words in err when there are some: pgx repeats them once per address
+// and TLS mode it tried.
+func serverMessage(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	return err
 }
 
 // migrate creates the lock table, or upgrades a go-dbkit one, on the database.
@@ -110,15 +206,14 @@ func (a *app) cmdMigrate(ctx context.Context, args []string) int {
 that go-dbkit's distrlock created (its locks stay held until they expire). Stop every go-dbkit replica
 that uses the table first. On PostgreSQL, go-dbkit stored expiry times in its sessions' time zone: if
 that was not the server's default, add it to the DSN (postgres://…?timezone=Europe/Berlin). The default
-SQLite file needs no migrate: it is created on first use.`)
+SQLite file needs no migrate: it is created on first use; another SQLite file is created by migrate.`)
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
-		a.errorf("migrate takes no arguments")
-		return exitUsage
+		return a.failf(exitUsage, "migrate takes no arguments")
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, true)
 	if !ok {
 		return code
 	}
@@ -129,15 +224,14 @@ SQLite file needs no migrate: it is created on first use.`)
 	_, err := c.m.Get(ctx, c.db, "distrlock-migrate-probe")
 	switch {
 	case err == nil:
-	case isMissingTable(err.Error()):
+	case classify(err) == problemMissingTable:
 		if err := c.m.CreateTable(ctx, c.db); err != nil {
 			return a.explain(c, err)
 		}
 		status = "created"
 	case isMissingColumn(err.Error()):
 		if applied, err = upgradeDBkit(ctx, c); err != nil {
-			a.errorf("upgrading go-dbkit's table %s: %v", c.m.TableName(), err)
-			return exitInternal
+			return a.failf(exitInternal, "upgrading go-dbkit's table %s: %v", c.m.TableName(), err)
 		}
 		status = "upgraded"
 	default:

@@ -37,7 +37,7 @@ func parseDSN(dsn string) (target, error) {
 	scheme, rest, ok := strings.Cut(dsn, "://")
 	if !ok {
 		if strings.HasPrefix(dsn, "file:") {
-			return sqliteTarget(strings.TrimPrefix(dsn, "file:"), false), nil
+			return sqliteFile(strings.TrimPrefix(dsn, "file:"))
 		}
 		return target{}, fmt.Errorf("DSN %q has no scheme: use postgres://, mysql:// or sqlite://", redact(dsn))
 	}
@@ -73,10 +73,23 @@ func parseDSN(dsn string) (target, error) {
 		}
 		return target{dialect: distrlock.DialectMySQL, driver: "mysql", dsn: cfg.FormatDSN(), display: redact(dsn)}, nil
 	case "sqlite", "sqlite3":
-		return sqliteTarget(rest, false), nil
+		return sqliteFile(rest)
 	default:
 		return target{}, fmt.Errorf("DSN scheme %q is not supported: use postgres://, mysql:// or sqlite://", scheme)
 	}
+}
+
+// sqliteFile is the target of a SQLite file a DSN names. A relative path is taken from the working
+// directory and shown absolute, so that messages say which file was meant.
+func sqliteFile(path string) (target, error) {
+	if path == "" {
+		return target{}, errors.New("SQLite DSN names no file: sqlite:///absolute/path.db or sqlite://relative/path.db")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return target{}, fmt.Errorf("SQLite file %q: %w", path, err)
+	}
+	return sqliteTarget(abs, false), nil
 }
 
 func sqliteTarget(path string, local bool) target {

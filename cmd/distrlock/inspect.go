@@ -14,28 +14,29 @@ import (
 
 // lockJSON is how --json prints a lock.
 type lockJSON struct {
-	Key        string     `json:"key"`
-	Held       bool       `json:"held"`
-	Token      string     `json:"token,omitempty"`
-	Owner      string     `json:"owner,omitempty"`
-	Data       string     `json:"data,omitempty"` // UTF-8 text as is; other bytes as base64 in data_base64
-	DataBase64 []byte     `json:"data_base64,omitempty"`
-	Fence      int64      `json:"fence"`
-	TTL        string     `json:"ttl,omitempty"`
-	AcquiredAt *time.Time `json:"acquired_at,omitempty"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
-	RemainingS float64    `json:"remaining_seconds"`
+	Key         string     `json:"key"`
+	Held        bool       `json:"held"`
+	Token       string     `json:"token,omitempty"`
+	Owner       string     `json:"owner,omitempty"`
+	Data        string     `json:"data,omitempty"` // UTF-8 text as is; other bytes as base64 in data_base64
+	DataBase64  []byte     `json:"data_base64,omitempty"`
+	Fence       int64      `json:"fence"`
+	TTLMS       int64      `json:"ttl_ms"` // 0 when never acquired
+	AcquiredAt  *time.Time `json:"acquired_at,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RemainingMS int64      `json:"remaining_ms"` // 0 when free
 }
 
+// millis is d in whole milliseconds, as every duration in --json output.
+func millis(d time.Duration) int64 { return d.Round(time.Millisecond).Milliseconds() }
+
 func toJSON(i distrlock.LockInfo) lockJSON {
-	j := lockJSON{Key: i.Key, Held: i.Held, Token: i.Token, Owner: i.Owner, Fence: i.Fence, RemainingS: i.Remaining.Seconds()}
+	j := lockJSON{Key: i.Key, Held: i.Held, Token: i.Token, Owner: i.Owner, Fence: i.Fence,
+		TTLMS: millis(i.TTL), RemainingMS: millis(i.Remaining)}
 	if utf8.ValidString(i.Data) {
 		j.Data = i.Data
 	} else {
 		j.DataBase64 = []byte(i.Data)
-	}
-	if i.TTL > 0 {
-		j.TTL = i.TTL.String()
 	}
 	if !i.AcquiredAt.IsZero() {
 		j.AcquiredAt = &i.AcquiredAt
@@ -50,8 +51,7 @@ func (a *app) printJSON(v any) int {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
-		a.errorf("%v", err)
-		return exitInternal
+		return a.failf(exitInternal, "%v", err)
 	}
 	return exitOK
 }
@@ -73,10 +73,9 @@ func (a *app) cmdList(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(rest) > 0 {
-		a.errorf("list takes no arguments (did you mean --prefix %s?)", rest[0])
-		return exitUsage
+		return a.failf(exitUsage, "list takes no arguments (did you mean --prefix %s?)", rest[0])
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -124,10 +123,9 @@ func (a *app) cmdInspect(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(rest) != 1 {
-		a.errorf("inspect takes one KEY")
-		return exitUsage
+		return a.failf(exitUsage, "inspect takes one KEY")
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -184,15 +182,13 @@ func (a *app) cmdRelease(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(rest) != 1 {
-		a.errorf("release takes one KEY")
-		return exitUsage
+		return a.failf(exitUsage, "release takes one KEY")
 	}
 	key := rest[0]
 	if (*token == "") == !*force {
-		a.errorf("release needs exactly one of --token TOKEN and --force")
-		return exitUsage
+		return a.failf(exitUsage, "release needs exactly one of --token TOKEN and --force")
 	}
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -205,8 +201,7 @@ func (a *app) cmdRelease(ctx context.Context, args []string) int {
 			return a.explain(c, err)
 		}
 		if !i.Held {
-			a.errorf("lock %q is not held: nothing to release", key)
-			return exitNotFound
+			return a.failf(exitNotFound, "lock %q is not held: nothing to release", key)
 		}
 		*token, overridden = i.Token, &i
 	}
@@ -214,11 +209,9 @@ func (a *app) cmdRelease(ctx context.Context, args []string) int {
 	switch {
 	case errors.Is(err, distrlock.ErrLockAlreadyReleased):
 		if *force {
-			a.errorf("lock %q changed hands while being released: run the command again", key)
-		} else {
-			a.errorf("lock %q is not held under token %s (released, expired or taken by another)", key, *token)
+			return a.failf(exitNotFound, "lock %q changed hands while being released: run the command again", key)
 		}
-		return exitNotFound
+		return a.failf(exitNotFound, "lock %q is not held under token %s (released, expired or taken by another)", key, *token)
 	case err != nil:
 		return a.explain(c, err)
 	}

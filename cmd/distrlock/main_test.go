@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/distrlock/distrlock"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -439,5 +441,227 @@ func TestRunReadsTerminal(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "got yes") {
 		t.Fatalf("run under a terminal: %v\n%s", err, out)
+	}
+}
+
+// tool runs the binary with no database configured, in a state directory of the test's own.
+func tool(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "DISTRLOCK_DSN=")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return result{code: exitCode(t, err), stdout: out.String(), stderr: errOut.String()}
+}
+
+// TestHelpOfHelp: help asked of help, twice, or with --json prints the tool's help and exits 0 (it once
+// recursed until the stack overflowed).
+func TestHelpOfHelp(t *testing.T) {
+	for _, args := range [][]string{{"help", "help"}, {"-h", "-h"}, {"--help", "--help"}, {"help", "--json"},
+		{"--json", "help"}, {"help", "-h"}, {"help", "help", "help"}} {
+		res := tool(t, args...)
+		if res.code != exitOK || !strings.Contains(res.stdout, "Usage:\n  distrlock run") || res.stderr != "" {
+			t.Errorf("%v: exit %d\nstdout: %.200s\nstderr: %.300s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+}
+
+// TestHelpAfterCommonFlags: the common flags before help are parsed as flags with their values, so help
+// still finds its topic.
+func TestHelpAfterCommonFlags(t *testing.T) {
+	for _, args := range [][]string{{"--dsn", "X", "help", "list"}, {"--dsn=X", "--json", "help", "list"},
+		{"--table", "t", "list", "--help"}, {"help", "list", "--dsn", "X"}} {
+		res := tool(t, args...)
+		if res.code != exitOK || !strings.HasPrefix(res.stdout, "Usage: distrlock list") || res.stderr != "" {
+			t.Errorf("%v: exit %d\nstdout: %.200s\nstderr: %.300s", args, res.code, res.stdout, res.stderr)
+		}
+	}
+	if res := tool(t, "help", "bogus"); res.code != exitUsage || !strings.Contains(res.stderr, `"bogus"`) {
+		t.Errorf("help bogus: exit %d, stderr %q", res.code, res.stderr)
+	}
+}
+
+// TestBadFlagValue: a flag's bad value is reported on one line that names the flag and the value and
+// points to the command's help, instead of the whole help.
+func TestBadFlagValue(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		flag, value string
+	}{
+		{[]string{"run", "--key", "k", "--ttl", "101y", "--", "true"}, "--ttl", `"101y"`},
+		{[]string{"run", "--key", "k", "--wait", "1", "--", "true"}, "--wait", `"1"`},
+		{[]string{"run", "--key", "k", "--grace=soon", "--", "true"}, "--grace", `"soon"`},
+		{[]string{"list", "--held=maybe"}, "--held", `"maybe"`},
+	} {
+		res := tool(t, tc.args...)
+		line := strings.TrimSuffix(res.stderr, "\n")
+		if res.code != exitUsage || strings.Contains(line, "\n") || !strings.Contains(line, tc.flag) ||
+			!strings.Contains(line, tc.value) || !strings.Contains(line, "--help") || res.stdout != "" {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestFlagWithoutValue: --dsn with no value says so, before or after the command.
+func TestFlagWithoutValue(t *testing.T) {
+	for _, args := range [][]string{{"--dsn"}, {"--dsn", "list"}, {"--dsn", "--json", "list"}, {"list", "--dsn"},
+		{"--table"}, {"inspect", "k", "--table"}} {
+		res := tool(t, args...)
+		if res.code != exitUsage || !strings.Contains(res.stderr, "needs a value") ||
+			strings.Contains(res.stderr, "unknown command") || strings.Count(res.stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+	}
+}
+
+// TestUsageShowsDefaults: a duration the tool's usage shows for a flag of run, as in [--ttl 1m], is that
+// flag's real default.
+func TestUsageShowsDefaults(t *testing.T) {
+	usage := tool(t, "help").stdout
+	runLine := ""
+	for _, line := range strings.Split(usage, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "distrlock run ") {
+			runLine = line
+		}
+	}
+	if runLine == "" {
+		t.Fatalf("no run line in the usage:\n%s", usage)
+	}
+	flags := tool(t, "run", "--help").stdout
+	checked := 0
+	for _, m := range regexp.MustCompile(`\[--(\w+) (\S+)\]`).FindAllStringSubmatch(runLine, -1) {
+		shown, err := time.ParseDuration(m[2])
+		if err != nil {
+			continue // a placeholder such as D or NAME
+		}
+		checked++
+		def := regexp.MustCompile(`(?m)^  -` + m[1] + ` .*\n.*\(default (\S+)\)$`).FindStringSubmatch(flags)
+		if def == nil {
+			t.Errorf("usage shows --%s %s but the flag has no default:\n%s", m[1], m[2], flags)
+			continue
+		}
+		if real, err := time.ParseDuration(def[1]); err != nil || real != shown {
+			t.Errorf("usage shows --%s %s, its default is %s", m[1], m[2], def[1])
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no duration checked in %q", runLine)
+	}
+}
+
+// jsonError checks that stderr is one JSON error object whose code is the exit code and whose kind is kind.
+func jsonError(t *testing.T, what string, res result, code int, kind string) {
+	t.Helper()
+	var e errorJSON
+	line := strings.TrimSuffix(res.stderr, "\n")
+	if err := json.Unmarshal([]byte(line), &e); err != nil || strings.Contains(line, "\n") {
+		t.Errorf("%s: stderr is not one JSON object (%v): %q", what, err, res.stderr)
+		return
+	}
+	if res.code != code || e.Code != code || e.Kind != kind || e.Error == "" {
+		t.Errorf("%s: exit %d, error %+v; want code %d, kind %q", what, res.code, e, code, kind)
+	}
+}
+
+// TestJSONErrors: under --json, wherever it is given, every error is a JSON object on stderr.
+func TestJSONErrors(t *testing.T) {
+	missing := "sqlite://" + filepath.Join(t.TempDir(), "missing.db")
+	for _, tc := range []struct {
+		args []string
+		code int
+		kind string
+	}{
+		{[]string{"--json", "list", "--dsn", "bogus"}, exitUsage, "usage"},
+		{[]string{"--json", "bogus"}, exitUsage, "usage"},
+		{[]string{"--json", "--dsn"}, exitUsage, "usage"},
+		{[]string{"run", "--json", "--key", "k", "--ttl", "101y", "--", "true"}, exitUsage, "usage"},
+		{[]string{"list", "--json", "--dsn", "postgres://postgres@127.0.0.1:1/test"}, exitUnreachable, "unreachable"},
+		{[]string{"inspect", "k", "--dsn", missing, "--json"}, exitConfig, "config"},
+		{[]string{"--json", "release", "k", "--force"}, exitNotFound, "not_held"},
+		{[]string{"--json", "run", "--key", "k", "--", "distrlock-no-such-command"}, 127, "command_not_found"},
+	} {
+		jsonError(t, strings.Join(tc.args, " "), tool(t, tc.args...), tc.code, tc.kind)
+	}
+	c := newCLI(t, backends(t)[0])
+	holder := c.start("--key", "job", "--ttl", "10s")
+	jsonError(t, "run on a held lock", c.run("run", "--key", "job", "--json", "--", "true"), exitHeld, "held")
+	jsonError(t, "run with --wait on a held lock", c.run("run", "--key", "job", "--json", "--wait", "200ms", "--", "true"), exitWaitTimeout, "wait_timeout")
+	_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+	holder.wait(t)
+}
+
+// TestRunJSON: run --json prints, after the command's own output, one line of JSON with the key, the fence,
+// the command's exit status and the durations.
+func TestRunJSON(t *testing.T) {
+	res := tool(t, "--json", "run", "--key", "job", "--", "sh", "-c", "echo out; exit 3")
+	lines := strings.Split(strings.TrimSuffix(res.stdout, "\n"), "\n")
+	if res.code != 3 || len(lines) != 2 || lines[0] != "out" || res.stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &out); err != nil {
+		t.Fatalf("last line %q: %v", lines[1], err)
+	}
+	if out["key"] != "job" || out["fence"] != 1.0 || out["command_exit_code"] != 3.0 || out["exit_code"] != 3.0 ||
+		out["lease_lost"] != false {
+		t.Errorf("result %v", out)
+	}
+	for _, name := range []string{"waited_ms", "ran_ms"} {
+		if _, ok := out[name].(float64); !ok {
+			t.Errorf("%s is %#v, want a number", name, out[name])
+		}
+	}
+}
+
+// TestJSONDurations: every duration in JSON output is a whole number of milliseconds in a field named
+// *_ms; no other field is a number but counts and codes, and no string is a duration.
+func TestJSONDurations(t *testing.T) {
+	c := newCLI(t, backends(t)[0])
+	holder := c.start("--key", "job", "--ttl", "10s")
+	var outputs []string
+	for _, args := range [][]string{{"inspect", "job", "--json"}, {"list", "--json"}, {"release", "job", "--force", "--json"},
+		{"run", "--key", "job", "--json", "--", "true"}} {
+		res := c.run(args...)
+		if res.code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, res.code, res.stderr)
+		}
+		outputs = append(outputs, res.stdout)
+	}
+	holder.wait(t)
+	numbers := map[string]bool{"fence": true, "code": true, "exit_code": true, "command_exit_code": true}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(path+"[]", x)
+			}
+		case float64:
+			name := path[strings.LastIndex(path, ".")+1:]
+			if strings.HasSuffix(name, "_ms") && v != float64(int64(v)) || !strings.HasSuffix(name, "_ms") && !numbers[name] {
+				t.Errorf("%s = %v: durations are whole milliseconds in *_ms fields", path, v)
+			}
+		case string:
+			if _, err := time.ParseDuration(v); err == nil {
+				t.Errorf("%s = %q is a duration as a string", path, v)
+			}
+		}
+	}
+	seen := 0
+	for _, out := range outputs {
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		seen += strings.Count(out, `_ms"`)
+		walk("", v)
+	}
+	if seen < 7 { // ttl_ms and remaining_ms in inspect, list and release's overridden lock; run's waited_ms and ran_ms
+		t.Errorf("only %d *_ms fields in %q", seen, outputs)
 	}
 }

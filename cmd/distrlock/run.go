@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -33,27 +34,23 @@ group gets SIGTERM and, after --grace, SIGKILL, before the lease can end; distrl
 as it does when it finds at the end that the lock was released or taken meanwhile. Run from a terminal,
 COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z is ignored.`)
 	key := fs.String("key", "", "the lock's `KEY` (required)")
-	ttl := fs.Duration("ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
-	wait := fs.Duration("wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
+	ttl := newDurationFlag(fs, "ttl", defaultRunTTL, "lease `duration`; extended every third of it while COMMAND runs")
+	wait := newDurationFlag(fs, "wait", 0, "wait at most `D` for the lock if another holds it (default: fail at once)")
 	owner := fs.String("owner", "", "owner `NAME` stored with the lock (default HOST/pid-PID)")
-	grace := fs.Duration("grace", 0, "time between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
+	grace := newDurationFlag(fs, "grace", 0, "time `D` between SIGTERM and SIGKILL when the lease is lost (default: TTL/8)")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
 	command := fs.Args()
 	switch {
 	case *key == "":
-		a.errorf("run needs --key KEY")
-		return exitUsage
+		return a.failf(exitUsage, "run needs --key KEY")
 	case len(command) == 0:
-		a.errorf("run needs a COMMAND after --")
-		return exitUsage
+		return a.failf(exitUsage, "run needs a COMMAND after --")
 	case *wait < 0:
-		a.errorf("--wait must not be negative")
-		return exitUsage
+		return a.failf(exitUsage, "--wait must not be negative")
 	case *ttl < minRunTTL || *ttl > distrlock.MaxTTL:
-		a.errorf("--ttl %v must be between %v and %v", *ttl, minRunTTL, distrlock.MaxTTL)
-		return exitUsage
+		return a.failf(exitUsage, "--ttl %v must be between %v and %v", *ttl, minRunTTL, distrlock.MaxTTL)
 	}
 	// The work must be dead before the lease can end: stop it with a margin of a quarter of the TTL, of
 	// which the command gets half to exit after SIGTERM.
@@ -62,11 +59,10 @@ COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z i
 		*grace = *ttl / 8
 	}
 	if *grace <= 0 || *grace >= margin {
-		a.errorf("--grace %v must be positive and shorter than a quarter of --ttl (%v)", *grace, margin)
-		return exitUsage
+		return a.failf(exitUsage, "--grace %v must be positive and shorter than a quarter of --ttl (%v)", *grace, margin)
 	}
 
-	c, code, ok := a.open(ctx, cf)
+	c, code, ok := a.open(ctx, cf, false)
 	if !ok {
 		return code
 	}
@@ -87,53 +83,86 @@ COMMAND gets the terminal (it can read from it, and Ctrl-C goes to it); Ctrl-Z i
 	if *wait > 0 {
 		opts = append(opts, distrlock.WithWait(*wait))
 	}
+	waitStart := time.Now()
 	lease, err := lock.Hold(ctx, c.db, opts...)
 	switch {
 	case errors.Is(err, distrlock.ErrWaitTimeout):
-		a.errorf("lock %q is still held by another after waiting %v", *key, *wait)
-		return exitWaitTimeout
+		return a.failf(exitWaitTimeout, "lock %q is still held by another after waiting %v", *key, *wait)
 	case errors.Is(err, distrlock.ErrLockAlreadyAcquired):
-		a.holderHint(ctx, c, *key)
-		return exitHeld
+		return a.failf(exitHeld, "%s", a.holder(ctx, c, *key))
 	case err != nil:
 		return a.explain(c, err)
 	}
+	waited := time.Since(waitStart)
 
-	exitCode := a.runUnderLease(lease, *grace, command)
+	out := a.runUnderLease(lease, *grace, command)
+	if !out.started {
+		_ = lease.Release(context.Background())
+		return out.exit
+	}
+	code, failure := out.exit, ""
+	if out.lostCause != nil {
+		failure = fmt.Sprintf("the lease of lock %q was lost while %s ran (%v); %s was stopped", *key, command[0], out.lostCause, command[0])
+	}
 	err = lease.Release(context.Background())
 	switch {
 	case err == nil:
 	case errors.Is(err, distrlock.ErrLockLost):
 		// Also when the command ended at the moment the lease was lost, before runUnderLease saw it.
-		if exitCode != exitLeaseLost {
-			a.errorf("%v: the lease may have ended before %s did", err, command[0])
+		if code != exitLeaseLost {
+			code, failure = exitLeaseLost, fmt.Sprintf("%v: the lease may have ended before %s did", err, command[0])
 		}
-		return exitLeaseLost
 	case errors.Is(err, distrlock.ErrLockAlreadyReleased):
 		// Between two extends someone released or took the lock: part of the command ran unprotected.
-		a.errorf("the lock was no longer held under this run's token when %s ended: it was released (distrlock release --force?) "+
-			"or taken by another while the command ran, so part of its work was not protected", command[0])
-		return exitLeaseLost
+		code, failure = exitLeaseLost, fmt.Sprintf("the lock was no longer held under this run's token when %s ended: it was released "+
+			"(distrlock release --force?) or taken by another while the command ran, so part of its work was not protected", command[0])
 	default:
-		a.errorf("releasing the lock: %v (it will expire within %v)", err, *ttl)
+		a.warnf("releasing the lock: %v (it will expire within %v)", err, *ttl)
 	}
-	return exitCode
+	if cf.json {
+		line, _ := json.Marshal(runJSON{Key: *key, Fence: lease.Fence(), Owner: lock.Owner, ExitCode: code,
+			CommandExitCode: out.command, LeaseLost: code == exitLeaseLost, WaitedMS: millis(waited), RanMS: millis(out.ran)})
+		fmt.Fprintf(a.stdout, "%s\n", line)
+	}
+	if failure != "" {
+		return a.failf(code, "%s", failure)
+	}
+	return code
 }
 
-// holderHint says who holds the lock, when that can be read.
-func (a *app) holderHint(ctx context.Context, c *conn, key string) {
+// runJSON is what run --json prints when COMMAND has ended.
+type runJSON struct {
+	Key             string `json:"key"`
+	Fence           int64  `json:"fence"`
+	Owner           string `json:"owner"`
+	ExitCode        int    `json:"exit_code"`         // distrlock's
+	CommandExitCode int    `json:"command_exit_code"` // COMMAND's, 128+N if it died of signal N
+	LeaseLost       bool   `json:"lease_lost"`
+	WaitedMS        int64  `json:"waited_ms"` // from the first attempt to the acquisition
+	RanMS           int64  `json:"ran_ms"`    // from COMMAND's start to its exit
+}
+
+// holder says who holds the lock, when that can be read.
+func (a *app) holder(ctx context.Context, c *conn, key string) string {
 	i, err := c.m.Get(ctx, c.db, key)
 	if err != nil || !i.Held {
-		a.errorf("lock %q is held by another; use --wait D to wait for it", key)
-		return
+		return fmt.Sprintf("lock %q is held by another; use --wait D to wait for it", key)
 	}
-	a.errorf("lock %q is held by %s (fence %d) for another %v; use --wait D to wait for it",
+	return fmt.Sprintf("lock %q is held by %s (fence %d) for another %v; use --wait D to wait for it",
 		key, orDash(i.Owner), i.Fence, i.Remaining.Round(time.Millisecond))
 }
 
-// runUnderLease runs command until it exits, stopping it if the lease is lost, and returns the exit code
-// distrlock must end with.
-func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command []string) int {
+// outcome is how a command run under a lease ended.
+type outcome struct {
+	exit      int  // the code distrlock must end with
+	started   bool // whether the command started
+	command   int  // the command's exit code, 128+N if it died of signal N
+	ran       time.Duration
+	lostCause error // why the lease was lost while the command ran, if it was
+}
+
+// runUnderLease runs command until it exits, stopping it if the lease is lost.
+func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command []string) outcome {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(),
@@ -146,12 +175,13 @@ func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		a.errorf("cannot start %s: %v", command[0], err)
+		code := 126
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return 127
+			code = 127
 		}
-		return 126
+		return outcome{exit: a.failf(code, "cannot start %s: %v", command[0], err)}
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -166,7 +196,7 @@ func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command
 		case <-lost:
 			lost = nil
 			lostCause = context.Cause(lease.Context())
-			a.errorf("%v\n  stopping %s: SIGTERM now, SIGKILL in %v", lostCause, command[0], grace)
+			a.warnf("%v\n  stopping %s: SIGTERM now, SIGKILL in %v", lostCause, command[0], grace)
 			terminateGroup(cmd)
 			kill = time.After(grace)
 		case <-kill:
@@ -174,12 +204,13 @@ func (a *app) runUnderLease(lease *distrlock.Lease, grace time.Duration, command
 			killGroup(cmd)
 		case err := <-exited:
 			restoreTerminal(cmd)
+			out := outcome{exit: exitCodeOf(err), started: true, command: exitCodeOf(err), ran: time.Since(start)}
 			if lostCause != nil {
 				// The command has exited; what it started in its process group must not go on either.
 				killGroup(cmd)
-				return exitLeaseLost
+				out.exit, out.lostCause = exitLeaseLost, lostCause
 			}
-			return exitCodeOf(err)
+			return out
 		}
 	}
 }
@@ -202,7 +233,7 @@ func exitCodeOf(err error) int {
 // stderrLogger reports the heartbeat's failures on stderr.
 type stderrLogger struct{ a *app }
 
-func (l stderrLogger) Errorf(format string, args ...any) { l.a.errorf(format, args...) }
+func (l stderrLogger) Errorf(format string, args ...any) { l.a.warnf(format, args...) }
 
 func defaultOwner() string {
 	host, err := os.Hostname()
