@@ -137,12 +137,13 @@ func (l *Listener) session(ctx context.Context) (listened bool, err error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.opts.channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
-	l.listening.Store(true)
-	l.listens.Add(1)
-	l.opts.logger.InfoContext(ctx, "pgnotify: listening", "channel", l.opts.channel, "pid", conn.PgConn().PID())
 	// Keys released while no connection listened were never delivered: wake every subscriber, now that
-	// any later release will be.
+	// any later release will be. Waking them before Listening turns true spares those who subscribe after
+	// seeing it true a notice that stands for no release.
 	l.notifyAll()
+	l.listens.Add(1)
+	l.listening.Store(true)
+	l.opts.logger.InfoContext(ctx, "pgnotify: listening", "channel", l.opts.channel, "pid", conn.PgConn().PID())
 	for {
 		// A connection whose peer vanished without closing it would stay silent forever; after pingInterval
 		// without a notice, a ping tells a quiet channel from a dead connection.
