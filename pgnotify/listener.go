@@ -15,7 +15,8 @@ import (
 
 var _ distrlock.Notifier = (*Listener)(nil)
 
-// closeTimeout bounds the goodbye sent to the server when a connection is closed, even after ctx ended.
+// closeTimeout bounds the closing of a connection, even after ctx ended: the goodbye sent to the server,
+// or pgx's cleanup of a failed connection.
 const closeTimeout = 5 * time.Second
 
 // Listener receives the keys published on one PostgreSQL notification channel and hands each to the
@@ -131,7 +132,17 @@ func (l *Listener) session(ctx context.Context) (listened bool, err error) {
 		l.listening.Store(false)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 		defer cancel()
+		if conn.IsClosed() {
+			// pgx gave up on the connection and drains it in a goroutine of its own, which a connection whose
+			// peer vanished would hold for long: cut the socket so that it ends.
+			_ = conn.PgConn().Conn().Close()
+		}
 		_ = conn.Close(closeCtx)
+		// Wait for that goroutine, so that none outlives Run.
+		select {
+		case <-conn.PgConn().CleanupDone():
+		case <-closeCtx.Done():
+		}
 	}()
 	// The channel was validated by New; quoting keeps its case, as pg_notify's text argument does.
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.opts.channel}.Sanitize()); err != nil {
