@@ -90,9 +90,9 @@ func (l *Listener) Subscribe(key string) (notices <-chan struct{}, stop func()) 
 	}
 }
 
-// Run connects, listens and delivers notices until ctx ends, reconnecting after any failure; it then
-// closes its connection and returns ctx.Err(). It returns [ErrRunning] at once if another Run of l has
-// not returned; the caller owns the goroutine that runs it.
+// Run connects, listens and delivers notices until ctx ends, reconnecting after any failure; then it
+// closes its connection (waiting at most a few seconds) and returns ctx.Err(). It returns [ErrRunning] at
+// once if another Run of l has not returned; the caller owns the goroutine that runs it.
 func (l *Listener) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -210,15 +210,15 @@ func (s *subscription) wake() {
 }
 
 // reconnectDelay returns the pause before the attempt that follows the given number of consecutive
-// failures: min doubled that many times, capped at max, then jittered into its upper half so that many
-// processes cut off together do not reconnect in step.
-func reconnectDelay(min, max time.Duration, failures int) time.Duration {
-	d := min
-	for i := 0; i < failures && d < max; i++ {
+// failures: minDelay doubled that many times, capped at maxDelay, then jittered into its upper half so that
+// many processes cut off together do not reconnect in step.
+func reconnectDelay(minDelay, maxDelay time.Duration, failures int) time.Duration {
+	d := minDelay
+	for i := 0; i < failures && d < maxDelay; i++ {
 		d *= 2
 	}
-	if d > max || d <= 0 {
-		d = max
+	if d > maxDelay || d <= 0 {
+		d = maxDelay
 	}
 	half := d / 2
 	return half + rand.N(d-half+1)

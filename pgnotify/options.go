@@ -49,11 +49,11 @@ func WithChannel(name string) Option {
 	return func(o *options) { o.channel = name }
 }
 
-// WithReconnectDelay bounds the pause before each attempt to reconnect: the first waits about min, each
-// next one doubles up to max, each with jitter; it needs 0 < min <= max. Default: [DefaultReconnectMinDelay]
-// and [DefaultReconnectMaxDelay].
-func WithReconnectDelay(min, max time.Duration) Option {
-	return func(o *options) { o.minDelay, o.maxDelay = min, max }
+// WithReconnectDelay bounds the pause before each attempt to reconnect: the first waits about minDelay,
+// each next one twice as long up to maxDelay, each with jitter; it needs 0 < minDelay <= maxDelay.
+// Default: [DefaultReconnectMinDelay] and [DefaultReconnectMaxDelay].
+func WithReconnectDelay(minDelay, maxDelay time.Duration) Option {
+	return func(o *options) { o.minDelay, o.maxDelay = minDelay, maxDelay }
 }
 
 // WithPingInterval sets how long the connection may go without a notice before the listener pings the

@@ -104,11 +104,11 @@ func TestNewInvalidConnString(t *testing.T) {
 }
 
 func TestReconnectDelay(t *testing.T) {
-	min, max := 100*time.Millisecond, time.Second
+	minDelay, maxDelay := 100*time.Millisecond, time.Second
 	for failures, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
 		want *= time.Millisecond
 		for range 50 {
-			d := reconnectDelay(min, max, failures)
+			d := reconnectDelay(minDelay, maxDelay, failures)
 			if d < want/2 || d > want {
 				t.Fatalf("reconnectDelay(%d) = %v, want in [%v, %v]", failures, d, want/2, want)
 			}
