@@ -1,0 +1,58 @@
+package pgnotify_test
+
+import (
+	"context"
+	"database/sql"
+	"log"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/pgnotify"
+)
+
+// Example wires a Listener into a DBManager, so that AcquireWait wakes when another process releases the
+// key instead of at its next poll. It needs a PostgreSQL server, so its output is not checked.
+func Example() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	const dsn = "postgres://postgres@127.0.0.1:5432/test"
+
+	listener, err := pgnotify.New(dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The listener's goroutine is ours: it runs until ctx ends, and we wait for it before returning.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	wg.Go(func() { _ = listener.Run(runCtx) })
+
+	manager, err := distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithNotifier(listener))
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	if err := manager.CreateTable(ctx, db); err != nil {
+		log.Fatal(err)
+	}
+
+	lock, err := manager.NewLock(ctx, db, "nightly-report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := lock.AcquireWait(ctx, db, time.Minute, 30*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = lock.Release(context.WithoutCancel(ctx), db) }()
+	// … the work that needs the lock …
+}
