@@ -227,6 +227,9 @@ func runContention(ctx context.Context, c config, md mode, i int) (contentionSta
 		}
 		acqs = append(acqs, p.acqs...)
 	}
+	if ctx.Err() != nil {
+		return contentionStats{}, ctx.Err() // the workers were killed: their errors say nothing more
+	}
 	if err := errors.Join(errs...); err != nil {
 		return contentionStats{}, err
 	}
