@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/distrlock/distrlock"
-	"github.com/distrlock/distrlock/internal/stmtcount"
 )
 
 // loadTarget is a database whose server counters the load part reads.
@@ -26,7 +25,7 @@ type loadTarget struct {
 func loadTargets(c config) []loadTarget {
 	return []loadTarget{
 		{name: "PostgreSQL", driver: "pgx", dsn: c.pg, dialect: distrlock.DialectPgx,
-			counters: []string{"WAL bytes", "XIDs assigned", "xact_commit"},
+			counters: []string{"WAL bytes", "XIDs assigned", "xact_commit", tableWAL, tableXIDs},
 			writes:   []string{"XIDs assigned"}, logBytes: "WAL bytes", commits: "xact_commit"},
 		{name: "MariaDB", driver: "mysql", dsn: c.my, dialect: distrlock.DialectMariaDB,
 			counters: []string{"Handler_update", "Handler_write", "Innodb_os_log_written", "Com_commit", "Handler_commit"},
@@ -46,6 +45,8 @@ type window struct {
 	secs   float64
 	deltas map[string]int64
 	stmts  int64 // statements the waiting process sent in the interval, counted client-side
+	// session is what the waiting process's own MariaDB session counters moved by.
+	session map[string]int64
 }
 
 // loadResult is the load part's intervals on one database.
@@ -63,6 +64,59 @@ func (r loadResult) waiter(name string) float64 {
 type meter struct {
 	conn     *sql.Conn
 	postgres bool
+	// relations matches pg_walinspect's block references to the lock table and its indexes, whose WAL
+	// the load part attributes to the lock, apart from what other clients of the server write.
+	relations string
+}
+
+// The counters pg_walinspect attributes to the lock table: its WAL records and their bytes, and the
+// transactions (XIDs) that wrote it, with their commit records.
+const (
+	tableWAL  = "WAL bytes of the lock table"
+	tableXIDs = "XIDs writing it"
+)
+
+// inspectWAL installs pg_walinspect unless it is there, finds the relations of table, and returns what
+// drops the extension again if this run installed it.
+func (m *meter) inspectWAL(ctx context.Context, table string) (func(), error) {
+	var installed bool
+	if err := m.conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_walinspect')").Scan(&installed); err != nil {
+		return nil, err
+	}
+	drop := func() {}
+	if !installed {
+		if _, err := m.conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_walinspect"); err != nil {
+			return nil, err
+		}
+		drop = func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_, _ = m.conn.ExecContext(dctx, "DROP EXTENSION IF EXISTS pg_walinspect")
+		}
+	}
+	rows, err := m.conn.QueryContext(ctx, `SELECT pg_relation_filenode(c.oid)::text FROM pg_class c
+		WHERE c.oid = $1::regclass OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)`, table)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	defer rows.Close()
+	var nodes []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			drop()
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil || len(nodes) == 0 {
+		drop()
+		return nil, errors.Join(err, fmt.Errorf("no relations found for %s", table))
+	}
+	// A block reference reads "blkref #0: rel 1663/16386/24576 fork main blk 0".
+	m.relations = "rel [0-9]+/[0-9]+/(" + strings.Join(nodes, "|") + ") fork"
+	return drop, nil
 }
 
 func (m meter) read(ctx context.Context) (sample, error) {
@@ -105,6 +159,22 @@ func (m meter) diff(ctx context.Context, a, b sample) (window, error) {
 			return w, err
 		}
 		w.deltas["WAL bytes"] = wal
+		w.deltas[tableWAL], w.deltas[tableXIDs] = 0, 0
+		if m.relations != "" && wal > 0 { // pg_walinspect fails on a range without a record
+			var bytes, xids int64
+			// The end is clamped to what has been flushed, which pg_walinspect requires.
+			err := m.conn.QueryRowContext(ctx, `WITH w AS (
+					SELECT * FROM pg_get_wal_records_info($1::pg_lsn, least($2::pg_lsn, pg_current_wal_flush_lsn()))
+				), ours AS (
+					SELECT DISTINCT xid::text FROM w WHERE xid::text <> '0' AND block_ref ~ $3
+				)
+				SELECT coalesce(sum(record_length), 0)::bigint, (SELECT count(*) FROM ours)
+				FROM w WHERE block_ref ~ $3 OR xid::text IN (SELECT xid FROM ours)`, a.lsn, b.lsn, m.relations).Scan(&bytes, &xids)
+			if err != nil {
+				return w, fmt.Errorf("pg_walinspect: %w", err)
+			}
+			w.deltas[tableWAL], w.deltas[tableXIDs] = bytes, xids
+		}
 	}
 	return w, nil
 }
@@ -156,6 +226,13 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 	}
 	defer conn.Close()
 	m := meter{conn: conn, postgres: t.driver == "pgx"}
+	if m.postgres {
+		dropExt, err := m.inspectWAL(ctx, table)
+		if err != nil {
+			return r, err
+		}
+		defer dropExt()
+	}
 	if r.empty, err = m.interval(ctx, c.loadDuration, nil, nil); err != nil {
 		return r, fmt.Errorf("empty interval: %w", err)
 	}
@@ -184,8 +261,8 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 	if err := ready(waiter); err != nil {
 		return r, errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
 	}
-	var c0, c1 stmtcount.Counts
-	counts := func(cmd string, into *stmtcount.Counts) func() error {
+	var c0, c1 message
+	counts := func(cmd string, into *message) func() error {
 		return func() error {
 			if err := waiter.send(cmd); err != nil {
 				return err
@@ -197,14 +274,20 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 			if err != nil {
 				return errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
 			}
-			*into = *msg.Counts
+			*into = msg
 			return nil
 		}
 	}
 	if r.both, err = m.interval(ctx, c.loadDuration, counts("go", &c0), counts("count", &c1)); err != nil {
 		return r, fmt.Errorf("holder and waiter: %w", err)
 	}
-	r.both.stmts = c1.Statements - c0.Statements
+	r.both.stmts = c1.Counts.Statements - c0.Counts.Statements
+	if c0.Session != nil {
+		r.both.session = map[string]int64{}
+		for k, v := range c1.Session {
+			r.both.session[k] = v - c0.Session[k]
+		}
+	}
 	if err := waiter.stop(10 * time.Second); err != nil {
 		return r, fmt.Errorf("waiter: %w", err)
 	}
@@ -248,6 +331,14 @@ func loadTables(ctx context.Context, out io.Writer, c config) error {
 		}
 		fmt.Fprintf(out, "| %s | %d |\n", strings.Join(cells, " | "), r.both.stmts)
 
+		if r.both.session != nil {
+			var parts []string
+			for _, k := range sessionCounters {
+				parts = append(parts, fmt.Sprintf("%s %d", k, r.both.session[k]))
+			}
+			fmt.Fprintf(out, "\nThe waiting process's own session over the same interval (SHOW SESSION STATUS): %s.\n", strings.Join(parts, ", "))
+		}
+
 		var writes float64
 		for _, k := range t.writes {
 			writes += r.waiter(k)
@@ -258,12 +349,21 @@ func loadTables(ctx context.Context, out io.Writer, c config) error {
 			}
 			return fmt.Sprintf("%.3f", v/float64(r.both.stmts))
 		}
-		summary = append(summary, fmt.Sprintf("| %s | %.1f | %s (%s) | %s | %s (%s) |", t.name,
-			float64(r.both.stmts)/r.both.secs, per(writes), strings.Join(t.writes, " + "), per(r.waiter(t.logBytes)),
-			per(r.waiter(t.commits)), t.commits))
+		// Writes and log bytes of the waiter alone, apart from other clients: on PostgreSQL what
+		// pg_walinspect finds on the lock table, on MariaDB the waiter's own session counters.
+		ownWrites, ownLog := "–", "–"
+		if t.driver == "pgx" {
+			ownWrites = per(r.waiter(tableXIDs)) + " (" + tableXIDs + ")"
+			ownLog = per(r.waiter(tableWAL))
+		} else if r.both.session != nil {
+			ownWrites = per(float64(r.both.session["Handler_update"]+r.both.session["Handler_write"])) + " (session Handler_update + Handler_write)"
+		}
+		summary = append(summary, fmt.Sprintf("| %s | %.1f | %s (%s) | %s | %s | %s | %s (%s) |", t.name,
+			float64(r.both.stmts)/r.both.secs, per(writes), strings.Join(t.writes, " + "), ownWrites, per(r.waiter(t.logBytes)),
+			ownLog, per(r.waiter(t.commits)), t.commits))
 	}
 	if len(summary) > 0 {
-		fmt.Fprintln(out, "\n### Per waiting process\n\n| database | statements per second | writes per retry (counter) | log bytes per retry | commits per retry (counter) |\n|---|---|---|---|---|")
+		fmt.Fprintln(out, "\n### Per waiting process (per retry: per statement the waiter sent)\n\n| database | statements per second | writes per retry, server-wide counters | writes per retry, the waiter's own | log bytes per retry, server-wide | log bytes per retry, the lock table's | commits per retry |\n|---|---|---|---|---|---|---|")
 		fmt.Fprintln(out, strings.Join(summary, "\n"))
 	}
 	return errors.Join(errs...)

@@ -29,6 +29,9 @@ type message struct {
 	Fence  int64             `json:"fence,omitempty"` // the holder's fence, with Ready
 	Acq    *acquisition      `json:"acq,omitempty"`
 	Counts *stmtcount.Counts `json:"counts,omitempty"` // the answer to "go" and "count" of a waiter
+	// Session is the waiter's own MariaDB session counters, with Counts (MariaDB has no per-session
+	// counters that another session could read without performance_schema).
+	Session map[string]int64 `json:"session,omitempty"`
 }
 
 // acquisition is one turn of a contention worker with the lock. Times are wall-clock UnixNano on the one
@@ -394,14 +397,30 @@ func (w *worker) wait(ctx context.Context, db *sql.DB, c *stmtcount.Counter) err
 		return err
 	}
 	defer stop()
+	// One connection, so that the session whose counters the waiter reports is the one it waits on.
+	db.SetMaxOpenConns(1)
 	if err := w.send(message{Ready: true}); err != nil {
 		return err
 	}
 	if cmd := w.command(ctx); cmd != "go" {
 		return fmt.Errorf("expected go, got %q", cmd)
 	}
-	counts := c.Counts()
-	if err := w.send(message{Counts: &counts}); err != nil {
+	var shows int64 // the SHOWs below, which are not the waiter's work
+	report := func() error {
+		var m message
+		if w.args.driver == "mysql" {
+			var err error
+			if m.Session, err = sessionStatus(ctx, db); err != nil {
+				return err
+			}
+			shows++
+		}
+		counts := c.Counts()
+		counts.Statements -= shows
+		m.Counts = &counts
+		return w.send(m)
+	}
+	if err := report(); err != nil {
 		return err
 	}
 	actx, cancel := context.WithCancel(ctx)
@@ -421,8 +440,7 @@ func (w *worker) wait(ctx context.Context, db *sql.DB, c *stmtcount.Counter) err
 				return <-done
 			}
 			if cmd == "count" {
-				counts := c.Counts()
-				if err := w.send(message{Counts: &counts}); err != nil {
+				if err := report(); err != nil {
 					cancel()
 					<-done
 					return err
@@ -430,4 +448,26 @@ func (w *worker) wait(ctx context.Context, db *sql.DB, c *stmtcount.Counter) err
 			}
 		}
 	}
+}
+
+// sessionCounters are the MariaDB session counters a waiter reports.
+var sessionCounters = []string{"Handler_update", "Handler_write", "Handler_commit"}
+
+// sessionStatus reads sessionCounters of db's one session. SHOW SESSION STATUS filtered so moves none of them.
+func sessionStatus(ctx context.Context, db *sql.DB) (map[string]int64, error) {
+	rows, err := db.QueryContext(ctx, "SHOW SESSION STATUS WHERE Variable_name IN ('"+strings.Join(sessionCounters, "', '")+"')")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	vals := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			return nil, err
+		}
+		vals[name] = v
+	}
+	return vals, rows.Err()
 }
