@@ -1,0 +1,78 @@
+package main
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"time"
+)
+
+// contentionStats is what the parent computes from the acquisitions of one mode's workers.
+type contentionStats struct {
+	acquisitions int
+	perSec       float64 // acquisitions per second from the first wait to the last release
+	// handedOver of transitions (acquisitions after the first) went to another process than the last holder.
+	handedOver, transitions   int
+	waitP50, waitP99, waitMax time.Duration
+	// gapP50 and gapP99: from the previous holder's release (when it was sent) to the next holder's
+	// acquisition, over hand-overs to another process only.
+	gapP50, gapP99 time.Duration
+	// overlaps counts acquisitions that began before an earlier one ended: two holders at once.
+	overlaps int
+	// fenceRegressions counts acquisitions whose fence is not larger than the previous holder's.
+	fenceRegressions int
+	fenced           bool // the lock hands out fences
+}
+
+// analyze orders acquisitions by the time they were acquired and computes the figures of one mode.
+// Each acquisition's interval runs from Acquired (after the acquire returned) to ReleaseStart (before the
+// release was sent), which lies inside the time the server held the lock for it; so two intervals that
+// intersect are two holders at once, on the one clock of the host.
+func analyze(acqs []acquisition, fenced bool) contentionStats {
+	s := contentionStats{acquisitions: len(acqs), fenced: fenced}
+	if len(acqs) == 0 {
+		return s
+	}
+	acqs = slices.Clone(acqs)
+	slices.SortFunc(acqs, func(a, b acquisition) int { return cmp.Compare(a.Acquired, b.Acquired) })
+	waits := make([]time.Duration, 0, len(acqs))
+	var gaps []time.Duration
+	first, last := acqs[0].WaitStart, acqs[0].Released
+	var heldUntil int64 // the latest ReleaseStart so far
+	for i, a := range acqs {
+		waits = append(waits, time.Duration(a.Acquired-a.WaitStart))
+		first, last = min(first, a.WaitStart), max(last, a.Released)
+		if i > 0 {
+			prev := acqs[i-1]
+			s.transitions++
+			if a.Acquired < heldUntil {
+				s.overlaps++
+			}
+			if prev.Worker != a.Worker {
+				s.handedOver++
+				gaps = append(gaps, time.Duration(a.Acquired-prev.ReleaseStart))
+			}
+			if fenced && a.Fence <= prev.Fence {
+				s.fenceRegressions++
+			}
+		}
+		heldUntil = max(heldUntil, a.ReleaseStart)
+	}
+	if span := time.Duration(last - first); span > 0 {
+		s.perSec = float64(len(acqs)) / span.Seconds()
+	}
+	s.waitP50, s.waitP99, s.waitMax = percentile(waits, 0.50), percentile(waits, 0.99), slices.Max(waits)
+	s.gapP50, s.gapP99 = percentile(gaps, 0.50), percentile(gaps, 0.99)
+	return s
+}
+
+// percentile is the nearest-rank p-quantile of ds, or 0 for none.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	i := int(math.Ceil(p*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the workers it starts: they re-execute it with -worker.
+func TestMain(m *testing.M) {
+	if isWorker(os.Args[1:]) {
+		os.Exit(workerMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func TestAnalyze(t *testing.T) {
+	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
+	acqs := []acquisition{
+		// Out of order on purpose: analyze orders by Acquired.
+		{Worker: 1, WaitStart: ms(0), Acquired: ms(12), ReleaseStart: ms(17), Released: ms(18), Fence: 2},
+		{Worker: 0, WaitStart: ms(0), Acquired: ms(1), ReleaseStart: ms(6), Released: ms(7), Fence: 1},
+		{Worker: 1, WaitStart: ms(18), Acquired: ms(19), ReleaseStart: ms(24), Released: ms(25), Fence: 3},
+		// Taken while worker 1 still held it, with a fence that went back.
+		{Worker: 2, WaitStart: ms(2), Acquired: ms(22), ReleaseStart: ms(30), Released: ms(31), Fence: 3},
+	}
+	s := analyze(acqs, true)
+	if s.acquisitions != 4 || s.transitions != 3 || s.handedOver != 2 || s.overlaps != 1 || s.fenceRegressions != 1 {
+		t.Fatalf("got %+v", s)
+	}
+	if s.waitMax != 20*time.Millisecond || s.gapP50 != -2*time.Millisecond || s.gapP99 != 6*time.Millisecond {
+		t.Fatalf("waits or gaps: %+v", s)
+	}
+	if unfenced := analyze(acqs, false); unfenced.fenceRegressions != 0 {
+		t.Fatalf("fences counted without fences: %+v", unfenced)
+	}
+}
+
+// reachable skips the test when the database cannot be reached, unless CI is true.
+func reachable(t *testing.T, driver, dsn string) {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		db.Close()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s unreachable: %v", driver, err)
+		}
+		t.Skipf("%s unreachable: %v", driver, err)
+	}
+}
+
+// TestFleetSmoke runs every mode of both parts briefly with real worker processes and checks that the
+// figures come from work that was done: acquisitions happened, never two holders at once, fences only grew,
+// and the waiting process sent statements.
+func TestFleetSmoke(t *testing.T) {
+	c := config{
+		pg:      envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
+		my:      envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"),
+		workers: 3, duration: 600 * time.Millisecond, hold: 2 * time.Millisecond, loadDuration: 300 * time.Millisecond,
+		action: "acquirewait", run: fmt.Sprintf("t%x", time.Now().UnixNano()&0xffffffffff),
+	}
+	ctx := t.Context()
+	for i, md := range modes(c) {
+		t.Run("contention "+md.database+" "+md.name, func(t *testing.T) {
+			reachable(t, md.driver, md.dsn)
+			s, err := runContention(ctx, c, md, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", s)
+			if s.acquisitions == 0 || s.transitions != s.acquisitions-1 {
+				t.Errorf("acquisitions %d, transitions %d", s.acquisitions, s.transitions)
+			}
+			if s.overlaps != 0 {
+				t.Errorf("%d overlaps", s.overlaps)
+			}
+			if s.fenced != !md.floor() || s.fenceRegressions != 0 {
+				t.Errorf("fenced %t, %d fence regressions", s.fenced, s.fenceRegressions)
+			}
+		})
+	}
+	for i, lt := range loadTargets(c) {
+		t.Run("load "+lt.name, func(t *testing.T) {
+			reachable(t, lt.driver, lt.dsn)
+			r, err := runLoad(ctx, c, lt, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", r)
+			if r.both.stmts == 0 {
+				t.Error("the waiting process sent no statements")
+			}
+			if r.holder.secs < c.loadDuration.Seconds() || r.both.secs < c.loadDuration.Seconds() {
+				t.Errorf("intervals shorter than %v: %+v", c.loadDuration, r)
+			}
+		})
+	}
+}

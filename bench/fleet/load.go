@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/distrlock/distrlock"
+)
+
+// loadTarget is a database whose server counters the load part reads.
+type loadTarget struct {
+	name, driver, dsn string
+	dialect           distrlock.Dialect
+	counters          []string // in the order of the table's columns
+	writes            []string // the counters whose sum is the writes of "writes per retry"
+	logBytes          string   // the counter of WAL or redo bytes
+	commits           string
+}
+
+func loadTargets(c config) []loadTarget {
+	return []loadTarget{
+		{name: "PostgreSQL", driver: "pgx", dsn: c.pg, dialect: distrlock.DialectPgx,
+			counters: []string{"WAL bytes", "XIDs assigned", "xact_commit", tableWAL, tableXIDs},
+			writes:   []string{"XIDs assigned"}, logBytes: "WAL bytes", commits: "xact_commit"},
+		{name: "MariaDB", driver: "mysql", dsn: c.my, dialect: distrlock.DialectMariaDB,
+			counters: []string{"Handler_update", "Handler_write", "Innodb_os_log_written", "Com_commit", "Handler_commit"},
+			writes:   []string{"Handler_update", "Handler_write"}, logBytes: "Innodb_os_log_written", commits: "Handler_commit"},
+	}
+}
+
+// sample is a reading of a server's counters; PostgreSQL's WAL position is kept as an LSN.
+type sample struct {
+	at   time.Time
+	lsn  string
+	vals map[string]int64
+}
+
+// window is what the counters moved by over an interval.
+type window struct {
+	secs   float64
+	deltas map[string]int64
+	stmts  int64 // statements the waiting process sent in the interval, counted client-side
+	// session is what the waiting process's own MariaDB session counters moved by.
+	session map[string]int64
+}
+
+// loadResult is the load part's intervals on one database.
+type loadResult struct {
+	empty, holder, both window
+}
+
+// waiter is the waiting process's share: the interval with it less the holder's alone, scaled to the
+// same length.
+func (r loadResult) waiter(name string) float64 {
+	return float64(r.both.deltas[name]) - float64(r.holder.deltas[name])*r.both.secs/r.holder.secs
+}
+
+// meter reads one server's counters on a session of its own (the measuring session).
+type meter struct {
+	conn     *sql.Conn
+	postgres bool
+	// relations matches pg_walinspect's block references to the lock table and its indexes, whose WAL
+	// the load part attributes to the lock, apart from what other clients of the server write.
+	relations string
+}
+
+// The counters pg_walinspect attributes to the lock table: its WAL records and their bytes, and the
+// transactions (XIDs) that wrote it, with their commit records.
+const (
+	tableWAL  = "WAL bytes of the lock table"
+	tableXIDs = "XIDs writing it"
+)
+
+// inspectWAL installs pg_walinspect unless it is there, finds the relations of table, and returns what
+// drops the extension again if this run installed it.
+func (m *meter) inspectWAL(ctx context.Context, table string) (func(), error) {
+	var installed bool
+	if err := m.conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_walinspect')").Scan(&installed); err != nil {
+		return nil, err
+	}
+	drop := func() {}
+	if !installed {
+		if _, err := m.conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_walinspect"); err != nil {
+			return nil, err
+		}
+		drop = func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_, _ = m.conn.ExecContext(dctx, "DROP EXTENSION IF EXISTS pg_walinspect")
+		}
+	}
+	rows, err := m.conn.QueryContext(ctx, `SELECT pg_relation_filenode(c.oid)::text FROM pg_class c
+		WHERE c.oid = $1::regclass OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)`, table)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	defer rows.Close()
+	var nodes []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			drop()
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil || len(nodes) == 0 {
+		drop()
+		return nil, errors.Join(err, fmt.Errorf("no relations found for %s", table))
+	}
+	// A block reference reads "blkref #0: rel 1663/16386/24576 fork main blk 0".
+	m.relations = "rel [0-9]+/[0-9]+/(" + strings.Join(nodes, "|") + ") fork"
+	return drop, nil
+}
+
+func (m meter) read(ctx context.Context) (sample, error) {
+	s := sample{at: time.Now(), vals: map[string]int64{}}
+	if m.postgres {
+		// pg_snapshot_xmax of the current snapshot is the next XID to be assigned, and reading it assigns
+		// none; pg_current_wal_lsn writes nothing either.
+		var xmax, commits int64
+		err := m.conn.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text,
+			pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+			(SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())`).Scan(&s.lsn, &xmax, &commits)
+		s.vals["XIDs assigned"], s.vals["xact_commit"] = xmax, commits
+		return s, err
+	}
+	rows, err := m.conn.QueryContext(ctx, `SHOW GLOBAL STATUS WHERE Variable_name IN
+		('Handler_update', 'Handler_write', 'Innodb_os_log_written', 'Com_commit', 'Handler_commit')`)
+	if err != nil {
+		return s, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			return s, err
+		}
+		s.vals[name] = v
+	}
+	return s, rows.Err()
+}
+
+func (m meter) diff(ctx context.Context, a, b sample) (window, error) {
+	w := window{secs: b.at.Sub(a.at).Seconds(), deltas: map[string]int64{}}
+	for k, v := range b.vals {
+		w.deltas[k] = v - a.vals[k]
+	}
+	if m.postgres {
+		var wal int64
+		if err := m.conn.QueryRowContext(ctx, "SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint", b.lsn, a.lsn).Scan(&wal); err != nil {
+			return w, err
+		}
+		w.deltas["WAL bytes"] = wal
+		w.deltas[tableWAL], w.deltas[tableXIDs] = 0, 0
+		if m.relations != "" && wal > 0 { // pg_walinspect fails on a range without a record
+			var bytes, xids int64
+			// The end is clamped to what has been flushed, which pg_walinspect requires.
+			err := m.conn.QueryRowContext(ctx, `WITH w AS (
+					SELECT * FROM pg_get_wal_records_info($1::pg_lsn, least($2::pg_lsn, pg_current_wal_flush_lsn()))
+				), ours AS (
+					SELECT DISTINCT xid::text FROM w WHERE xid::text <> '0' AND block_ref ~ $3
+				)
+				SELECT coalesce(sum(record_length), 0)::bigint, (SELECT count(*) FROM ours)
+				FROM w WHERE block_ref ~ $3 OR xid::text IN (SELECT xid FROM ours)`, a.lsn, b.lsn, m.relations).Scan(&bytes, &xids)
+			if err != nil {
+				return w, fmt.Errorf("pg_walinspect: %w", err)
+			}
+			w.deltas[tableWAL], w.deltas[tableXIDs] = bytes, xids
+		}
+	}
+	return w, nil
+}
+
+// interval reads the counters, runs begin, waits d, runs end and reads them again.
+func (m meter) interval(ctx context.Context, d time.Duration, begin, end func() error) (window, error) {
+	a, err := m.read(ctx)
+	if err != nil {
+		return window{}, err
+	}
+	if begin != nil {
+		if err := begin(); err != nil {
+			return window{}, err
+		}
+	}
+	if err := sleep(ctx, d); err != nil {
+		return window{}, err
+	}
+	b, err := m.read(ctx)
+	if err != nil {
+		return window{}, err
+	}
+	if end != nil {
+		if err := end(); err != nil {
+			return window{}, err
+		}
+	}
+	return m.diff(ctx, a, b)
+}
+
+// runLoad measures an interval with nothing running (the measuring session and other clients of the
+// server), one with a holder process alone, and one with a waiting process added.
+func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, error) {
+	var r loadResult
+	table := fmt.Sprintf("fleet_%s_load%d", c.run, i)
+	drop, err := createTable(ctx, t.driver, t.dsn, t.dialect, table)
+	if err != nil {
+		return r, err
+	}
+	defer drop()
+	db, err := sql.Open(t.driver, t.dsn)
+	if err != nil {
+		return r, err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer conn.Close()
+	m := meter{conn: conn, postgres: t.driver == "pgx"}
+	if m.postgres {
+		dropExt, err := m.inspectWAL(ctx, table)
+		if err != nil {
+			return r, err
+		}
+		defer dropExt()
+	}
+	if r.empty, err = m.interval(ctx, c.loadDuration, nil, nil); err != nil {
+		return r, fmt.Errorf("empty interval: %w", err)
+	}
+
+	a := workerArgs{driver: t.driver, dsn: t.dsn, dialect: string(t.dialect), table: table, key: "held",
+		ttl: holderTTL, notify: c.notify && t.driver == "pgx"}
+	a.role = "hold"
+	holder, err := startWorker(ctx, a)
+	if err != nil {
+		return r, err
+	}
+	defer holder.kill()
+	if err := ready(holder); err != nil {
+		return r, errors.Join(fmt.Errorf("holder: %w", err), holder.wait(time.Second))
+	}
+	if r.holder, err = m.interval(ctx, c.loadDuration, nil, nil); err != nil {
+		return r, fmt.Errorf("holder alone: %w", err)
+	}
+
+	a.role, a.action, a.id = "wait", c.action, 1
+	waiter, err := startWorker(ctx, a)
+	if err != nil {
+		return r, err
+	}
+	defer waiter.kill()
+	if err := ready(waiter); err != nil {
+		return r, errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
+	}
+	var c0, c1 message
+	counts := func(cmd string, into *message) func() error {
+		return func() error {
+			if err := waiter.send(cmd); err != nil {
+				return err
+			}
+			msg, err := waiter.next(10 * time.Second)
+			if err == nil && msg.Counts == nil {
+				err = fmt.Errorf("waiter answered %+v", msg)
+			}
+			if err != nil {
+				return errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
+			}
+			*into = msg
+			return nil
+		}
+	}
+	if r.both, err = m.interval(ctx, c.loadDuration, counts("go", &c0), counts("count", &c1)); err != nil {
+		return r, fmt.Errorf("holder and waiter: %w", err)
+	}
+	r.both.stmts = c1.Counts.Statements - c0.Counts.Statements
+	if c0.Session != nil {
+		r.both.session = map[string]int64{}
+		for k, v := range c1.Session {
+			r.both.session[k] = v - c0.Session[k]
+		}
+	}
+	if err := waiter.stop(10 * time.Second); err != nil {
+		return r, fmt.Errorf("waiter: %w", err)
+	}
+	if err := holder.stop(10 * time.Second); err != nil {
+		return r, fmt.Errorf("holder: %w", err)
+	}
+	return r, nil
+}
+
+// loadTables runs the load part on each database and prints its intervals, then the per-retry summary.
+func loadTables(ctx context.Context, out io.Writer, c config) error {
+	fmt.Fprintf(out, "\n## Load of one waiting process: a holder process keeps the lock (Hold, TTL %v), %v per interval, waiter action %q\n",
+		holderTTL, c.loadDuration, c.action)
+	var summary []string
+	var errs []error
+	for i, t := range loadTargets(c) {
+		if ctx.Err() != nil {
+			break
+		}
+		r, err := runLoad(ctx, c, t, i)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load on %s: %w", t.name, err))
+			fmt.Fprintf(out, "\n%s: error: %v\n", t.name, oneLine(err))
+			continue
+		}
+		fmt.Fprintf(out, "\n### %s\n\n| interval | seconds | %s | waiter statements |\n|---|---|%s---|\n",
+			t.name, strings.Join(t.counters, " | "), strings.Repeat("---|", len(t.counters)))
+		row := func(name string, w window, stmts string) {
+			cells := []string{name, fmt.Sprintf("%.1f", w.secs)}
+			for _, k := range t.counters {
+				cells = append(cells, fmt.Sprint(w.deltas[k]))
+			}
+			fmt.Fprintf(out, "| %s | %s |\n", strings.Join(cells, " | "), stmts)
+		}
+		row("empty: the measuring session and any other client", r.empty, "–")
+		row("holder alone (baseline)", r.holder, "–")
+		row("holder and 1 waiting process", r.both, fmt.Sprint(r.both.stmts))
+		cells := []string{"the waiting process (difference, baseline scaled to the same length)", "–"}
+		for _, k := range t.counters {
+			cells = append(cells, fmt.Sprintf("%.0f", r.waiter(k)))
+		}
+		fmt.Fprintf(out, "| %s | %d |\n", strings.Join(cells, " | "), r.both.stmts)
+
+		if r.both.session != nil {
+			var parts []string
+			for _, k := range sessionCounters {
+				parts = append(parts, fmt.Sprintf("%s %d", k, r.both.session[k]))
+			}
+			fmt.Fprintf(out, "\nThe waiting process's own session over the same interval (SHOW SESSION STATUS): %s.\n", strings.Join(parts, ", "))
+		}
+
+		var writes float64
+		for _, k := range t.writes {
+			writes += r.waiter(k)
+		}
+		per := func(v float64) string {
+			if r.both.stmts == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f", v/float64(r.both.stmts))
+		}
+		// Writes and log bytes of the waiter alone, apart from other clients: on PostgreSQL what
+		// pg_walinspect finds on the lock table, on MariaDB the waiter's own session counters.
+		ownWrites, ownLog := "–", "–"
+		if t.driver == "pgx" {
+			ownWrites = per(r.waiter(tableXIDs)) + " (" + tableXIDs + ")"
+			ownLog = per(r.waiter(tableWAL))
+		} else if r.both.session != nil {
+			ownWrites = per(float64(r.both.session["Handler_update"]+r.both.session["Handler_write"])) + " (session Handler_update + Handler_write)"
+		}
+		summary = append(summary, fmt.Sprintf("| %s | %.1f | %s (%s) | %s | %s | %s | %s (%s) |", t.name,
+			float64(r.both.stmts)/r.both.secs, per(writes), strings.Join(t.writes, " + "), ownWrites, per(r.waiter(t.logBytes)),
+			ownLog, per(r.waiter(t.commits)), t.commits))
+	}
+	if len(summary) > 0 {
+		fmt.Fprintln(out, "\n### Per waiting process (per retry: per statement the waiter sent)\n\n| database | statements per second | writes per retry, server-wide counters | writes per retry, the waiter's own | log bytes per retry, server-wide | log bytes per retry, the lock table's | commits per retry |\n|---|---|---|---|---|---|---|")
+		fmt.Fprintln(out, strings.Join(summary, "\n"))
+	}
+	return errors.Join(errs...)
+}

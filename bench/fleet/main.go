@@ -1,0 +1,301 @@
+// Command fleet measures distrlock's waiting across worker processes, each with its own *sql.DB and
+// DBManager, as a fleet of service instances would wait (issue 14). It re-executes its own binary as the
+// workers (-worker as the first argument) and prints Markdown tables:
+//
+//   - contention: -workers processes loop on one key for -duration (wait, hold -hold, release), under
+//     distrlock on PostgreSQL (pgx) and MariaDB (both DSNs) and under each database's own lock as the floor
+//     (pg_advisory_lock, GET_LOCK), in the same run;
+//   - load: what one waiting process adds to the server while another process holds the lock with the
+//     library's heartbeat: counters over -load-duration with the holder alone, then with the waiter.
+//
+// Run it as `cd bench && go run ./fleet`; DISTRLOCK_POSTGRES_DSN and DISTRLOCK_MYSQL_DSN name the databases.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/distrlock/distrlock"
+)
+
+func main() {
+	if isWorker(os.Args[1:]) {
+		os.Exit(workerMain(os.Args[1:]))
+	}
+	os.Exit(parentMain(os.Args[1:], os.Stdout))
+}
+
+// config is a run's settings.
+type config struct {
+	pg, my       string // DSNs
+	workers      int
+	duration     time.Duration
+	hold         time.Duration
+	loadDuration time.Duration
+	action       string // the waiting process's action in the load part
+	notify       bool
+	run          string // unique per run: names the tables and locks
+}
+
+// contentionTTL is the lease of the contention workers: far longer than a turn, short enough that a
+// killed worker's lease ends soon.
+const contentionTTL = 10 * time.Second
+
+// holderTTL is the lease of the load part's holder; its heartbeat extends it every half.
+const holderTTL = 4 * time.Second
+
+func parentMain(args []string, out io.Writer) int {
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	c := config{
+		pg: envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
+		my: envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"),
+	}
+	fs.IntVar(&c.workers, "workers", 4, "contention: worker processes per mode")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "contention: how long each worker loops per mode")
+	fs.DurationVar(&c.hold, "hold", 5*time.Millisecond, "contention: how long a worker holds the lock each turn")
+	fs.DurationVar(&c.loadDuration, "load-duration", 10*time.Second, "load: length of each measured interval")
+	fs.StringVar(&c.action, "waiter-action", "acquirewait", "load: what the waiting process does ("+waiterActionNames()+")")
+	fs.BoolVar(&c.notify, "notify", false, "PostgreSQL distrlock workers wait with a pgnotify listener (TODO: not available yet)")
+	parts := fs.String("parts", "contention,load", "which parts to run")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, ok := waiterActions[c.action]; !ok {
+		fmt.Fprintf(os.Stderr, "fleet: unknown -waiter-action %q (have %s)\n", c.action, waiterActionNames())
+		return 2
+	}
+	if c.workers < 2 {
+		fmt.Fprintln(os.Stderr, "fleet: -workers must be at least 2")
+		return 2
+	}
+	if c.notify {
+		if _, _, err := notifierOption(context.Background(), c.pg); err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+			return 2
+		}
+	}
+	c.run = fmt.Sprintf("%x%x", time.Now().UnixMilli()&0xffffffff, os.Getpid()&0xffff)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Fprintf(out, "# distrlock fleet benchmark\n\n%s, %d-CPU host, run %s: `-workers %d -duration %v -hold %v -load-duration %v -waiter-action %s`\n",
+		time.Now().Format("2006-01-02"), runtime.NumCPU(), c.run, c.workers, c.duration, c.hold, c.loadDuration, c.action)
+	failed := false
+	want := strings.Split(*parts, ",")
+	if slices.Contains(want, "contention") {
+		if err := contentionTable(ctx, out, c); err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+			failed = true
+		}
+	}
+	if slices.Contains(want, "load") && ctx.Err() == nil {
+		if err := loadTables(ctx, out, c); err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
+			failed = true
+		}
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// mode is one way the contention workers take the lock.
+type mode struct {
+	database, name string
+	lock           string // the worker's -lock
+	driver, dsn    string
+	dialect        distrlock.Dialect // distrlock only
+}
+
+func (m mode) floor() bool { return m.lock != "distrlock" }
+
+func modes(c config) []mode {
+	return []mode{
+		{"PostgreSQL", "floor: pg_advisory_lock on a *sql.Conn", "pg-advisory", "pgx", c.pg, ""},
+		{"PostgreSQL", "distrlock AcquireWait (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx},
+		{"MariaDB", "floor: GET_LOCK on a *sql.Conn", "mariadb-getlock", "mysql", c.my, ""},
+		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB},
+		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB},
+	}
+}
+
+// contentionTable runs every mode and prints a row for each, with its ratios to its database's floor.
+func contentionTable(ctx context.Context, out io.Writer, c config) error {
+	fmt.Fprintf(out, "\n## Contention: %d processes, one key, hold %v, %v per mode\n\n", c.workers, c.hold, c.duration)
+	fmt.Fprintln(out, "| database | mode | acquisitions (/s) | handed to another process | wait p50 | wait p99 | wait max | release→next holder p50 | p99 | overlaps | fence regressions | wait p99 / floor p99 | wait max / floor max |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	floors := map[string]contentionStats{}
+	var errs []error
+	for i, md := range modes(c) {
+		if ctx.Err() != nil {
+			break
+		}
+		s, err := runContention(ctx, c, md, i)
+		if err != nil {
+			fmt.Fprintf(out, "| %s | %s | error: %v |||||||||||\n", md.database, md.name, oneLine(err))
+			errs = append(errs, fmt.Errorf("%s %s: %w", md.database, md.name, err))
+			continue
+		}
+		if md.floor() {
+			floors[md.database] = s
+		}
+		fences := "– (none)"
+		if s.fenced {
+			fences = fmt.Sprint(s.fenceRegressions)
+		}
+		ratios := "– | –"
+		if f, ok := floors[md.database]; ok && f.waitP99 > 0 && f.waitMax > 0 {
+			ratios = fmt.Sprintf("%.2f× | %.2f×", float64(s.waitP99)/float64(f.waitP99), float64(s.waitMax)/float64(f.waitMax))
+		}
+		share := 0.0
+		if s.transitions > 0 {
+			share = float64(s.handedOver) / float64(s.transitions)
+		}
+		fmt.Fprintf(out, "| %s | %s | %d (%.0f) | %.0f%% (%d) | %s | %s | %s | %s | %s | %d | %s | %s |\n",
+			md.database, md.name, s.acquisitions, s.perSec, 100*share, s.handedOver, ms(s.waitP50), ms(s.waitP99),
+			ms(s.waitMax), ms(s.gapP50), ms(s.gapP99), s.overlaps, fences, ratios)
+	}
+	return errors.Join(errs...)
+}
+
+// runContention runs one mode: the workers, each a process of its own, then the analysis of their turns.
+func runContention(ctx context.Context, c config, md mode, i int) (contentionStats, error) {
+	a := workerArgs{role: "contend", lock: md.lock, driver: md.driver, dsn: md.dsn, dialect: string(md.dialect),
+		duration: c.duration, hold: c.hold, ttl: contentionTTL}
+	switch md.lock {
+	case "distrlock":
+		a.table, a.key = fmt.Sprintf("fleet_%s_%d", c.run, i), "contended"
+		a.notify = c.notify && md.driver == "pgx"
+		drop, err := createTable(ctx, md.driver, md.dsn, md.dialect, a.table)
+		if err != nil {
+			return contentionStats{}, err
+		}
+		defer drop()
+	case "pg-advisory":
+		h := fnv.New64a()
+		h.Write([]byte(c.run))
+		a.key = fmt.Sprint(int64(h.Sum64()))
+	case "mariadb-getlock":
+		a.key = "fleet_" + c.run
+	}
+	procs := make([]*proc, 0, c.workers)
+	defer func() {
+		for _, p := range procs {
+			p.kill()
+		}
+	}()
+	for id := range c.workers {
+		a.id = id
+		p, err := startWorker(ctx, a)
+		if err != nil {
+			return contentionStats{}, err
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		if err := ready(p); err != nil {
+			return contentionStats{}, errors.Join(err, p.wait(time.Second))
+		}
+	}
+	for _, p := range procs {
+		if err := p.send("go"); err != nil {
+			return contentionStats{}, err
+		}
+	}
+	var acqs []acquisition
+	var errs []error
+	for id, p := range procs {
+		// A wait under way at the end finishes; a minute is far more than the last turns take.
+		if err := p.wait(c.duration + time.Minute); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d: %w", id, err))
+		}
+		acqs = append(acqs, p.acqs...)
+	}
+	if ctx.Err() != nil {
+		return contentionStats{}, ctx.Err() // the workers were killed: their errors say nothing more
+	}
+	if err := errors.Join(errs...); err != nil {
+		return contentionStats{}, err
+	}
+	return analyze(acqs, md.lock == "distrlock"), nil
+}
+
+// ready waits for a worker's first message, which says it has connected and is ready.
+func ready(p *proc) error {
+	m, err := p.next(30 * time.Second)
+	if err == nil && !m.Ready {
+		err = fmt.Errorf("worker's first message was not ready: %+v", m)
+	}
+	return err
+}
+
+// createTable creates a distrlock table for one mode and returns what drops it.
+func createTable(ctx context.Context, driver, dsn string, d distrlock.Dialect, table string) (drop func(), err error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	m, err := distrlock.NewDBManager(d, distrlock.WithTableName(table))
+	if err == nil {
+		err = m.CreateTable(ctx, db)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return func() {
+		// Also after an interrupt: the table must not outlive the run.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(dctx, m.DropTableSQL()); err != nil {
+			fmt.Fprintf(os.Stderr, "fleet: drop %s: %v\n", table, err)
+		}
+		db.Close()
+	}, nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func addParam(dsn, p string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + p
+	}
+	return dsn + "?" + p
+}
