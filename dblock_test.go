@@ -121,7 +121,7 @@ func (u *unitToken) Match(v driver.Value) bool {
 	return true
 }
 
-// unitMySQLAcquireRoles is the order of the MySQL acquire's 19 bound values, as schema/mysql/queries/acquire.sql
+// unitMySQLAcquireRoles is the order of the MySQL acquire's 26 bound values, as schema/mysql/queries/acquire.sql
 // places its placeholders (TestSchemaPlaceholderRoles derives the same list from the file).
 var unitMySQLAcquireRoles = []string{
 	"key", "token", "ttl", "ttl", "owner", "data", // the inserted row

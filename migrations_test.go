@@ -9,18 +9,33 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // unitMigrationIDs are the steps of each dialect, in order. IDs are a promise: a released one never changes.
+// A version is the same step in every dialect that has it; PostgreSQL and SQLite need no step 3, and
+// golang-migrate, goose and sql-migrate all accept the gap.
 func unitMigrationIDs(d Dialect) []string {
 	ids := []string{"distrlock_00001_create_table", "distrlock_00002_fence_and_lease"}
 	if unitIsMySQL(d) {
 		ids = append(ids, "distrlock_00003_expiry_in_microseconds")
 	}
-	return ids
+	return append(ids, "distrlock_00004_wait_queue")
+}
+
+// unitMigrationVersion splits a migration ID, distrlock_<5-digit version>_<title>, into its parts.
+func unitMigrationVersion(t testing.TB, id string) (int, string) {
+	t.Helper()
+	rest, ok := strings.CutPrefix(id, "distrlock_")
+	num, title, ok2 := strings.Cut(rest, "_")
+	version, err := strconv.Atoi(num)
+	if !ok || !ok2 || err != nil || len(num) != 5 || version < 1 || title == "" {
+		t.Fatalf("migration ID %q is not distrlock_<5-digit version>_<title>", id)
+	}
+	return version, title
 }
 
 // TestMigrationIDs: each dialect has its steps in order, starting with go-dbkit's ID.
@@ -42,9 +57,13 @@ func TestMigrationIDs(t *testing.T) {
 	}
 }
 
-// TestMigrationFilesPaired: in every dialect folder each .up.sql has its .down.sql and the reverse, and
-// the versions run 1, 2, … without gaps.
+// TestMigrationFilesPaired: in every dialect folder each .up.sql has its .down.sql and the reverse, the
+// versions start at 1 and strictly increase (a dialect may skip a version another needs), a version has
+// the same title in every dialect that has it, and every dialect ends at the same latest version, so that
+// one version number names one schema everywhere.
 func TestMigrationFilesPaired(t *testing.T) {
+	titles := map[int]string{} // version → title, across dialects
+	latest := map[string]int{} // dialect folder → its last version
 	for _, dir := range []string{"postgres", "mysql", "sqlite"} {
 		files, err := fs.Glob(schemaFS, path.Join("schema", dir, "*.sql"))
 		if err != nil {
@@ -54,17 +73,29 @@ func TestMigrationFilesPaired(t *testing.T) {
 		for _, f := range files {
 			names[path.Base(f)] = true
 		}
-		version := 0
+		version, steps := 0, 0
 		for _, f := range files {
 			base := path.Base(f)
 			var pair string
 			switch {
 			case strings.HasSuffix(base, ".up.sql"):
 				pair = strings.TrimSuffix(base, ".up.sql") + ".down.sql"
-				version++
-				if want := fmt.Sprintf("%06d_", version); !strings.HasPrefix(base, want) {
-					t.Errorf("%s/%s: want version prefix %s", dir, base, want)
+				steps++
+				num, title, _ := strings.Cut(strings.TrimSuffix(base, ".up.sql"), "_")
+				v, err := strconv.Atoi(num)
+				switch {
+				case err != nil || len(num) != 6 || title == "":
+					t.Errorf("%s/%s: want <6-digit version>_<title>.up.sql", dir, base)
+				case steps == 1 && v != 1:
+					t.Errorf("%s/%s: the first version is %d, want 1 (go-dbkit's step)", dir, base, v)
+				case v <= version:
+					t.Errorf("%s/%s: version %d does not follow version %d", dir, base, v, version)
+				case titles[v] != "" && titles[v] != title:
+					t.Errorf("%s/%s: version %d is %q in another dialect", dir, base, v, titles[v])
+				default:
+					titles[v] = title
 				}
+				version = max(version, v)
 			case strings.HasSuffix(base, ".down.sql"):
 				pair = strings.TrimSuffix(base, ".down.sql") + ".up.sql"
 			default:
@@ -75,9 +106,13 @@ func TestMigrationFilesPaired(t *testing.T) {
 				t.Errorf("%s/%s has no %s", dir, base, pair)
 			}
 		}
-		if version < 2 {
-			t.Errorf("%s has %d migrations", dir, version)
+		if steps < 2 {
+			t.Errorf("%s has %d migrations", dir, steps)
 		}
+		latest[dir] = version
+	}
+	if latest["postgres"] != latest["mysql"] || latest["postgres"] != latest["sqlite"] {
+		t.Errorf("the dialects end at different versions: %v", latest)
 	}
 }
 
@@ -91,11 +126,18 @@ func TestMigrationSteps(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for i, mig := range m.Migrations() {
+				migs := m.Migrations()
+				for i, mig := range migs {
 					if mig.UpFn() != nil || mig.DownFn() != nil {
 						t.Errorf("%s has Go functions", mig.ID())
 					}
-					base := fmt.Sprintf("%06d_%s", i+1, strings.TrimPrefix(mig.ID(), fmt.Sprintf("distrlock_%05d_", i+1)))
+					version, title := unitMigrationVersion(t, mig.ID())
+					if i > 0 {
+						if prev, _ := unitMigrationVersion(t, migs[i-1].ID()); version <= prev {
+							t.Errorf("%s follows version %d", mig.ID(), prev)
+						}
+					}
+					base := fmt.Sprintf("%06d_%s", version, title)
 					for dir, stmts := range map[string][]string{"up": mig.UpSQL(), "down": mig.DownSQL()} {
 						if len(stmts) == 0 {
 							t.Errorf("%s has no %s SQL", mig.ID(), dir)
@@ -200,7 +242,8 @@ func unitExecAll(t *testing.T, db *sql.DB, stmts []string) {
 
 // TestMigrationsOnSQLite applies Migrations() to a real SQLite database (modernc.org/sqlite, a temporary
 // file): all steps up give the columns of CreateTableSQL()'s table; all steps down, in reverse, remove the
-// table; up again gives the same columns, and the lock works on the migrated table.
+// table, each step leaving the columns the one before it made; up again gives the same columns, and the
+// lock works on the migrated table.
 func TestMigrationsOnSQLite(t *testing.T) {
 	for _, c := range []struct{ table, schema, name string }{
 		{"", "main", DefaultTableName},
@@ -222,8 +265,14 @@ func TestMigrationsOnSQLite(t *testing.T) {
 			}
 			unitExecAll(t, db, []string{final.CreateTableSQL()})
 			want := unitTableInfo(t, db, "main", "final_shape")
-			if len(want) != 8 {
+			if len(want) != 11 {
 				t.Fatalf("CreateTableSQL made %d columns: %+v", len(want), want)
+			}
+			// The columns the table has after each step down: back to go-dbkit's three, with step 4's added
+			// at the end.
+			below := map[string][]string{
+				"distrlock_00002_fence_and_lease": {"lock_key", "token", "expire_at"},
+				"distrlock_00004_wait_queue":      {"lock_key", "token", "expire_at", "fence", "ttl_us", "owner", "data", "acquired_at"},
 			}
 
 			m, err := NewDBManager(DialectSQLite, WithTableName(c.table))
@@ -241,18 +290,22 @@ func TestMigrationsOnSQLite(t *testing.T) {
 				}
 			}
 			up()
+			checked := 0
 			for i := len(migs) - 1; i >= 0; i-- {
 				unitExecAll(t, db, migs[i].DownSQL())
-				if i == 1 { // back to go-dbkit's table
-					got := unitTableInfo(t, db, c.schema, c.name)
+				if wantNames, ok := below[migs[i].ID()]; ok {
+					checked++
 					var names []string
-					for _, col := range got {
+					for _, col := range unitTableInfo(t, db, c.schema, c.name) {
 						names = append(names, col.name)
 					}
-					if !slices.Equal(names, []string{"lock_key", "token", "expire_at"}) {
-						t.Errorf("after step 2 down the columns are %q", names)
+					if !slices.Equal(names, wantNames) {
+						t.Errorf("after %s down the columns are %q, want %q", migs[i].ID(), names, wantNames)
 					}
 				}
+			}
+			if checked != len(below) {
+				t.Errorf("checked the columns below %d steps, want %d", checked, len(below))
 			}
 			var n int
 			if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = ?`, c.name).Scan(&n); err != nil {

@@ -3,6 +3,7 @@ package distrlock
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"flag"
 	"io/fs"
 	"os"
@@ -29,13 +30,17 @@ var unitUpdate = flag.Bool("update", false, "rewrite testdata/golden from the SQ
 // unitGoldenTables are the custom table names whose rendering is kept under testdata/golden.
 var unitGoldenTables = []string{"my_locks", "app.my_locks"}
 
-// unitQueryNames are the files of schema/<dialect>/queries, one statement each.
-var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek"}
+// unitQueryNames are the files of schema/<dialect>/queries that every dialect has, one statement each.
+var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "enqueue"}
 
-// unitQueryNamesFor adds MySQL's query of its own: which locks a batched extend left held.
+// unitQueryNamesFor adds the queries a dialect has of its own: on MySQL which locks a batched extend left
+// held and the acquire sent in a caller's transaction; on PostgreSQL the release that notifies waiters.
 func unitQueryNamesFor(d Dialect) []string {
-	if unitIsMySQL(d) {
-		return append(slices.Clone(unitQueryNames), "extend_batch_held")
+	switch {
+	case unitIsMySQL(d):
+		return append(slices.Clone(unitQueryNames), "extend_batch_held", "acquire_in_tx")
+	case d == DialectPostgres || d == DialectPgx:
+		return append(slices.Clone(unitQueryNames), "release_notify")
 	}
 	return unitQueryNames
 }
@@ -64,14 +69,47 @@ func (r *unitRecorder) QueryRowContext(ctx context.Context, query string, args .
 
 // The values the recorded statements bind, distinct so that each bound value names its role.
 const (
-	unitRecKey   = "the-key"
-	unitRecToken = "the-token"
-	unitRecTTL   = 1234567 * time.Microsecond
+	unitRecKey     = "the-key"
+	unitRecToken   = "the-token"
+	unitRecTTL     = 1234567 * time.Microsecond
+	unitRecTicket  = int64(42)
+	unitRecGrace   = 2345678 * time.Microsecond
+	unitRecHold    = 3456789 * time.Microsecond
+	unitRecChannel = "the_channel"
 )
 
-// unitRecordStatements runs acquire, extend and release on a manager for table ("" is the default) and
-// returns the three statements as the executor received them. sqlmock accepts any arguments here but
-// only the text of the schema files.
+// unitNotifier is a Notifier that only names its channel.
+type unitNotifier struct{}
+
+func (unitNotifier) Channel() string                            { return unitRecChannel }
+func (unitNotifier) Subscribe(string) (<-chan struct{}, func()) { return nil, func() {} }
+func (unitNotifier) Listening() bool                            { return false }
+
+// unitArgConverter is sqlmock's value converter that also records, in order, every value a statement
+// binds: the statements sent on a *sql.Tx, which a unitRecorder cannot stand in for.
+type unitArgConverter struct{ values []any }
+
+func (c *unitArgConverter) ConvertValue(v any) (driver.Value, error) {
+	dv, err := driver.DefaultParameterConverter.ConvertValue(v)
+	c.values = append(c.values, dv)
+	return dv, err
+}
+
+// unitExpectAcquire expects acquire.sql for table and answers that it took the lock with fence 1.
+func unitExpectAcquire(t *testing.T, mock sqlmock.Sqlmock, d Dialect, table string) {
+	t.Helper()
+	if unitIsMySQL(d) {
+		mock.ExpectExec(unitQuery(t, d, "acquire", table)).WillReturnResult(sqlmock.NewResult(0, 1))
+	} else {
+		mock.ExpectQuery(unitQuery(t, d, "acquire", table)).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
+	}
+}
+
+// unitRecordStatements runs a waiter's acquire (with a ticket and a grace), extend, release (with a least
+// hold) and enqueue on a manager for table ("" is the default), and on MySQL an acquire in a caller's
+// transaction, on PostgreSQL a release through a manager with a notifier. It returns the statements as the
+// executor received them, by the name of their file. sqlmock accepts any arguments here but only the text
+// of the schema files.
 func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unitCall {
 	t.Helper()
 	db, mock := unitMock(t)
@@ -79,13 +117,14 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 	if err != nil {
 		t.Fatal(err)
 	}
-	if unitIsMySQL(d) {
-		mock.ExpectExec(unitQuery(t, d, "acquire", table)).WillReturnResult(sqlmock.NewResult(0, 1))
-	} else {
-		mock.ExpectQuery(unitQuery(t, d, "acquire", table)).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
-	}
+	unitExpectAcquire(t, mock, d, table)
 	mock.ExpectExec(unitQuery(t, d, "extend", table)).WillReturnResult(sqlmock.NewResult(1, 1))
 	mock.ExpectExec(unitQuery(t, d, "release", table)).WillReturnResult(sqlmock.NewResult(0, 1))
+	if unitIsMySQL(d) {
+		mock.ExpectExec(unitQuery(t, d, "enqueue", table)).WillReturnResult(sqlmock.NewResult(unitRecTicket, 1))
+	} else {
+		mock.ExpectQuery(unitQuery(t, d, "enqueue", table)).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(unitRecTicket))
+	}
 
 	rec := &unitRecorder{exec: db}
 	ctx := context.Background()
@@ -96,19 +135,81 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 	if len(rec.calls) != 0 {
 		t.Fatalf("NewLock sent %d statements", len(rec.calls))
 	}
-	if err := l.AcquireWithStaticToken(ctx, rec, unitRecToken, unitRecTTL); err != nil {
+	if _, err := l.acquireTicket(ctx, rec, "acquire", unitRecToken, unitRecTTL, unitRecTicket, unitRecGrace); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Extend(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
+	l.minHold = unitRecHold
 	if err := l.Release(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.calls) != 3 {
-		t.Fatalf("acquire, extend and release sent %d statements, want 3", len(rec.calls))
+	if ticket, err := m.spec.enqueue(ctx, rec, m.q.enqueue, unitRecKey); err != nil || ticket != unitRecTicket {
+		t.Fatalf("enqueue: ticket %d, %v", ticket, err)
 	}
-	return map[string]unitCall{"acquire": rec.calls[0], "extend": rec.calls[1], "release": rec.calls[2]}
+	if len(rec.calls) != 4 {
+		t.Fatalf("acquire, extend, release and enqueue sent %d statements, want 4", len(rec.calls))
+	}
+	calls := map[string]unitCall{"acquire": rec.calls[0], "extend": rec.calls[1], "release": rec.calls[2], "enqueue": rec.calls[3]}
+
+	switch {
+	case unitIsMySQL(d):
+		conv := &unitArgConverter{}
+		txDB, txMock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual), sqlmock.ValueConverterOption(conv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := txMock.ExpectationsWereMet(); err != nil {
+				t.Error(err)
+			}
+			_ = txDB.Close()
+		})
+		query := unitQuery(t, d, "acquire_in_tx", table)
+		txMock.ExpectBegin()
+		txMock.ExpectExec(query).WillReturnResult(sqlmock.NewResult(0, 1))
+		txMock.ExpectCommit()
+		tx, err := txDB.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txLock, err := m.NewLock(ctx, tx, unitRecKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := txLock.acquireTicket(ctx, tx, "acquire", unitRecToken, unitRecTTL, unitRecTicket, unitRecGrace); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		// sqlmock matched the text exactly, so the query is the file's.
+		calls["acquire_in_tx"] = unitCall{query: query, args: slices.Clone(conv.values)}
+	case unitDir(t, d) == "postgres":
+		nm, err := NewDBManager(d, WithTableName(table), WithNotifier(unitNotifier{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unitExpectAcquire(t, mock, d, table)
+		mock.ExpectQuery(unitQuery(t, d, "release_notify", table)).WillReturnRows(sqlmock.NewRows([]string{"lock_key"}).AddRow(unitRecKey))
+		nl, err := nm.NewLock(ctx, rec, unitRecKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nl.acquireTicket(ctx, rec, "acquire", unitRecToken, unitRecTTL, unitRecTicket, unitRecGrace); err != nil {
+			t.Fatal(err)
+		}
+		nl.minHold = unitRecHold
+		if err := nl.Release(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.calls) != 6 {
+			t.Fatalf("acquire and release with a notifier sent %d statements, want 2", len(rec.calls)-4)
+		}
+		calls["release_notify"] = rec.calls[5]
+	}
+	return calls
 }
 
 // TestSchemaEmbeddedEqualsDisk: the embedded schema is the schema/ folder, file for file and byte for byte.
@@ -212,6 +313,14 @@ func TestSchemaGolden(t *testing.T) {
 				}
 				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
 					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld}
+				// The dialects without a file of their own send acquire.sql in a transaction, and have no
+				// release that notifies.
+				if !unitIsMySQL(d) && m.q.acquireInTx != m.q.acquire {
+					t.Errorf("acquire in a transaction:\n%s\nwant acquire.sql", m.q.acquireInTx)
+				}
+				if unitDir(t, d) != "postgres" && m.q.releaseNotify != "" {
+					t.Errorf("%s has a release that notifies:\n%s", d, m.q.releaseNotify)
+				}
 				for name, call := range unitRecordStatements(t, d, table) {
 					rendered[name] = call.query
 				}
@@ -443,9 +552,11 @@ func TestSchemaPlaceholderCounts(t *testing.T) {
 			}
 		})
 	}
-	// The MySQL acquire's count, spelled out.
-	if _, n := unitPlaceholders(t, DialectMySQL, "acquire", unitFile(t, DialectMySQL, "queries/acquire.sql")); n != 19 {
-		t.Errorf("schema/mysql/queries/acquire.sql has %d placeholders, want 19", n)
+	// The MySQL acquires' counts, spelled out: acquire_in_tx.sql is acquire.sql without the gate's 5.
+	for name, want := range map[string]int{"acquire": 26, "acquire_in_tx": 21} {
+		if _, n := unitPlaceholders(t, DialectMySQL, name, unitFile(t, DialectMySQL, "queries/"+name+".sql")); n != want {
+			t.Errorf("schema/mysql/queries/%s.sql has %d placeholders, want %d", name, n, want)
+		}
 	}
 }
 
@@ -455,10 +566,20 @@ var unitColumnRoles = map[string]string{
 }
 
 var (
-	unitValuesKeyword = regexp.MustCompile(`(?i)\bVALUES\b`)
-	unitInsertInto    = regexp.MustCompile(`(?i)\bINSERT\s+INTO\b`)
-	unitComparedWith  = regexp.MustCompile(`(\w+)\s*=\s*$`)
-	unitAssignment    = regexp.MustCompile(`(?mi)^\s*(?:SET\s+)?(\w+)\s*=`)
+	unitInsertInto = regexp.MustCompile(`(?i)\bINSERT\s+INTO\b`)
+	// unitInsertedRow starts the inserted row after the column list: a VALUES tuple or a SELECT list.
+	unitInsertedRow  = regexp.MustCompile(`(?i)^\s*(?:VALUES\s*\(|SELECT\b)`)
+	unitRowEnd       = regexp.MustCompile(`(?i)^(?:FROM|WHERE)\b`)
+	unitComparedWith = regexp.MustCompile(`(?i)(\w+)\s*(?:=|<=>|\bIS\s+DISTINCT\s+FROM|\bIS\s+NOT)\s*$`)
+	unitAssignment   = regexp.MustCompile(`(?mi)^\s*(?:SET\s+)?(\w+)\s*=`)
+	// The values no column holds, by the expression around them: the queue position's multiplier is the
+	// hand-over grace; a ticket is tested > 0, counted from queue_head or raised to it; a least hold is
+	// added to acquired_at; a channel is pg_notify's.
+	unitGraceAfter    = regexp.MustCompile(`(?i)^(?:::bigint)?\s*\*\s*(?:CASE|IF)\b`)
+	unitTicketAfter   = regexp.MustCompile(`(?i)^(?:::bigint)?\s*(?:>\s*0\b|-\s*(?:\w+\.)?queue_head\b)`)
+	unitTicketBefore  = regexp.MustCompile(`(?i)\b(?:GREATEST|MAX)\(\s*(?:\w+\.)?queue_head\s*,\s*$`)
+	unitHoldBefore    = regexp.MustCompile(`(?i)\bacquired_at\s*\+\s*$`)
+	unitChannelBefore = regexp.MustCompile(`(?i)\bpg_notify\(\s*$`)
 )
 
 // unitClosing returns the index of the parenthesis that closes the one at open.
@@ -478,75 +599,111 @@ func unitClosing(code string, open int) int {
 	return -1
 }
 
+// unitInsertedItems returns the byte ranges of the items of an INSERT's row, whether a VALUES tuple or the
+// list of an INSERT … SELECT (which ends at its FROM or WHERE), with the inserted columns; none without an
+// INSERT.
+func unitInsertedItems(t *testing.T, name, code string) (columns []string, items [][2]int) {
+	t.Helper()
+	ins := unitInsertInto.FindStringIndex(code)
+	if ins == nil {
+		return nil, nil
+	}
+	open := ins[1] + strings.IndexByte(code[ins[1]:], '(')
+	closing := unitClosing(code, open)
+	for _, c := range strings.Split(code[open+1:closing], ",") {
+		columns = append(columns, strings.TrimSpace(c))
+	}
+	row := unitInsertedRow.FindStringIndex(code[closing+1:])
+	if row == nil {
+		t.Fatalf("%s: the column list is followed by neither VALUES nor SELECT", name)
+	}
+	from, end := closing+1+row[1], len(code)
+	if strings.HasSuffix(code[:from], "(") { // VALUES (…)
+		end = unitClosing(code, from-1)
+	}
+	depth := 0
+	for i := from; i < end; i++ {
+		switch code[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ',':
+			if depth == 0 {
+				items = append(items, [2]int{from, i})
+				from = i + 1
+			}
+		default:
+			if depth == 0 && unitRowEnd.MatchString(code[i:]) && (i == 0 || !unitIsWordByte(code[i-1])) {
+				end = i
+			}
+		}
+	}
+	items = append(items, [2]int{from, end})
+	if len(items) != len(columns) {
+		t.Fatalf("%s: %d columns but %d values", name, len(columns), len(items))
+	}
+	return columns, items
+}
+
+func unitIsWordByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+}
+
 // unitPlaceholderRoles reads from the SQL alone which value each bound position stands for: a placeholder
-// in the VALUES tuple stands for its column's value; elsewhere one right after `column =` for that column's
-// value, and any other for the value of the column its line assigns (`expire_at = … + ?`).
+// in the inserted row stands for its column's value; elsewhere one right after `column =` (or `<=>`, `IS
+// DISTINCT FROM`, `IS NOT`) for that column's value; one that no column holds for the ticket, grace, least
+// hold or channel its expression shows; and any other for the value of the column its line assigns
+// (`expire_at = … + ?`).
 func unitPlaceholderRoles(t *testing.T, d Dialect, name, text string) []string {
 	t.Helper()
 	code, _ := unitSplitSQL(d, text)
 	phs, n := unitPlaceholders(t, d, name, text)
 	roles := make([]string, n)
-	set := func(p unitPlaceholder, col string) {
-		role, ok := unitColumnRoles[col]
-		if !ok {
-			t.Errorf("%s: placeholder at byte %d belongs to column %q, which binds no value", name, p.pos, col)
-			return
-		}
+	set := func(p unitPlaceholder, role string) {
 		if roles[p.index] != "" && roles[p.index] != role {
 			t.Errorf("%s: bound value %d is both %s and %s", name, p.index+1, roles[p.index], role)
 		}
 		roles[p.index] = role
 	}
-
-	tupleStart, tupleEnd := -1, -1
-	var columns []string
-	var items [][2]int // byte ranges of the VALUES tuple's items
-	if ins := unitInsertInto.FindStringIndex(code); ins != nil {
-		open := ins[1] + strings.IndexByte(code[ins[1]:], '(')
-		for _, c := range strings.Split(code[open+1:unitClosing(code, open)], ",") {
-			columns = append(columns, strings.TrimSpace(c))
+	setColumn := func(p unitPlaceholder, col string) {
+		role, ok := unitColumnRoles[col]
+		if !ok {
+			t.Errorf("%s: placeholder at byte %d belongs to column %q, which binds no value", name, p.pos, col)
+			return
 		}
-		v := unitValuesKeyword.FindStringIndex(code)
-		tupleStart = v[1] + strings.IndexByte(code[v[1]:], '(')
-		tupleEnd = unitClosing(code, tupleStart)
-		depth, from := 0, tupleStart+1
-		for i := tupleStart + 1; i < tupleEnd; i++ {
-			switch code[i] {
-			case '(':
-				depth++
-			case ')':
-				depth--
-			case ',':
-				if depth == 0 {
-					items = append(items, [2]int{from, i})
-					from = i + 1
-				}
-			}
-		}
-		items = append(items, [2]int{from, tupleEnd})
-		if len(items) != len(columns) {
-			t.Fatalf("%s: %d columns but %d values", name, len(columns), len(items))
-		}
+		set(p, role)
 	}
+
+	columns, items := unitInsertedItems(t, name, code)
+placeholders:
 	for _, p := range phs {
-		if p.pos > tupleStart && p.pos < tupleEnd {
-			for i, it := range items {
-				if p.pos >= it[0] && p.pos < it[1] {
-					set(p, columns[i])
-				}
+		for i, it := range items {
+			if p.pos >= it[0] && p.pos < it[1] {
+				setColumn(p, columns[i])
+				continue placeholders
 			}
-			continue
 		}
-		if m := unitComparedWith.FindStringSubmatch(code[:p.pos]); m != nil {
-			set(p, m[1])
-			continue
+		before, after := code[:p.pos], code[p.end:]
+		switch m := unitComparedWith.FindStringSubmatch(before); {
+		case m != nil:
+			setColumn(p, m[1])
+		case unitGraceAfter.MatchString(after):
+			set(p, "grace")
+		case unitTicketAfter.MatchString(after), unitTicketBefore.MatchString(before):
+			set(p, "ticket")
+		case unitHoldBefore.MatchString(before):
+			set(p, "hold")
+		case unitChannelBefore.MatchString(before):
+			set(p, "channel")
+		default:
+			all := unitAssignment.FindAllStringSubmatch(before, -1)
+			if len(all) == 0 {
+				t.Errorf("%s: cannot tell what the placeholder at byte %d stands for", name, p.pos)
+				continue
+			}
+			setColumn(p, all[len(all)-1][1])
 		}
-		all := unitAssignment.FindAllStringSubmatch(code[:p.pos], -1)
-		if len(all) == 0 {
-			t.Errorf("%s: cannot tell what the placeholder at byte %d stands for", name, p.pos)
-			continue
-		}
-		set(p, all[len(all)-1][1])
 	}
 	return roles
 }
@@ -557,20 +714,32 @@ func unitPlaceholderRoles(t *testing.T, d Dialect, name, text string) []string {
 // binds them, so between themselves their order is checked against the file only.
 func TestSchemaPlaceholderRoles(t *testing.T) {
 	documented := map[string][]string{
-		"postgres/acquire": {"key", "token", "ttl", "owner", "data"},
-		"postgres/extend":  {"ttl", "key", "token"},
-		"postgres/release": {"key", "token"},
-		"mysql/acquire":    unitMySQLAcquireRoles,
-		"mysql/extend":     {"ttl", "ttl", "key", "token"},
-		"mysql/release":    {"key", "token"},
-		"sqlite/acquire":   {"key", "token", "ttl", "owner", "data"},
-		"sqlite/extend":    {"ttl", "key", "token"},
-		"sqlite/release":   {"key", "token"},
+		"postgres/acquire":        {"key", "token", "ttl", "owner", "data", "ticket", "grace"},
+		"postgres/extend":         {"ttl", "key", "token"},
+		"postgres/release":        {"key", "token", "hold"},
+		"postgres/release_notify": {"key", "token", "hold", "channel"},
+		"postgres/enqueue":        {"key"},
+		"mysql/acquire":           unitMySQLAcquireRoles,
+		"mysql/acquire_in_tx": {
+			"key", "token", "ttl", "ttl", "owner", "data", // the inserted row; no gate
+			"token", "token", "token", "token", "token", "ttl", "token", "owner", "token", "data", "token",
+			"ticket", "ticket", // queue_head
+			"token", "ttl", // expire_at
+		},
+		"mysql/extend":   {"ttl", "ttl", "key", "token"},
+		"mysql/release":  {"hold", "hold", "key", "token"},
+		"mysql/enqueue":  {"key"},
+		"sqlite/acquire": {"key", "token", "ttl", "owner", "data", "ticket", "grace"},
+		"sqlite/extend":  {"ttl", "key", "token"},
+		"sqlite/release": {"key", "token", "hold"},
+		"sqlite/enqueue": {"key"},
 	}
+	seen := map[string]bool{}
 	for _, d := range unitDialects {
 		t.Run(string(d), func(t *testing.T) {
 			for name, call := range unitRecordStatements(t, d, "") {
 				fromFile := unitPlaceholderRoles(t, d, name, unitFile(t, d, "queries/"+name+".sql"))
+				seen[unitDir(t, d)+"/"+name] = true
 				if want := documented[unitDir(t, d)+"/"+name]; !slices.Equal(fromFile, want) {
 					t.Errorf("%s.sql binds\n%q\nwant\n%q", name, fromFile, want)
 				}
@@ -583,6 +752,14 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 						fromCode = append(fromCode, "token")
 					case unitRecTTL.Microseconds():
 						fromCode = append(fromCode, "ttl")
+					case unitRecTicket:
+						fromCode = append(fromCode, "ticket")
+					case unitRecGrace.Microseconds():
+						fromCode = append(fromCode, "grace")
+					case unitRecHold.Microseconds():
+						fromCode = append(fromCode, "hold")
+					case unitRecChannel:
+						fromCode = append(fromCode, "channel")
 					case nil:
 						fromCode = append(fromCode, "NULL")
 					default:
@@ -601,6 +778,11 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 			}
 		})
 	}
+	for name := range documented {
+		if !seen[name] {
+			t.Errorf("the code never sent %s.sql", name)
+		}
+	}
 }
 
 // TestPlaceholderReader checks the test's own SQL reader on statements with traps.
@@ -612,6 +794,13 @@ func TestPlaceholderReader(t *testing.T) {
 	roles := unitPlaceholderRoles(t, DialectPostgres, "test",
 		"INSERT INTO t (lock_key, ttl_us) VALUES ($2, f($1, 1))\nON CONFLICT DO UPDATE\nSET token = $3,\n    expire_at = g($1)")
 	if want := []string{"ttl", "key", "token"}; !slices.Equal(roles, want) {
+		t.Errorf("roles %q, want %q", roles, want)
+	}
+	roles = unitPlaceholderRoles(t, DialectSQLite, "test",
+		"INSERT INTO t (lock_key, ttl_us) SELECT ?2, f(?1, 'WHERE') WHERE NOT EXISTS (SELECT 1 FROM t\n"+
+			"WHERE token IS NOT ?3 AND x + ?4 * CASE WHEN ?5 > 0 THEN MAX(?5 - queue_head, 0) END)\n"+
+			"ON CONFLICT DO UPDATE SET queue_head = MAX(queue_head, ?5), expire_at = acquired_at + ?6")
+	if want := []string{"ttl", "key", "token", "grace", "ticket", "hold"}; !slices.Equal(roles, want) {
 		t.Errorf("roles %q, want %q", roles, want)
 	}
 }
@@ -703,8 +892,15 @@ func TestSchemaFilesShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var want []string
+	for _, d := range []Dialect{DialectPostgres, DialectMySQL, DialectSQLite} {
+		for _, name := range unitQueryNamesFor(d) {
+			want = append(want, path.Join("schema", unitDir(t, d), "queries", name+".sql"))
+		}
+	}
 	sort.Strings(files)
-	if want := 3*len(unitQueryNames) + 1; len(files) != want {
-		t.Errorf("query files %q, want %d", files, want)
+	sort.Strings(want)
+	if !slices.Equal(files, want) {
+		t.Errorf("query files %q, want %q", files, want)
 	}
 }

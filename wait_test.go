@@ -87,3 +87,59 @@ func TestAcquireWaitReadsBetweenAttempts(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitTurn: a waiter attempts on a free lock when its ticket is next (or was passed over), otherwise
+// when each ticket before it has had a grace; one without a ticket lets up to four queued tickets go
+// first; while the lock is held it polls at half the hold so far times its place, within the backoff,
+// never past the lease; with a listening notifier it sleeps until the lease's end, at most a second.
+func TestWaitTurn(t *testing.T) {
+	m, err := NewDBManager(DialectPgx, WithWaitBackoff(2*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &DBLock{Key: "job", manager: m}
+	grace := m.handoverGrace()
+	free := func(freeFor time.Duration, head, tail int64) peekView {
+		return peekView{free: true, freeFor: freeFor, head: head, tail: tail}
+	}
+	for _, c := range []struct {
+		name     string
+		ticket   int64
+		view     peekView
+		min, max time.Duration // the sleep's bounds; 0, 0: attempt now
+	}{
+		{"next ticket", 5, free(0, 4, 7), 0, 0},
+		{"passed over", 3, free(0, 4, 7), 0, 0},
+		{"second, just freed", 6, free(0, 4, 7), 2 * time.Millisecond, 4 * time.Millisecond},
+		{"second, after a grace", 6, free(grace, 4, 7), 0, 0},
+		{"third, after a grace", 7, free(grace+time.Millisecond, 4, 7), 3 * time.Millisecond, 6 * time.Millisecond},
+		{"no ticket, empty queue", 0, free(0, 7, 7), 0, 0},
+		{"no ticket, three queued", 0, free(2*grace, 4, 7), 4 * time.Millisecond, 8 * time.Millisecond},
+		{"no ticket, three queued, a grace short by 1 ms", 0, free(3*grace-time.Millisecond, 4, 7), time.Millisecond, time.Millisecond},
+		{"no ticket, three queued, after three graces", 0, free(3*grace, 4, 7), 0, 0},
+		{"no ticket, nine queued, after four graces", 0, free(4*grace, 0, 9), 0, 0},
+		{"held briefly, next", 5, peekView{left: time.Minute, heldFor: time.Millisecond, head: 4, tail: 7}, time.Millisecond, 2 * time.Millisecond},
+		{"held 40 ms, next", 5, peekView{left: time.Minute, heldFor: 40 * time.Millisecond, head: 4, tail: 7}, 10 * time.Millisecond, 20 * time.Millisecond},
+		{"held 40 ms, third", 7, peekView{left: time.Minute, heldFor: 40 * time.Millisecond, head: 4, tail: 7}, 25 * time.Millisecond, 50 * time.Millisecond},
+		{"held long", 5, peekView{left: time.Minute, heldFor: time.Hour, head: 4, tail: 7}, 25 * time.Millisecond, 50 * time.Millisecond},
+		{"lease ends soon", 5, peekView{left: 3 * time.Millisecond, heldFor: time.Hour, head: 4, tail: 7}, 3 * time.Millisecond, 3 * time.Millisecond},
+	} {
+		w := &waitState{lock: l, grace: grace, ticket: c.ticket}
+		for range 20 { // the jitter
+			got := w.sleepFor(c.view, nil)
+			if (c.max == 0 && got > 0) || (c.max > 0 && (got < c.min || got > c.max)) {
+				t.Errorf("%s: sleep %v, want %v to %v (0: attempt now)", c.name, got, c.min, c.max)
+				break
+			}
+		}
+	}
+	w := &waitState{lock: l, grace: grace, ticket: 5}
+	held := peekView{left: time.Minute, heldFor: time.Hour, head: 4, tail: 7}
+	if got := w.sleepFor(held, &integNotifier{channel: "c"}); got != notifierPollCap {
+		t.Errorf("held for a minute more, with a listening notifier: sleep %v, want %v", got, notifierPollCap)
+	}
+	held.left = 200 * time.Millisecond
+	if got := w.sleepFor(held, &integNotifier{channel: "c"}); got != held.left {
+		t.Errorf("held for 200 ms more, with a listening notifier: sleep %v, want the lease's end", got)
+	}
+}

@@ -7,5 +7,8 @@ CREATE TABLE IF NOT EXISTS `app`.`my_locks` (
     ttl_us      BIGINT,
     owner       VARCHAR(255) CHARACTER SET utf8mb4,
     data        MEDIUMBLOB,
-    acquired_at BIGINT
+    acquired_at BIGINT,
+    queue_head  BIGINT NOT NULL DEFAULT 0,
+    queue_tail  BIGINT NOT NULL DEFAULT 0,
+    freed_at    BIGINT
 );

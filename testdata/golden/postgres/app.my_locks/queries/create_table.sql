@@ -6,5 +6,8 @@ CREATE TABLE IF NOT EXISTS "app"."my_locks" (
     ttl_us      bigint,
     owner       text,
     data        bytea,
-    acquired_at timestamptz
+    acquired_at timestamptz,
+    queue_head  bigint NOT NULL DEFAULT 0,
+    queue_tail  bigint NOT NULL DEFAULT 0,
+    freed_at    timestamptz
 );

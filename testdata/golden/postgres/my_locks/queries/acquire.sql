@@ -1,10 +1,27 @@
--- Parameters: 1 key, 2 token, 3 TTL in microseconds, 4 owner, 5 data.
+-- Parameters: 1 key, 2 token, 3 TTL in microseconds, 4 owner, 5 data, 6 the caller's ticket in the key's
+-- wait queue (0: none), 7 the hand-over grace in microseconds.
 -- statement_timestamp(), not now(): now() is the start of the caller's transaction,
 -- which may be long past. A microsecond interval is exact; a day would follow DST.
+-- A free lock goes first to the waiters queued for it (enqueue.sql): the ticket after queue_head at once,
+-- each later ticket one grace later, and a caller without a ticket after up to four graces, so that a
+-- releaser's next attempt does not take the lock back from other processes that wait. A ticket whose waiter
+-- gave up delays the next ones by one grace, once.
+-- The NOT EXISTS reads the row without locking it: when another holds the lock, or it is not the caller's
+-- turn, nothing is inserted, locked or written. Otherwise the upsert asks again of the latest row version
+-- under its lock, so two callers that both read the lock free cannot both take it.
 INSERT INTO "my_locks" AS l
     (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
-VALUES
-    ($1, $2, statement_timestamp() + $3::bigint * interval '1 microsecond', $3, 1, $4, $5, statement_timestamp())
+SELECT $1::text, $2::text, statement_timestamp() + $3::bigint * interval '1 microsecond', $3::bigint, 1, $4::text, $5::bytea,
+       statement_timestamp()
+WHERE NOT EXISTS (
+    SELECT FROM "my_locks" AS c
+    WHERE c.lock_key = $1::text
+      AND c.token IS DISTINCT FROM $2::text
+      AND NOT ((c.expire_at IS NULL OR c.expire_at <= statement_timestamp())
+               AND COALESCE(c.expire_at, c.freed_at, '-infinity')
+                   + $7::bigint * CASE WHEN $6::bigint > 0 THEN GREATEST($6::bigint - c.queue_head - 1, 0)
+                                       ELSE LEAST(c.queue_tail - c.queue_head, 4) END * interval '1 microsecond'
+                   <= statement_timestamp()))
 ON CONFLICT (lock_key) DO UPDATE
 SET token       = excluded.token,
     expire_at   = excluded.expire_at,
@@ -12,8 +29,14 @@ SET token       = excluded.token,
     fence       = l.fence + 1,
     owner       = excluded.owner,
     data        = excluded.data,
-    acquired_at = excluded.acquired_at
-WHERE l.expire_at IS NULL
-   OR l.expire_at <= statement_timestamp()
-   OR l.token = excluded.token
+    acquired_at = excluded.acquired_at,
+    queue_head  = CASE WHEN l.expire_at > statement_timestamp() THEN l.queue_head
+                       WHEN $6::bigint > 0 THEN GREATEST(l.queue_head, $6::bigint)
+                       ELSE l.queue_tail END
+WHERE l.token = excluded.token
+   OR ((l.expire_at IS NULL OR l.expire_at <= statement_timestamp())
+       AND COALESCE(l.expire_at, l.freed_at, '-infinity')
+           + $7::bigint * CASE WHEN $6::bigint > 0 THEN GREATEST($6::bigint - l.queue_head - 1, 0)
+                               ELSE LEAST(l.queue_tail - l.queue_head, 4) END * interval '1 microsecond'
+           <= statement_timestamp())
 RETURNING l.fence

@@ -6,5 +6,8 @@ CREATE TABLE IF NOT EXISTS "my_locks" (
     ttl_us      INTEGER,
     owner       TEXT,
     data        BLOB,
-    acquired_at INTEGER
+    acquired_at INTEGER,
+    queue_head  INTEGER NOT NULL DEFAULT 0,
+    queue_tail  INTEGER NOT NULL DEFAULT 0,
+    freed_at    INTEGER
 );

@@ -1,0 +1,5 @@
+-- The waiters' queue (queue_head, queue_tail: see queries/acquire.sql) and when the lock was last released.
+ALTER TABLE "my_locks"
+    ADD COLUMN queue_head bigint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_tail bigint NOT NULL DEFAULT 0,
+    ADD COLUMN freed_at timestamptz;
