@@ -25,6 +25,7 @@ type queries struct {
 	get             string
 	list            string
 	peek            string // the waiters' read between attempts
+	proclaim        string // an elected leader's new value
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -42,6 +43,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"get.sql", &q.get},
 		{"list.sql", &q.list},
 		{"peek.sql", &q.peek},
+		{"proclaim.sql", &q.proclaim},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {

@@ -30,7 +30,7 @@ var unitUpdate = flag.Bool("update", false, "rewrite testdata/golden from the SQ
 var unitGoldenTables = []string{"my_locks", "app.my_locks"}
 
 // unitQueryNames are the files of schema/<dialect>/queries, one statement each.
-var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek"}
+var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "proclaim"}
 
 // unitQueryNamesFor adds MySQL's query of its own: which locks a batched extend left held.
 func unitQueryNamesFor(d Dialect) []string {
@@ -211,7 +211,7 @@ func TestSchemaGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
-					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld}
+					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "proclaim": m.q.proclaim, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld}
 				for name, call := range unitRecordStatements(t, d, table) {
 					rendered[name] = call.query
 				}
