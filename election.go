@@ -175,6 +175,14 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 	if e.leading() {
 		return e.Proclaim(ctx, value)
 	}
+	e.mu.Lock()
+	ended := e.lease
+	e.lease = nil
+	e.mu.Unlock()
+	if ended != nil {
+		// A term that ended without Resign (its lease was lost): stop its heartbeat before the next one.
+		_ = ended.Release(ctx)
+	}
 	var notices <-chan struct{}
 	if n := e.m.notifier; n != nil {
 		var stop func()

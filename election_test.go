@@ -241,9 +241,16 @@ func TestElectionProclaim(t *testing.T) {
 		if cause := context.Cause(f.e.Context()); !errors.Is(cause, ErrLockLost) {
 			t.Errorf("the term's context has cause %v, want ErrLockLost", cause)
 		}
+		// Campaigning again ends the lost term's lease first.
 		f.mock.ExpectExec(f.m.q.release).WithArgs("leader", sqlmock.AnyArg()).WillReturnResult(sqlmock.NewResult(0, 0))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(11)
+		if err := f.e.Campaign(t.Context(), "v4"); err != nil || f.e.Term() != 11 {
+			t.Fatalf("Campaign after a lost term = %v, term %d", err, f.e.Term())
+		}
+		f.mock.ExpectExec(f.m.q.release).WithArgs("leader", sqlmock.AnyArg()).WillReturnResult(sqlmock.NewResult(0, 1))
 		if err := f.e.Resign(t.Context()); err != nil {
-			t.Errorf("Resign after a lost term = %v", err)
+			t.Errorf("Resign = %v", err)
 		}
 	})
 }
