@@ -118,6 +118,9 @@ func TestElectionIntegrationObserveProclaimResign(t *testing.T) {
 		if o.info.Term != term || o.info.Value != "a2" {
 			t.Fatalf("observed %+v, want term %d a2", o.info, term)
 		}
+		if err := a.Proclaim(ctx, "a2"); err != nil { // the same value: MySQL changes no row but finds it
+			t.Fatalf("Proclaim of the same value = %v", err)
+		}
 		if l, err := b.Leader(ctx); err != nil || l.Term != term || l.Value != "a2" || l.Identity != "a" {
 			t.Fatalf("Leader after Proclaim = %+v, %v; want the same term %d with a2", l, err, term)
 		}

@@ -352,3 +352,32 @@ func TestElectionRunCallbacks(t *testing.T) {
 		}
 	})
 }
+
+// TestElectionRunWithoutReleaseOnCancel: with WithReleaseOnCancel(false), the end of Run's context ends the
+// term without a release (sqlmock would refuse it, and the refusal would be logged): the lease runs out.
+func TestElectionRunWithoutReleaseOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log countingLogger
+		f := newElectionFixture(t, nil, WithReleaseOnCancel(false), WithElectionLogger(&log))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		var stopped bool
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				cancel()
+				<-lctx.Done()
+			},
+			OnStoppedLeading: func() { stopped = true },
+		})
+		if !errors.Is(err, context.Canceled) || !stopped {
+			t.Errorf("Run = %v, OnStoppedLeading called %v", err, stopped)
+		}
+		if n := log.n.Load(); n != 0 {
+			t.Errorf("%d errors logged: a release was sent", n)
+		}
+		if f.e.IsLeader() {
+			t.Error("still leader after Run")
+		}
+	})
+}
