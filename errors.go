@@ -72,6 +72,13 @@ var (
 	// is not the server's real time (SET timestamp moved it, or a statement waited over 10 minutes before
 	// reading it): the statement refused to run, and nothing was changed. It wraps the driver's error.
 	ErrSessionClock = errors.New("session clock differs from the server's real time")
+
+	// ErrNotLeader is returned by [Election.Proclaim] when the candidate does not lead: it never won, it
+	// resigned, or its lease has ended. It is also the cause of an [Election.Context] outside a term.
+	ErrNotLeader = errors.New("not the leader of the election")
+
+	// ErrNoLeader is returned by [Election.Leader] when no candidate leads the election.
+	ErrNoLeader = errors.New("no leader elected")
 )
 
 // opError formats an error leaving the package: `distrlock: <op> "<key>": <cause>`.

@@ -30,6 +30,8 @@ var unitSentinels = []struct {
 	{ErrNilExecutor, "nil SQL executor"},
 	{ErrInvalidLock, "lock not created by DBManager.NewLock"},
 	{ErrInvalidOption, "invalid option"},
+	{ErrNotLeader, "not the leader of the election"},
+	{ErrNoLeader, "no leader elected"},
 }
 
 // TestSentinelTexts: the texts stay as they are (go-dbkit's exactly), and say "distrlock:" nowhere, since

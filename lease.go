@@ -86,3 +86,14 @@ func (s *Lease) Release(ctx context.Context) error {
 	})
 	return s.releaseErr
 }
+
+// abandon stops the heartbeat and ends the lease's context without freeing the lock, which stays held until
+// its lease runs out (an [Election] run without [WithReleaseOnCancel]). Release after it does nothing.
+func (s *Lease) abandon() {
+	s.once.Do(func() {
+		if lost := s.hb.stop(); lost != nil {
+			s.releaseErr = opError("release", s.lock.Key, lost)
+		}
+		s.cancel(context.Canceled)
+	})
+}

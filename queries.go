@@ -25,6 +25,7 @@ type queries struct {
 	get             string
 	list            string
 	peek            string // the waiters' read between attempts
+	proclaim        string // an elected leader's new value
 	enqueue         string // a waiter's ticket in the key's queue
 	// releaseNotify is PostgreSQL's release that also publishes the key to a Notifier's channel.
 	releaseNotify string
@@ -49,6 +50,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"list.sql", &q.list},
 		{"peek.sql", &q.peek},
 		{"enqueue.sql", &q.enqueue},
+		{"proclaim.sql", &q.proclaim},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {

@@ -1,0 +1,513 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults of the ElectionOption values.
+const (
+	// DefaultElectionTTL is a leader's lease unless WithElectionTTL says otherwise: a leader that dies is
+	// replaced within it.
+	DefaultElectionTTL = 15 * time.Second
+	// DefaultElectionPollInterval is how often standbys and observers read the election unless
+	// WithElectionPollInterval says otherwise.
+	DefaultElectionPollInterval = time.Second
+)
+
+// After a release notice, observers read this often for at most observeBurstFor, since the next leader
+// takes the lock milliseconds after the release.
+const (
+	observeBurstEvery = 20 * time.Millisecond
+	observeBurstFor   = time.Second
+)
+
+// ElectionOption configures [DBManager.NewElection].
+type ElectionOption func(*electionOptions)
+
+type electionOptions struct {
+	ttl             time.Duration
+	poll            time.Duration
+	identity        string
+	identitySet     bool
+	releaseOnCancel bool
+	logger          Logger
+}
+
+// WithElectionTTL sets a leader's lease, which its heartbeat extends every TTL/2; default
+// [DefaultElectionTTL]. It must be in [[MinTTL], [MaxTTL]].
+func WithElectionTTL(ttl time.Duration) ElectionOption {
+	return func(o *electionOptions) { o.ttl = ttl }
+}
+
+// WithElectionPollInterval sets how often a standby in [Election.Campaign] and an [Election.Observe]
+// read the election; default [DefaultElectionPollInterval]. It must be positive.
+func WithElectionPollInterval(d time.Duration) ElectionOption {
+	return func(o *electionOptions) { o.poll = d }
+}
+
+// WithIdentity sets the identity stored as the lock's owner while this candidate leads (see
+// [LeaderInfo.Identity]); default "<host name>/<process id>". At most [MaxOwnerLength] bytes of UTF-8
+// without NUL; "" stores none.
+func WithIdentity(identity string) ElectionOption {
+	return func(o *electionOptions) { o.identity, o.identitySet = identity, true }
+}
+
+// WithReleaseOnCancel says whether the end of [Election.Run]'s context resigns (true, the default: a
+// standby takes over at once) or lets the lease run out after the TTL (false).
+func WithReleaseOnCancel(release bool) ElectionOption {
+	return func(o *electionOptions) { o.releaseOnCancel = release }
+}
+
+// WithElectionLogger sets where failed extends and releases of the leader's lease and failed campaigns
+// of [Election.Run] are reported; by default nothing is logged.
+func WithElectionLogger(logger Logger) ElectionOption {
+	return func(o *electionOptions) { o.logger = logger }
+}
+
+// LeaderInfo is an elected leader as the database sees it. Times are read from the database's clock.
+type LeaderInfo struct {
+	// Term is the fencing token of the leader's acquisition (see [DBLock.Fence]): each term is larger
+	// than every earlier one; [Election.Proclaim] keeps it. 0 means no leader ([Election.Observe] only).
+	Term int64
+	// Value is what the leader campaigned with or proclaimed last.
+	Value string
+	// Identity is the leader's identity (see [WithIdentity]).
+	Identity string
+	// Since is when the term began.
+	Since time.Time
+	// ExpiresAt is when the leader's lease ends unless it is extended.
+	ExpiresAt time.Time
+}
+
+func leaderInfo(info LockInfo) LeaderInfo {
+	if !info.Held {
+		return LeaderInfo{}
+	}
+	return LeaderInfo{Term: info.Fence, Value: info.Data, Identity: info.Owner, Since: info.AcquiredAt, ExpiresAt: info.ExpiresAt}
+}
+
+// Election is a candidate in the leader election on one key, in the style of etcd's concurrency.Election
+// and client-go's leaderelection: [Election.Campaign] waits until it leads, the leader holds the key's
+// lock as a [Lease] whose heartbeat keeps it, and its term is the lock's fence. [Election.Leader] and
+// [Election.Observe] work for any process, candidate or not. Its methods are safe for concurrent use;
+// campaigns of one Election (including [Election.Run]) take turns.
+//
+// Shutdown: cancel the context of Run, which ends OnStartedLeading's context, waits for it to return,
+// resigns (with [WithReleaseOnCancel], the default) and calls OnStoppedLeading before Run returns. Without
+// Run, stop the work done under [Election.Context] and call [Election.Resign]; cancel the contexts given
+// to Observe, whose channels close once their goroutines have returned. A leader that dies without
+// resigning is replaced within its TTL.
+type Election struct {
+	m    *DBManager
+	db   *sql.DB
+	read SQLExecutor // the standbys' and observers' reads: db, or a recorder in tests
+	name string
+	o    electionOptions
+
+	campaign chan struct{} // a token: holding it is running a campaign
+
+	mu    sync.Mutex
+	lease *Lease // this candidate's term, nil when it does not lead
+	value string // the term's value
+}
+
+// NewElection returns a candidate for the election on key name, whose leaders hold the lock on name in the
+// manager's table on db. It sends nothing. It returns [ErrInvalidKey] for a bad name and [ErrInvalidOption]
+// (also matching [ErrInvalidTTL] for a bad TTL) for a bad option.
+func (m *DBManager) NewElection(db *sql.DB, name string, options ...ElectionOption) (*Election, error) {
+	const op = "new election"
+	if db == nil {
+		return nil, opError(op, name, ErrNilExecutor)
+	}
+	if err := validateKey(name); err != nil {
+		return nil, opError(op, name, err)
+	}
+	o := electionOptions{ttl: DefaultElectionTTL, poll: DefaultElectionPollInterval, releaseOnCancel: true}
+	for _, opt := range options {
+		opt(&o)
+	}
+	if !o.identitySet {
+		host, _ := os.Hostname() // "" if unknown: the pid still tells processes of one host apart
+		o.identity = host + "/" + strconv.Itoa(os.Getpid())
+		if len(o.identity) > MaxOwnerLength {
+			o.identity = o.identity[len(o.identity)-MaxOwnerLength:]
+		}
+	}
+	if err := validateTTL(o.ttl); err != nil {
+		return nil, opError(op, name, fmt.Errorf("%w: election TTL: %w", ErrInvalidOption, err))
+	}
+	if o.poll <= 0 {
+		return nil, opError(op, name, fmt.Errorf("%w: poll interval %v must be positive", ErrInvalidOption, o.poll))
+	}
+	if err := validateOwnerData(o.identity, ""); err != nil {
+		return nil, opError(op, name, fmt.Errorf("identity: %w", err))
+	}
+	return &Election{m: m, db: db, read: db, name: name, o: o, campaign: make(chan struct{}, 1)}, nil
+}
+
+// Name returns the election's key.
+func (e *Election) Name() string { return e.name }
+
+// Campaign returns once this candidate leads with value, or when ctx ends, with an error matching
+// [ErrLockAlreadyAcquired] and ctx's error. A standby reads the key's lock once per poll interval (sooner
+// when the leader's lease ends sooner, or when a [Notifier] or a release through the same manager says
+// it was freed) and writes nothing; it tries to take the lock only when the read finds it free. On a
+// candidate that leads already, Campaign proclaims value. ctx bounds the campaign only: the term lasts
+// until [Election.Resign] or the loss of its lease (see [Election.Context]).
+func (e *Election) Campaign(ctx context.Context, value string) error {
+	const op = "campaign"
+	if err := validateOwnerData("", value); err != nil {
+		return opError(op, e.name, err)
+	}
+	select {
+	case e.campaign <- struct{}{}:
+		defer func() { <-e.campaign }()
+	case <-ctx.Done():
+		return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+	}
+	if e.leading() {
+		return e.Proclaim(ctx, value)
+	}
+	e.mu.Lock()
+	ended := e.lease
+	e.lease = nil
+	e.mu.Unlock()
+	if ended != nil {
+		// A term that ended without Resign (its lease was lost): stop its heartbeat before the next one.
+		_ = ended.Release(ctx)
+	}
+	var notices <-chan struct{}
+	if n := e.m.notifier; n != nil {
+		var stop func()
+		notices, stop = n.Subscribe(e.name)
+		defer stop()
+	}
+	for {
+		// In the room before the read, so that a release through this manager after it is not missed.
+		wake, leave := e.m.waiters.enter(e.name)
+		info, err := e.m.Get(ctx, e.read, e.name)
+		if err != nil {
+			leave(false)
+			if ctx.Err() != nil {
+				return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+			}
+			return err
+		}
+		if !info.Held {
+			leave(true)
+			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger))
+			switch {
+			case err == nil:
+				e.mu.Lock()
+				e.lease, e.value = lease, value
+				e.mu.Unlock()
+				return nil
+			case errors.Is(err, ErrLockAlreadyAcquired) && ctx.Err() == nil:
+				continue // another candidate took it between the read and the attempt
+			case ctx.Err() != nil:
+				return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+			default:
+				return err
+			}
+		}
+		// Held: sleep until the lease may have run out, a poll interval, or a release notice. The lease's
+		// end is read on the database's clock and counted here from after the read, so waking finds it over.
+		timer := time.NewTimer(min(e.o.poll, info.Remaining+time.Millisecond))
+		var listening <-chan struct{}
+		if notices != nil && e.m.notifier.Listening() {
+			listening = notices
+		}
+		woken := false
+		select {
+		case <-wake:
+			woken = true
+		case <-listening:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		leave(woken) // a wake it did not use goes on to the next waiter of this manager
+		if ctx.Err() != nil {
+			return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+		}
+	}
+}
+
+// leading reports whether this candidate holds a term whose lease is not known to be lost.
+func (e *Election) leading() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lease != nil && e.lease.Context().Err() == nil
+}
+
+// IsLeader reports whether this candidate leads: it won a campaign, has not resigned, and its lease is
+// not known to be lost.
+func (e *Election) IsLeader() bool { return e.leading() }
+
+// Term returns the term this candidate leads, or 0 when it does not lead.
+func (e *Election) Term() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease == nil || e.lease.Context().Err() != nil {
+		return 0
+	}
+	return e.lease.Fence()
+}
+
+// Context returns the context of this candidate's current term: it ends when the term ends, by
+// [Election.Resign] or when the lease may have been lost ([context.Cause] then matches [ErrLockLost]). Do
+// the leader's work under it. When the candidate does not lead, it returns a context that has ended.
+func (e *Election) Context() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease == nil {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(ErrNotLeader)
+		return ctx
+	}
+	return e.lease.Context()
+}
+
+// Proclaim makes value the leader's value without a new term, in one statement. It returns an error
+// matching [ErrNotLeader] when this candidate does not lead (nothing is sent) or when the statement finds
+// that its lease has ended, which also ends the term.
+func (e *Election) Proclaim(ctx context.Context, value string) error {
+	const op = "proclaim"
+	if err := checkCall(ctx, e.db); err != nil {
+		return opError(op, e.name, err)
+	}
+	if err := validateOwnerData("", value); err != nil {
+		return opError(op, e.name, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	lease := e.lease
+	if lease == nil || lease.Context().Err() != nil {
+		return opError(op, e.name, ErrNotLeader)
+	}
+	var data any // "" stores NULL, as an acquire does
+	if value != "" {
+		data = []byte(value)
+	}
+	res, err := e.db.ExecContext(ctx, e.m.q.proclaim, data, e.name, lease.Token())
+	if err != nil {
+		return opError(op, e.name, classified(withContext(ctx, err), classify(err)))
+	}
+	found, err := e.m.spec.extended(res)
+	if err != nil {
+		return opError(op, e.name, err)
+	}
+	if !found {
+		// The lease has ended on the server: the work under the term's context must stop.
+		lease.cancel(fmt.Errorf("%w: %w", ErrLockLost, ErrNotLeader))
+		return opError(op, e.name, ErrNotLeader)
+	}
+	e.value = value
+	return nil
+}
+
+// Resign ends this candidate's term: it cancels [Election.Context] and frees the lock at once, so that a
+// standby takes over without waiting for the lease to run out. It returns nil when the candidate does not
+// lead, and an error matching [ErrLockLost] when the term's lease had been lost. The release runs on
+// [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
+func (e *Election) Resign(ctx context.Context) error {
+	e.mu.Lock()
+	lease := e.lease
+	e.lease = nil
+	e.mu.Unlock()
+	if lease == nil {
+		return nil
+	}
+	err := lease.Release(ctx)
+	if errors.Is(err, ErrLockAlreadyReleased) {
+		return nil // the lease ran out without being lost: nobody else could have led meanwhile
+	}
+	return err
+}
+
+// Leader reads the current leader in one statement. It returns an error matching [ErrNoLeader] when no
+// candidate leads.
+func (e *Election) Leader(ctx context.Context) (LeaderInfo, error) {
+	info, err := e.m.Get(ctx, e.read, e.name)
+	if err != nil {
+		return LeaderInfo{}, err
+	}
+	if !info.Held {
+		return LeaderInfo{}, opError("leader", e.name, ErrNoLeader)
+	}
+	return leaderInfo(info), nil
+}
+
+// Observe returns a channel that receives the current leader, then each change: a new term, a new value
+// in the term, or no leader (a zero [LeaderInfo]). It reads the election once per poll interval (sooner
+// when the leader's lease ends sooner, and quickly for a moment after a release notice of the manager's
+// [Notifier]), so changes between two reads are not seen, and a receiver slower than the changes gets the
+// latest state when it receives. Terms never go back. Failed reads are retried at the next poll. The
+// channel's goroutine belongs to ctx: it stops when ctx ends and closes the channel as it returns.
+func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
+	ch := make(chan LeaderInfo)
+	go e.observe(ctx, ch)
+	return ch
+}
+
+func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo) {
+	defer close(ch)
+	var notices <-chan struct{}
+	if n := e.m.notifier; n != nil {
+		var stop func()
+		notices, stop = n.Subscribe(e.name)
+		defer stop()
+	}
+	var last LeaderInfo
+	sent := false
+	var burstUntil time.Time // after a release notice: read often until then, or until a leader is seen
+	for {
+		info, err := e.m.Get(ctx, e.read, e.name)
+		sleep := e.o.poll
+		if err == nil {
+			cur := leaderInfo(info)
+			if cur.Term != 0 {
+				burstUntil = time.Time{}
+				sleep = min(sleep, info.Remaining+time.Millisecond)
+			}
+			changed := !sent || cur.Term != last.Term || cur.Value != last.Value
+			// Reads follow each other, so a term older than one already sent cannot come; never send one.
+			if changed && (cur.Term == 0 || cur.Term >= last.Term) {
+				select {
+				case ch <- cur:
+				case <-ctx.Done():
+					return
+				}
+				last, sent = cur, true
+			}
+		} else if ctx.Err() != nil {
+			return
+		} else {
+			logError(e.o.logger, &DBLock{Key: e.name, fence: last.Term}, "observe: %v", errors.Unwrap(err))
+		}
+		if time.Now().Before(burstUntil) {
+			sleep = min(sleep, observeBurstEvery)
+		}
+		timer := time.NewTimer(sleep)
+		var listening <-chan struct{}
+		if notices != nil && e.m.notifier.Listening() {
+			listening = notices
+		}
+		select {
+		case <-listening:
+			burstUntil = time.Now().Add(observeBurstFor)
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+// Callbacks are the functions [Election.Run] calls. OnStartedLeading and OnStoppedLeading alternate and
+// never overlap, on Run's goroutine; OnNewLeader calls come one at a time, in term order, on a goroutine
+// of Run's. Any of them may be nil.
+type Callbacks struct {
+	// OnStartedLeading runs when this candidate starts a term, with a context that ends when the term
+	// ends (the lease may be lost: [context.Cause] matches [ErrLockLost]) or Run's context ends. It must
+	// stop the leader's work and return promptly then. When it returns, the term ends.
+	OnStartedLeading func(ctx context.Context)
+	// OnStoppedLeading runs after OnStartedLeading has returned and the term has ended.
+	OnStoppedLeading func()
+	// OnNewLeader runs for each new term or value Observe reports, this candidate's included; not for
+	// "no leader".
+	OnNewLeader func(leader LeaderInfo)
+}
+
+// Run campaigns with value until ctx ends: each time it leads it calls OnStartedLeading with the term's
+// context, ends the term when OnStartedLeading returns and calls OnStoppedLeading, then campaigns again
+// after a poll interval, which lets a standby take over.
+// A failed campaign is logged and retried after a poll interval. When ctx ends during a term, the term is
+// resigned (with [WithReleaseOnCancel], the default) or left to run out, after OnStartedLeading has
+// returned. Run returns ctx's error once OnStoppedLeading and the OnNewLeader goroutine have returned.
+func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
+	const op = "run"
+	if err := validateOwnerData("", value); err != nil {
+		return opError(op, e.name, err)
+	}
+	if cb.OnNewLeader != nil {
+		obsCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for l := range e.Observe(obsCtx) {
+				if l.Term != 0 {
+					cb.OnNewLeader(l)
+				}
+			}
+		}()
+		defer func() { stop(); <-done }()
+	}
+	for ctx.Err() == nil {
+		if err := e.Campaign(ctx, value); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			logError(e.o.logger, &DBLock{Key: e.name}, "campaign failed: %v", errors.Unwrap(err))
+			timer := time.NewTimer(e.o.poll)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+			timer.Stop()
+			continue
+		}
+		e.lead(ctx, cb)
+		// A poll interval before the next campaign lets a standby take over from a leader whose work
+		// ended, instead of this candidate winning again at once.
+		timer := time.NewTimer(e.o.poll)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	return opError(op, e.name, contextError(ctx))
+}
+
+// lead runs one term of Run.
+func (e *Election) lead(ctx context.Context, cb Callbacks) {
+	e.mu.Lock()
+	lease := e.lease
+	e.mu.Unlock()
+	if lease == nil {
+		return
+	}
+	termCtx, cancel := context.WithCancelCause(lease.Context())
+	stopAfter := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	defer func() {
+		stopAfter()
+		cancel(context.Canceled)
+		e.mu.Lock()
+		if e.lease == lease {
+			e.lease = nil
+		}
+		e.mu.Unlock()
+		if ctx.Err() != nil && !e.o.releaseOnCancel {
+			lease.abandon()
+		} else if err := lease.Release(ctx); err != nil && !errors.Is(err, ErrLockAlreadyReleased) {
+			logError(e.o.logger, &DBLock{Key: e.name, fence: lease.Fence()}, "resign: %v", errors.Unwrap(err))
+		}
+		if cb.OnStoppedLeading != nil {
+			cb.OnStoppedLeading()
+		}
+	}()
+	if cb.OnStartedLeading != nil {
+		cb.OnStartedLeading(termCtx)
+	} else {
+		<-termCtx.Done()
+	}
+}

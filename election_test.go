@@ -1,0 +1,397 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+)
+
+// electionFixture is a candidate on a sqlmock PostgreSQL database; make it inside the synctest bubble of
+// a timing test.
+type electionFixture struct {
+	db   *sql.DB
+	mock sqlmock.Sqlmock
+	m    *DBManager
+	e    *Election
+}
+
+func newElectionFixture(t *testing.T, managerOpts []DBManagerOption, opts ...ElectionOption) *electionFixture {
+	t.Helper()
+	db, mock := unitMock(t)
+	m, err := NewDBManager(DialectPgx, managerOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.NewElection(db, "leader", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &electionFixture{db: db, mock: mock, m: m, e: e}
+}
+
+// expectGet expects one read of the election's key: held by term with value for left on the database's
+// clock, or free when term is 0.
+func (f *electionFixture) expectGet(term int64, value string, left time.Duration) *sqlmock.ExpectedQuery {
+	const now = int64(1_700_000_000_000_000) // µs since the epoch
+	rows := sqlmock.NewRows([]string{"lock_key", "token", "owner", "data", "fence", "ttl_us", "acquired_at", "expire_at", "now"})
+	expire := now - 1
+	if term != 0 {
+		expire = now + left.Microseconds()
+	}
+	rows.AddRow("leader", "tok", "host/1", []byte(value), term, int64(15_000_000), now-1000, expire, now)
+	return f.mock.ExpectQuery(f.m.q.get).WithArgs("leader").WillReturnRows(rows)
+}
+
+// expectRelease expects the leader's release, which finds the lock held (n 1) or not (n 0); through a
+// manager with a notifier, the release that notifies.
+func (f *electionFixture) expectRelease(n int64) {
+	if f.m.notifier != nil {
+		rows := sqlmock.NewRows([]string{"lock_key"})
+		if n == 1 {
+			rows.AddRow("leader")
+		}
+		f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs("leader", sqlmock.AnyArg(), int64(0), f.m.notifier.Channel()).WillReturnRows(rows)
+		return
+	}
+	f.mock.ExpectExec(f.m.q.release).WithArgs(unitReleaseArgs(f.m.Dialect(), "leader", sqlmock.AnyArg())...).WillReturnResult(sqlmock.NewResult(0, n))
+}
+
+func (f *electionFixture) expectAcquire(fence int64) {
+	f.mock.ExpectQuery(f.m.q.acquire).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(fence))
+}
+
+// TestNewElectionOptions: defaults, and every bad value refused with its sentinel before anything is sent.
+func TestNewElectionOptions(t *testing.T) {
+	db, _ := unitMock(t)
+	m, err := NewDBManager(DialectPgx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.NewElection(db, "leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.o.ttl != DefaultElectionTTL || e.o.poll != DefaultElectionPollInterval || !e.o.releaseOnCancel {
+		t.Errorf("defaults: %+v", e.o)
+	}
+	if !strings.HasSuffix(e.o.identity, "/"+strconv.Itoa(os.Getpid())) {
+		t.Errorf("default identity %q does not end with the pid", e.o.identity)
+	}
+	for _, c := range []struct {
+		name    string
+		db      *sql.DB
+		key     string
+		opts    []ElectionOption
+		wantErr []error
+	}{
+		{"nil db", nil, "k", nil, []error{ErrNilExecutor}},
+		{"empty name", db, "", nil, []error{ErrInvalidKey}},
+		{"TTL too short", db, "k", []ElectionOption{WithElectionTTL(time.Nanosecond)}, []error{ErrInvalidOption, ErrInvalidTTL}},
+		{"TTL negative", db, "k", []ElectionOption{WithElectionTTL(-time.Second)}, []error{ErrInvalidOption, ErrInvalidTTL}},
+		{"poll zero", db, "k", []ElectionOption{WithElectionPollInterval(0)}, []error{ErrInvalidOption}},
+		{"poll negative", db, "k", []ElectionOption{WithElectionPollInterval(-time.Second)}, []error{ErrInvalidOption}},
+		{"identity too long", db, "k", []ElectionOption{WithIdentity(strings.Repeat("x", MaxOwnerLength+1))}, []error{ErrInvalidOption}},
+		{"identity with NUL", db, "k", []ElectionOption{WithIdentity("a\x00b")}, []error{ErrInvalidOption}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := m.NewElection(c.db, c.key, c.opts...)
+			for _, want := range c.wantErr {
+				if !errors.Is(err, want) {
+					t.Errorf("error %v, want it to match %v", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestElectionStandbyOnlyReads: while another candidate leads, a standby sends one read per poll interval
+// and nothing else (sqlmock fails any other statement), and its campaign ends with the context as
+// contention and the context's error.
+func TestElectionStandbyOnlyReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil)
+		for range 4 { // at 0, 1, 2 and 3 s
+			f.expectGet(3, "other", time.Hour)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 3500*time.Millisecond)
+		defer cancel()
+		err := f.e.Campaign(ctx, "me")
+		if !errors.Is(err, ErrLockAlreadyAcquired) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Campaign = %v, want contention and the deadline", err)
+		}
+		if f.e.IsLeader() || f.e.Term() != 0 {
+			t.Error("a standby reports itself leader")
+		}
+	})
+}
+
+// TestElectionStandbyWakesAtLeaseEnd: a standby whose leader's lease ends before the next poll reads again
+// when it ends, then takes the lock; the term is the fence, and Resign frees it.
+func TestElectionStandbyWakesAtLeaseEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second), WithElectionTTL(10*time.Second))
+		f.expectGet(3, "other", 300*time.Millisecond)
+		f.expectGet(0, "", 0)
+		f.expectAcquire(4)
+		start := time.Now()
+		if err := f.e.Campaign(t.Context(), "me"); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != 301*time.Millisecond {
+			t.Errorf("won after %v, want the lease's 300 ms and 1 ms", took)
+		}
+		if !f.e.IsLeader() || f.e.Term() != 4 || f.e.Context().Err() != nil {
+			t.Fatalf("leader %v, term %d, context %v", f.e.IsLeader(), f.e.Term(), f.e.Context().Err())
+		}
+		f.expectRelease(1)
+		ctx := f.e.Context()
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if ctx.Err() == nil || f.e.IsLeader() {
+			t.Error("the term's context did not end at Resign")
+		}
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Errorf("second Resign = %v, want nil", err)
+		}
+	})
+}
+
+// fakeNotifier delivers notices when the test says so.
+type fakeNotifier struct {
+	mu   sync.Mutex
+	subs map[string][]chan struct{}
+}
+
+func (n *fakeNotifier) Channel() string { return "distrlock_test" }
+func (n *fakeNotifier) Listening() bool { return true }
+
+func (n *fakeNotifier) Subscribe(key string) (<-chan struct{}, func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.subs == nil {
+		n.subs = make(map[string][]chan struct{})
+	}
+	ch := make(chan struct{}, 1)
+	n.subs[key] = append(n.subs[key], ch)
+	return ch, func() {}
+}
+
+func (n *fakeNotifier) notify(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, ch := range n.subs[key] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// TestElectionNotifierWakesStandby: a release notice wakes a standby at once, long before its next poll.
+func TestElectionNotifierWakesStandby(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNotifier{}
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(n)}, WithElectionPollInterval(10*time.Second))
+		f.expectGet(3, "other", time.Hour)
+		f.expectGet(0, "", 0)
+		f.expectAcquire(4)
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			n.notify("leader")
+		}()
+		start := time.Now()
+		if err := f.e.Campaign(t.Context(), "me"); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != 100*time.Millisecond {
+			t.Errorf("won after %v, want 100 ms (the notice)", took)
+		}
+		f.expectRelease(1)
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestElectionProclaim: a candidate that does not lead sends nothing and gets ErrNotLeader; a leader's
+// proclaim binds the value, the key and its token; a proclaim that finds the lease gone ends the term.
+func TestElectionProclaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil)
+		if err := f.e.Proclaim(t.Context(), "v"); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Proclaim before Campaign = %v, want ErrNotLeader", err)
+		}
+		if cause := context.Cause(f.e.Context()); !errors.Is(cause, ErrNotLeader) {
+			t.Errorf("Context outside a term has cause %v", cause)
+		}
+		f.expectGet(0, "", 0)
+		f.expectAcquire(9)
+		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
+			t.Fatal(err)
+		}
+		var tok recordedArg
+		f.mock.ExpectExec(f.m.q.proclaim).WithArgs([]byte("v2"), "leader", &tok).WillReturnResult(sqlmock.NewResult(0, 1))
+		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
+			t.Fatal(err)
+		}
+		if tok.value == nil || tok.value == "" {
+			t.Error("no token bound")
+		}
+		// Campaign on a leader proclaims.
+		f.mock.ExpectExec(f.m.q.proclaim).WithArgs([]byte("v3"), "leader", sqlmock.AnyArg()).WillReturnResult(sqlmock.NewResult(0, 0))
+		if err := f.e.Campaign(t.Context(), "v3"); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Campaign (a proclaim) on a lost lease = %v, want ErrNotLeader", err)
+		}
+		if cause := context.Cause(f.e.Context()); !errors.Is(cause, ErrLockLost) {
+			t.Errorf("the term's context has cause %v, want ErrLockLost", cause)
+		}
+		// Campaigning again ends the lost term's lease first.
+		f.expectRelease(0)
+		f.expectGet(0, "", 0)
+		f.expectAcquire(11)
+		if err := f.e.Campaign(t.Context(), "v4"); err != nil || f.e.Term() != 11 {
+			t.Fatalf("Campaign after a lost term = %v, term %d", err, f.e.Term())
+		}
+		f.expectRelease(1)
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Errorf("Resign = %v", err)
+		}
+	})
+}
+
+// TestElectionLeader: the leader read from the lock's row, and ErrNoLeader for a free or unknown key.
+func TestElectionLeader(t *testing.T) {
+	f := newElectionFixture(t, nil)
+	f.expectGet(5, "addr:1", time.Second)
+	l, err := f.e.Leader(t.Context())
+	if err != nil || l.Term != 5 || l.Value != "addr:1" || l.Identity != "host/1" || l.Since.IsZero() || !l.ExpiresAt.After(l.Since) {
+		t.Errorf("Leader = %+v, %v", l, err)
+	}
+	f.expectGet(0, "", 0)
+	if _, err := f.e.Leader(t.Context()); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("Leader of a free key = %v, want ErrNoLeader", err)
+	}
+	f.mock.ExpectQuery(f.m.q.get).WithArgs("leader").WillReturnError(sql.ErrNoRows)
+	if _, err := f.e.Leader(t.Context()); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("Leader of an unknown key = %v, want ErrNoLeader", err)
+	}
+}
+
+// TestElectionObserve: each change is sent once and in order (a term, a proclaimed value, no leader, the
+// next term), each within one poll interval of the read that saw it, and the channel closes with ctx.
+func TestElectionObserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(100*time.Millisecond))
+		f.expectGet(1, "a", time.Hour) // 0 ms
+		f.expectGet(1, "a", time.Hour) // 100
+		f.expectGet(1, "b", time.Hour) // 200
+		f.expectGet(0, "", 0)          // 300
+		f.expectGet(0, "", 0)          // 400
+		f.expectGet(2, "c", time.Hour) // 500
+		ctx, cancel := context.WithTimeout(t.Context(), 550*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		type seen struct {
+			at   time.Duration
+			info LeaderInfo
+		}
+		var got []seen
+		for l := range f.e.Observe(ctx) {
+			got = append(got, seen{time.Since(start), l})
+		}
+		want := []struct {
+			at          time.Duration
+			term        int64
+			value       string
+			hasIdentity bool
+		}{{0, 1, "a", true}, {200 * time.Millisecond, 1, "b", true}, {300 * time.Millisecond, 0, "", false}, {500 * time.Millisecond, 2, "c", true}}
+		if len(got) != len(want) {
+			t.Fatalf("observed %+v, want %d changes", got, len(want))
+		}
+		for i, w := range want {
+			g := got[i]
+			if g.at != w.at || g.info.Term != w.term || g.info.Value != w.value || (g.info.Identity != "") != w.hasIdentity {
+				t.Errorf("change %d: %+v, want at %v term %d value %q", i, g, w.at, w.term, w.value)
+			}
+		}
+	})
+}
+
+// TestElectionRunCallbacks: Run calls OnStartedLeading with the term's context, then OnStoppedLeading,
+// and campaigns again after a poll interval; when its context ends it resigns and returns the context's
+// error after the callbacks have returned.
+func TestElectionRunCallbacks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		f.expectRelease(1)
+		f.expectGet(0, "", 0) // after a poll interval
+		f.expectAcquire(2)
+		f.expectRelease(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		var events []string
+		var terms []int64
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				events = append(events, "started")
+				terms = append(terms, f.e.Term())
+				if len(terms) == 1 {
+					time.Sleep(100 * time.Millisecond) // the work ends by itself: the term ends
+					return
+				}
+				cancel()
+				<-lctx.Done()
+			},
+			OnStoppedLeading: func() { events = append(events, "stopped") },
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want the context's error", err)
+		}
+		if strings.Join(events, ",") != "started,stopped,started,stopped" || len(terms) != 2 || terms[0] != 1 || terms[1] != 2 {
+			t.Errorf("events %v, terms %v", events, terms)
+		}
+		if f.e.IsLeader() {
+			t.Error("still leader after Run")
+		}
+	})
+}
+
+// TestElectionRunWithoutReleaseOnCancel: with WithReleaseOnCancel(false), the end of Run's context ends the
+// term without a release (sqlmock would refuse it, and the refusal would be logged): the lease runs out.
+func TestElectionRunWithoutReleaseOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log countingLogger
+		f := newElectionFixture(t, nil, WithReleaseOnCancel(false), WithElectionLogger(&log))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		var stopped bool
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				cancel()
+				<-lctx.Done()
+			},
+			OnStoppedLeading: func() { stopped = true },
+		})
+		if !errors.Is(err, context.Canceled) || !stopped {
+			t.Errorf("Run = %v, OnStoppedLeading called %v", err, stopped)
+		}
+		if n := log.n.Load(); n != 0 {
+			t.Errorf("%d errors logged: a release was sent", n)
+		}
+		if f.e.IsLeader() {
+			t.Error("still leader after Run")
+		}
+	})
+}
