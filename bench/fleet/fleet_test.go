@@ -65,7 +65,7 @@ func TestFleetSmoke(t *testing.T) {
 		pg:      envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
 		my:      envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"),
 		workers: 3, duration: 600 * time.Millisecond, hold: 2 * time.Millisecond, loadDuration: 300 * time.Millisecond,
-		action: "acquirewait", run: fmt.Sprintf("t%x", time.Now().UnixNano()&0xffffffffff),
+		actions: []string{"acquirewait", "standby"}, notify: true, run: fmt.Sprintf("t%x", time.Now().UnixNano()&0xffffffffff),
 	}
 	ctx := t.Context()
 	for i, md := range modes(c) {
@@ -95,12 +95,32 @@ func TestFleetSmoke(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%+v", r)
-			if r.both.stmts == 0 {
-				t.Error("the waiting process sent no statements")
+			if len(r.both) != len(c.actions) {
+				t.Fatalf("%d waiter intervals for %d actions", len(r.both), len(c.actions))
 			}
-			if r.holder.secs < c.loadDuration.Seconds() || r.both.secs < c.loadDuration.Seconds() {
-				t.Errorf("intervals shorter than %v: %+v", c.loadDuration, r)
+			for _, both := range r.both {
+				if both.stmts == 0 {
+					t.Errorf("the waiting process (%s) sent no statements", both.action)
+				}
+				if both.secs < c.loadDuration.Seconds() {
+					t.Errorf("%s: interval shorter than %v: %+v", both.action, c.loadDuration, both)
+				}
+			}
+			if r.holder.secs < c.loadDuration.Seconds() {
+				t.Errorf("holder's interval shorter than %v: %+v", c.loadDuration, r)
 			}
 		})
+	}
+}
+
+func TestRound(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		prec int
+		want string
+	}{{-0.0001, 3, "0.000"}, {-0.4, 0, "0"}, {0.0834, 3, "0.083"}, {-1.6, 0, "-2"}, {175.5, 0, "176"}} {
+		if got := round(c.v, c.prec); got != c.want {
+			t.Errorf("round(%v, %d) = %q, want %q", c.v, c.prec, got, c.want)
+		}
 	}
 }

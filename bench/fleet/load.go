@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 type loadTarget struct {
 	name, driver, dsn string
 	dialect           distrlock.Dialect
+	notify            bool     // every process of it has a pgnotify listener
 	counters          []string // in the order of the table's columns
 	writes            []string // the counters whose sum is the writes of "writes per retry"
 	logBytes          string   // the counter of WAL or redo bytes
@@ -23,14 +27,17 @@ type loadTarget struct {
 }
 
 func loadTargets(c config) []loadTarget {
-	return []loadTarget{
-		{name: "PostgreSQL", driver: "pgx", dsn: c.pg, dialect: distrlock.DialectPgx,
-			counters: []string{"WAL bytes", "XIDs assigned", "xact_commit", tableWAL, tableXIDs},
-			writes:   []string{"XIDs assigned"}, logBytes: "WAL bytes", commits: "xact_commit"},
+	pg := loadTarget{name: "PostgreSQL", driver: "pgx", dsn: c.pg, dialect: distrlock.DialectPgx,
+		counters: []string{"WAL bytes", "XIDs assigned", "xact_commit", tableWAL, tableXIDs},
+		writes:   []string{"XIDs assigned"}, logBytes: "WAL bytes", commits: "xact_commit"}
+	pgPush := pg
+	pgPush.name, pgPush.notify = "PostgreSQL + pgnotify", true
+	ts := []loadTarget{pg, pgPush,
 		{name: "MariaDB", driver: "mysql", dsn: c.my, dialect: distrlock.DialectMariaDB,
 			counters: []string{"Handler_update", "Handler_write", "Innodb_os_log_written", "Com_commit", "Handler_commit"},
 			writes:   []string{"Handler_update", "Handler_write"}, logBytes: "Innodb_os_log_written", commits: "Handler_commit"},
 	}
+	return slices.DeleteFunc(ts, func(t loadTarget) bool { return t.notify && !c.notify })
 }
 
 // sample is a reading of a server's counters; PostgreSQL's WAL position is kept as an LSN.
@@ -42,6 +49,7 @@ type sample struct {
 
 // window is what the counters moved by over an interval.
 type window struct {
+	action string // the waiter's action, for an interval with a waiter
 	secs   float64
 	deltas map[string]int64
 	stmts  int64 // statements the waiting process sent in the interval, counted client-side
@@ -49,15 +57,17 @@ type window struct {
 	session map[string]int64
 }
 
-// loadResult is the load part's intervals on one database.
+// loadResult is the load part's intervals on one database: both holds one interval with the holder and
+// a waiter per waiter action.
 type loadResult struct {
-	empty, holder, both window
+	empty, holder window
+	both          []window
 }
 
-// waiter is the waiting process's share: the interval with it less the holder's alone, scaled to the
-// same length.
-func (r loadResult) waiter(name string) float64 {
-	return float64(r.both.deltas[name]) - float64(r.holder.deltas[name])*r.both.secs/r.holder.secs
+// waiter is the waiting process's share of both, an interval with it: both less the holder's interval
+// alone, scaled to the same length.
+func (r loadResult) waiter(both window, name string) float64 {
+	return float64(both.deltas[name]) - float64(r.holder.deltas[name])*both.secs/r.holder.secs
 }
 
 // meter reads one server's counters on a session of its own (the measuring session).
@@ -206,7 +216,8 @@ func (m meter) interval(ctx context.Context, d time.Duration, begin, end func() 
 }
 
 // runLoad measures an interval with nothing running (the measuring session and other clients of the
-// server), one with a holder process alone, and one with a waiting process added.
+// server), one with a holder process alone, and one with a waiting process added for each of c.actions,
+// a new process each time.
 func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, error) {
 	var r loadResult
 	table := fmt.Sprintf("fleet_%s_load%d", c.run, i)
@@ -238,7 +249,7 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 	}
 
 	a := workerArgs{driver: t.driver, dsn: t.dsn, dialect: string(t.dialect), table: table, key: "held",
-		ttl: holderTTL, notify: c.notify && t.driver == "pgx"}
+		ttl: holderTTL, notify: t.notify}
 	a.role = "hold"
 	holder, err := startWorker(ctx, a)
 	if err != nil {
@@ -252,14 +263,29 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 		return r, fmt.Errorf("holder alone: %w", err)
 	}
 
-	a.role, a.action, a.id = "wait", c.action, 1
+	for i, action := range c.actions {
+		a.role, a.action, a.id = "wait", action, i+1
+		w, err := measureWaiter(ctx, m, c.loadDuration, a)
+		if err != nil {
+			return r, fmt.Errorf("holder and waiter (%s): %w", action, err)
+		}
+		r.both = append(r.both, w)
+	}
+	if err := holder.stop(10 * time.Second); err != nil {
+		return r, fmt.Errorf("holder: %w", err)
+	}
+	return r, nil
+}
+
+// measureWaiter starts a waiting process with a, measures an interval from its "go", and stops it.
+func measureWaiter(ctx context.Context, m meter, d time.Duration, a workerArgs) (window, error) {
 	waiter, err := startWorker(ctx, a)
 	if err != nil {
-		return r, err
+		return window{}, err
 	}
 	defer waiter.kill()
 	if err := ready(waiter); err != nil {
-		return r, errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
+		return window{}, errors.Join(err, waiter.wait(time.Second))
 	}
 	var c0, c1 message
 	counts := func(cmd string, into *message) func() error {
@@ -272,35 +298,31 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 				err = fmt.Errorf("waiter answered %+v", msg)
 			}
 			if err != nil {
-				return errors.Join(fmt.Errorf("waiter: %w", err), waiter.wait(time.Second))
+				return errors.Join(err, waiter.wait(time.Second))
 			}
 			*into = msg
 			return nil
 		}
 	}
-	if r.both, err = m.interval(ctx, c.loadDuration, counts("go", &c0), counts("count", &c1)); err != nil {
-		return r, fmt.Errorf("holder and waiter: %w", err)
+	w, err := m.interval(ctx, d, counts("go", &c0), counts("count", &c1))
+	if err != nil {
+		return w, err
 	}
-	r.both.stmts = c1.Counts.Statements - c0.Counts.Statements
+	w.action = a.action
+	w.stmts = c1.Counts.Statements - c0.Counts.Statements
 	if c0.Session != nil {
-		r.both.session = map[string]int64{}
+		w.session = map[string]int64{}
 		for k, v := range c1.Session {
-			r.both.session[k] = v - c0.Session[k]
+			w.session[k] = v - c0.Session[k]
 		}
 	}
-	if err := waiter.stop(10 * time.Second); err != nil {
-		return r, fmt.Errorf("waiter: %w", err)
-	}
-	if err := holder.stop(10 * time.Second); err != nil {
-		return r, fmt.Errorf("holder: %w", err)
-	}
-	return r, nil
+	return w, waiter.stop(10 * time.Second)
 }
 
 // loadTables runs the load part on each database and prints its intervals, then the per-retry summary.
 func loadTables(ctx context.Context, out io.Writer, c config) error {
-	fmt.Fprintf(out, "\n## Load of one waiting process: a holder process keeps the lock (Hold, TTL %v), %v per interval, waiter action %q\n",
-		holderTTL, c.loadDuration, c.action)
+	fmt.Fprintf(out, "\n## Load of one waiting process: a holder process keeps the lock (Hold, TTL %v), %v per interval, waiter actions %s\n",
+		holderTTL, c.loadDuration, strings.Join(c.actions, ", "))
 	var summary []string
 	var errs []error
 	for i, t := range loadTargets(c) {
@@ -324,47 +346,66 @@ func loadTables(ctx context.Context, out io.Writer, c config) error {
 		}
 		row("empty: the measuring session and any other client", r.empty, "–")
 		row("holder alone (baseline)", r.holder, "–")
-		row("holder and 1 waiting process", r.both, fmt.Sprint(r.both.stmts))
-		cells := []string{"the waiting process (difference, baseline scaled to the same length)", "–"}
-		for _, k := range t.counters {
-			cells = append(cells, fmt.Sprintf("%.0f", r.waiter(k)))
-		}
-		fmt.Fprintf(out, "| %s | %d |\n", strings.Join(cells, " | "), r.both.stmts)
-
-		if r.both.session != nil {
-			var parts []string
-			for _, k := range sessionCounters {
-				parts = append(parts, fmt.Sprintf("%s %d", k, r.both.session[k]))
+		for _, both := range r.both {
+			row("holder and 1 waiting process: "+both.action, both, fmt.Sprint(both.stmts))
+			cells := []string{"the waiting process: " + both.action + " (difference, baseline scaled to the same length)", "–"}
+			for _, k := range t.counters {
+				cells = append(cells, round(r.waiter(both, k), 0))
 			}
-			fmt.Fprintf(out, "\nThe waiting process's own session over the same interval (SHOW SESSION STATUS): %s.\n", strings.Join(parts, ", "))
+			fmt.Fprintf(out, "| %s | %d |\n", strings.Join(cells, " | "), both.stmts)
 		}
-
-		var writes float64
-		for _, k := range t.writes {
-			writes += r.waiter(k)
-		}
-		per := func(v float64) string {
-			if r.both.stmts == 0 {
-				return "–"
+		for _, both := range r.both {
+			if both.session != nil {
+				var parts []string
+				for _, k := range sessionCounters {
+					parts = append(parts, fmt.Sprintf("%s %d", k, both.session[k]))
+				}
+				fmt.Fprintf(out, "\nThe waiting process's own session (%s) over its interval (SHOW SESSION STATUS): %s.\n",
+					both.action, strings.Join(parts, ", "))
 			}
-			return fmt.Sprintf("%.3f", v/float64(r.both.stmts))
 		}
-		// Writes and log bytes of the waiter alone, apart from other clients: on PostgreSQL what
-		// pg_walinspect finds on the lock table, on MariaDB the waiter's own session counters.
-		ownWrites, ownLog := "–", "–"
-		if t.driver == "pgx" {
-			ownWrites = per(r.waiter(tableXIDs)) + " (" + tableXIDs + ")"
-			ownLog = per(r.waiter(tableWAL))
-		} else if r.both.session != nil {
-			ownWrites = per(float64(r.both.session["Handler_update"]+r.both.session["Handler_write"])) + " (session Handler_update + Handler_write)"
+		for _, both := range r.both {
+			summary = append(summary, summaryRow(t, r, both))
 		}
-		summary = append(summary, fmt.Sprintf("| %s | %.1f | %s (%s) | %s | %s | %s | %s (%s) |", t.name,
-			float64(r.both.stmts)/r.both.secs, per(writes), strings.Join(t.writes, " + "), ownWrites, per(r.waiter(t.logBytes)),
-			ownLog, per(r.waiter(t.commits)), t.commits))
 	}
 	if len(summary) > 0 {
-		fmt.Fprintln(out, "\n### Per waiting process (per retry: per statement the waiter sent)\n\n| database | statements per second | writes per retry, server-wide counters | writes per retry, the waiter's own | log bytes per retry, server-wide | log bytes per retry, the lock table's | commits per retry |\n|---|---|---|---|---|---|---|")
+		fmt.Fprintln(out, "\n### Per waiting process (per retry: per statement the waiter sent)\n\n| database | waiter action | statements per second | writes per retry, server-wide counters | writes per retry, the waiter's own (in the interval) | log bytes per retry, server-wide | log bytes per retry, the lock table's | commits per retry |\n|---|---|---|---|---|---|---|---|")
 		fmt.Fprintln(out, strings.Join(summary, "\n"))
 	}
 	return errors.Join(errs...)
+}
+
+// summaryRow is the per-retry row of one waiter's interval both on t.
+func summaryRow(t loadTarget, r loadResult, both window) string {
+	var writes float64
+	for _, k := range t.writes {
+		writes += r.waiter(both, k)
+	}
+	per := func(v float64) string {
+		if both.stmts == 0 {
+			return "–"
+		}
+		return round(v/float64(both.stmts), 3)
+	}
+	// Writes and log bytes of the waiter alone, apart from other clients: on PostgreSQL what
+	// pg_walinspect finds on the lock table, on MariaDB the waiter's own session counters.
+	ownWrites, ownLog := "–", "–"
+	if t.driver == "pgx" {
+		own := r.waiter(both, tableXIDs)
+		ownWrites = fmt.Sprintf("%s (%s %s)", per(own), round(own, 0), tableXIDs)
+		ownLog = per(r.waiter(both, tableWAL))
+	} else if both.session != nil {
+		own := float64(both.session["Handler_update"] + both.session["Handler_write"])
+		ownWrites = fmt.Sprintf("%s (%s session Handler_update + Handler_write)", per(own), round(own, 0))
+	}
+	return fmt.Sprintf("| %s | %s | %.1f | %s (%s) | %s | %s | %s | %s (%s) |", t.name, both.action,
+		float64(both.stmts)/both.secs, per(writes), strings.Join(t.writes, " + "), ownWrites,
+		per(r.waiter(both, t.logBytes)), ownLog, per(r.waiter(both, t.commits)), t.commits)
+}
+
+// round formats v with prec decimals, without the "-0" of a difference that is negative by less than
+// the last digit (the scaled baseline of a slightly longer interval).
+func round(v float64, prec int) string {
+	p := math.Pow10(prec)
+	return strconv.FormatFloat(math.Round(v*p)/p+0, 'f', prec, 64)
 }

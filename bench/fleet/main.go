@@ -3,10 +3,12 @@
 // workers (-worker as the first argument) and prints Markdown tables:
 //
 //   - contention: -workers processes loop on one key for -duration (wait, hold -hold, release), under
-//     distrlock on PostgreSQL (pgx) and MariaDB (both DSNs) and under each database's own lock as the floor
-//     (pg_advisory_lock, GET_LOCK), in the same run;
+//     distrlock on PostgreSQL (pgx; with -notify also with a pgnotify listener per process) and MariaDB
+//     (both DSNs) and under each database's own lock as the floor (pg_advisory_lock, GET_LOCK), in the
+//     same run;
 //   - load: what one waiting process adds to the server while another process holds the lock with the
-//     library's heartbeat: counters over -load-duration with the holder alone, then with the waiter.
+//     library's heartbeat: counters over -load-duration with the holder alone, then with a waiter doing
+//     each of the -waiter-action list in turn (AcquireWait, an election standby).
 //
 // Run it as `cd bench && go run ./fleet`; DISTRLOCK_POSTGRES_DSN and DISTRLOCK_MYSQL_DSN name the databases.
 package main
@@ -31,6 +33,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/pgnotify"
 )
 
 func main() {
@@ -47,9 +50,9 @@ type config struct {
 	duration     time.Duration
 	hold         time.Duration
 	loadDuration time.Duration
-	action       string // the waiting process's action in the load part
-	notify       bool
-	run          string // unique per run: names the tables and locks
+	actions      []string // the waiting process's actions in the load part, each in an interval of its own
+	notify       bool     // also run PostgreSQL's distrlock mode and load with a pgnotify listener
+	run          string   // unique per run: names the tables and locks
 }
 
 // contentionTTL is the lease of the contention workers: far longer than a turn, short enough that a
@@ -69,22 +72,25 @@ func parentMain(args []string, out io.Writer) int {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "contention: how long each worker loops per mode")
 	fs.DurationVar(&c.hold, "hold", 5*time.Millisecond, "contention: how long a worker holds the lock each turn")
 	fs.DurationVar(&c.loadDuration, "load-duration", 10*time.Second, "load: length of each measured interval")
-	fs.StringVar(&c.action, "waiter-action", "acquirewait", "load: what the waiting process does ("+waiterActionNames()+")")
-	fs.BoolVar(&c.notify, "notify", false, "PostgreSQL distrlock workers wait with a pgnotify listener (TODO: not available yet)")
+	actions := fs.String("waiter-action", "acquirewait,standby", "load: what the waiting process does, a comma-separated list run one after the other ("+waiterActionNames()+")")
+	fs.BoolVar(&c.notify, "notify", true, "also run PostgreSQL's distrlock contention mode and load with a pgnotify listener in each worker process (false: without push only)")
 	parts := fs.String("parts", "contention,load", "which parts to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, ok := waiterActions[c.action]; !ok {
-		fmt.Fprintf(os.Stderr, "fleet: unknown -waiter-action %q (have %s)\n", c.action, waiterActionNames())
-		return 2
+	c.actions = strings.Split(*actions, ",")
+	for _, a := range c.actions {
+		if _, ok := waiterActions[a]; !ok {
+			fmt.Fprintf(os.Stderr, "fleet: unknown -waiter-action %q (have %s)\n", a, waiterActionNames())
+			return 2
+		}
 	}
 	if c.workers < 2 {
 		fmt.Fprintln(os.Stderr, "fleet: -workers must be at least 2")
 		return 2
 	}
 	if c.notify {
-		if _, _, err := notifierOption(context.Background(), c.pg); err != nil {
+		if _, err := pgnotify.New(c.pg); err != nil {
 			fmt.Fprintf(os.Stderr, "fleet: %v\n", err)
 			return 2
 		}
@@ -93,8 +99,9 @@ func parentMain(args []string, out io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Fprintf(out, "# distrlock fleet benchmark\n\n%s, %d-CPU host, run %s: `-workers %d -duration %v -hold %v -load-duration %v -waiter-action %s`\n",
-		time.Now().Format("2006-01-02"), runtime.NumCPU(), c.run, c.workers, c.duration, c.hold, c.loadDuration, c.action)
+	fmt.Fprintf(out, "# distrlock fleet benchmark\n\n%s, %d-CPU host, run %s: `-workers %d -duration %v -hold %v -load-duration %v -waiter-action %s -notify=%t`\n",
+		time.Now().Format("2006-01-02"), runtime.NumCPU(), c.run, c.workers, c.duration, c.hold, c.loadDuration,
+		strings.Join(c.actions, ","), c.notify)
 	failed := false
 	want := strings.Split(*parts, ",")
 	if slices.Contains(want, "contention") {
@@ -121,18 +128,21 @@ type mode struct {
 	lock           string // the worker's -lock
 	driver, dsn    string
 	dialect        distrlock.Dialect // distrlock only
+	notify         bool              // distrlock on PostgreSQL only: a pgnotify listener per worker
 }
 
 func (m mode) floor() bool { return m.lock != "distrlock" }
 
 func modes(c config) []mode {
-	return []mode{
-		{"PostgreSQL", "floor: pg_advisory_lock on a *sql.Conn", "pg-advisory", "pgx", c.pg, ""},
-		{"PostgreSQL", "distrlock AcquireWait (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx},
-		{"MariaDB", "floor: GET_LOCK on a *sql.Conn", "mariadb-getlock", "mysql", c.my, ""},
-		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB},
-		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB},
+	ms := []mode{
+		{"PostgreSQL", "floor: pg_advisory_lock on a *sql.Conn", "pg-advisory", "pgx", c.pg, "", false},
+		{"PostgreSQL", "distrlock AcquireWait (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, false},
+		{"PostgreSQL", "distrlock AcquireWait + pgnotify (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, true},
+		{"MariaDB", "floor: GET_LOCK on a *sql.Conn", "mariadb-getlock", "mysql", c.my, "", false},
+		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB, false},
+		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
 	}
+	return slices.DeleteFunc(ms, func(m mode) bool { return m.notify && !c.notify })
 }
 
 // contentionTable runs every mode and prints a row for each, with its ratios to its database's floor.
@@ -181,7 +191,7 @@ func runContention(ctx context.Context, c config, md mode, i int) (contentionSta
 	switch md.lock {
 	case "distrlock":
 		a.table, a.key = fmt.Sprintf("fleet_%s_%d", c.run, i), "contended"
-		a.notify = c.notify && md.driver == "pgx"
+		a.notify = md.notify
 		drop, err := createTable(ctx, md.driver, md.dsn, md.dialect, a.table)
 		if err != nil {
 			return contentionStats{}, err

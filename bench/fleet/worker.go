@@ -17,6 +17,7 @@ import (
 
 	"github.com/distrlock/distrlock"
 	"github.com/distrlock/distrlock/internal/stmtcount"
+	"github.com/distrlock/distrlock/pgnotify"
 )
 
 // The worker side of the fleet. A worker is this binary run with -worker as its first argument; it talks to
@@ -79,7 +80,7 @@ func workerMain(args []string) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&a.role, "role", "", "contend, hold or wait")
 	fs.StringVar(&a.lock, "lock", "", "contend: distrlock, pg-advisory or mariadb-getlock")
-	fs.StringVar(&a.action, "action", "", "wait: what the waiting process does (acquirewait)")
+	fs.StringVar(&a.action, "action", "", "wait: what the waiting process does (acquirewait or standby)")
 	fs.StringVar(&a.driver, "driver", "", "database/sql driver")
 	fs.StringVar(&a.dsn, "dsn", "", "data source name")
 	fs.StringVar(&a.dialect, "dialect", "", "distrlock dialect")
@@ -89,7 +90,7 @@ func workerMain(args []string) int {
 	fs.DurationVar(&a.duration, "duration", 0, "contend: how long to loop")
 	fs.DurationVar(&a.hold, "hold", 0, "contend: how long to hold the lock each time")
 	fs.DurationVar(&a.ttl, "ttl", 0, "distrlock lease")
-	fs.BoolVar(&a.notify, "notify", false, "wait on a pgnotify listener (not available yet)")
+	fs.BoolVar(&a.notify, "notify", false, "PostgreSQL: a pgnotify listener of this process wakes its waits, and its releases publish")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -194,13 +195,33 @@ func (w *worker) manager(ctx context.Context) (*distrlock.DBManager, func(), err
 	return m, stop, nil
 }
 
-// notifierOption returns WithNotifier on a pgnotify listener for dsn that runs until stop.
-//
-// TODO(issue 14): the package github.com/distrlock/distrlock/pgnotify is not on this branch yet. Once it
-// is: l := pgnotify.New(dsn); run l.Run(ctx) in a goroutine that stop cancels and waits for; return
-// distrlock.WithNotifier(l).
-func notifierOption(ctx context.Context, dsn string) (distrlock.DBManagerOption, func(), error) {
-	return nil, nil, errors.New("-notify: the pgnotify listener is not available on this branch yet")
+// listenTimeout bounds how long a worker waits for its listener's first LISTEN before it reports ready,
+// so that no measured wait falls back to polling because the listener was still connecting.
+const listenTimeout = 10 * time.Second
+
+// notifierOption returns WithNotifier on a pgnotify listener for dsn, once the listener is listening, and
+// stop, which ends the listener's Run goroutine and waits for it.
+func notifierOption(ctx context.Context, dsn string) (opt distrlock.DBManagerOption, stop func(), err error) {
+	l, err := pgnotify.New(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(runCtx) }()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	deadline := time.Now().Add(listenTimeout)
+	for !l.Listening() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			stop()
+			return nil, nil, errors.Join(fmt.Errorf("pgnotify: not listening after %v", listenTimeout), ctx.Err())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return distrlock.WithNotifier(l), stop, nil
 }
 
 // contendLock is one way to wait for the lock, take it and release it.
@@ -372,7 +393,24 @@ var waiterActions = map[string]func(ctx context.Context, e waitEnv) error{
 		}
 		return err
 	},
-	// TODO(issue 14): "standby", an election candidate standing by while another leads.
+	// standby: an election candidate on the held key, campaigning while the holder leads; the election's
+	// name is the key, so a Hold on it and a leader's term are the same lock in the manager's table.
+	"standby": func(ctx context.Context, e waitEnv) error {
+		el, err := e.m.NewElection(e.db, e.key, distrlock.WithElectionTTL(e.ttl),
+			distrlock.WithElectionPollInterval(distrlock.DefaultElectionPollInterval))
+		if err != nil {
+			return err
+		}
+		err = el.Campaign(ctx, "standby")
+		switch {
+		case err == nil:
+			_ = el.Resign(context.Background())
+			return errors.New("standby: became leader while the holder holds the key")
+		case ctx.Err() != nil && errors.Is(err, distrlock.ErrLockAlreadyAcquired):
+			return nil
+		}
+		return err
+	},
 }
 
 // waiterActionNames lists waiterActions for a flag's help.
