@@ -345,7 +345,10 @@ func ExampleCreateTableSQL() {
 	//     ttl_us      bigint,
 	//     owner       text,
 	//     data        bytea,
-	//     acquired_at timestamptz
+	//     acquired_at timestamptz,
+	//     queue_head  bigint NOT NULL DEFAULT 0,
+	//     queue_tail  bigint NOT NULL DEFAULT 0,
+	//     freed_at    timestamptz
 	// );
 }
 
