@@ -71,8 +71,8 @@ func TestAcquireClassifiedError(t *testing.T) {
 				f.hold()
 				f.expectAcquire(&unitToken{}, time.Minute).fails(c.err)
 				if unitIsMySQL(d) && isDeadlock(c.err) {
-					// A deadlock outside a transaction is sent again, up to ten times, with the same token.
-					for range unitDeadlockRetries {
+					// A deadlock outside a transaction is sent again, a bounded number of times.
+					for range deadlockRetries {
 						f.expectAcquire(&unitToken{}, time.Minute).fails(c.err)
 					}
 				}

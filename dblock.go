@@ -125,13 +125,17 @@ func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string
 		// rolled back whole, so it can run again, outside a caller's transaction (which the deadlock
 		// ended). Once the row exists the gate locks one record and cannot deadlock; a short jittered
 		// pause lets the first insert commit. AcquireWait retries on its own, within its wait.
-		for retry := 1; retry <= 10 && isDeadlock(err) && ctx.Err() == nil; retry++ {
+		for retry := 1; retry <= deadlockRetries && isDeadlock(err) && ctx.Err() == nil; retry++ {
 			time.Sleep(rand.N(time.Duration(retry) * time.Millisecond))
 			out, err = l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
 		}
 	}
 	return out, err
 }
+
+// deadlockRetries bounds how many times Acquire sends its statement again after MySQL deadlocks, with a
+// pause of up to as many milliseconds as the retry's number (about 0.2 s in all).
+const deadlockRetries = 20
 
 // acquireTicket is acquire for a waiter holding ticket in the key's queue (0: none); grace 0 is the
 // manager's.

@@ -277,10 +277,6 @@ func unitPeekRows(token string, left, freeFor, heldFor any, head, tail int64) *s
 		AddRow(token, left, freeFor, heldFor, head, tail)
 }
 
-// unitDeadlockRetries is how many times an acquire outside a transaction is sent again after a MySQL
-// deadlock.
-const unitDeadlockRetries = 10
-
 func (f *unitFixture) expectAcquire(token any, ttl time.Duration) unitAcquire {
 	return f.expectAcquireTicket(token, ttl, 0)
 }

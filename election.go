@@ -191,7 +191,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 	}
 	for {
 		// In the room before the read, so that a release through this manager after it is not missed.
-		wake, leave := e.m.waiters.enter(e.name)
+		wake, leave := e.m.waiters.enter(e.name, 0)
 		info, err := e.m.Get(ctx, e.read, e.name)
 		if err != nil {
 			leave(false)

@@ -101,8 +101,15 @@ func testMutualExclusion(t *testing.T, tdb *testDB) {
 		workers  = 16
 		duration = 5 * time.Second
 		ttl      = 10 * time.Second
-		minTotal = 200
 	)
+	minTotal := int64(200)
+	if raceEnabled && tdb.dialect == DialectSQLite {
+		// Under the race detector the pure-Go SQLite runs each statement tens of times slower, and the
+		// queue makes every waiter wait for the next ticket, which SQLite's busy handler may hold in a
+		// sleep while the pollers take the write lock: 90 to 122 acquisitions in 5 s were measured
+		// (4,219 without -race), where the unfair wait of before did 549.
+		minTotal = 50
+	}
 	{
 		m := newTestManager(t, tdb)
 		// Keep a connection per worker: database/sql keeps 2 idle by default and would open a new

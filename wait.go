@@ -73,7 +73,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
 	for {
-		wake, leave := m.waiters.enter(l.Key)
+		wake, leave := m.waiters.enter(l.Key, w.ticket)
 		// The statements run under ctx, not under the wait's deadline: a statement cut short by our own
 		// timer would leave an outcome nobody knows. One that is in flight when the wait ends finishes.
 		start := time.Now()
@@ -96,6 +96,10 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 					out = refused
 				}
 			}
+		} else if !contended && m.waiters.queued(l.Key) {
+			// Others of this manager wait for the key with tickets: an attempt without one would be
+			// refused, so queue at once.
+			out = refused
 		} else {
 			out, err = l.acquireTicket(ctx, exec, op, l.retryToken(), ttl, w.ticket, w.grace)
 		}
@@ -265,20 +269,21 @@ type waitRoom struct {
 }
 
 type waiter struct {
-	ch    chan struct{} // closed by wake
-	woken bool
+	ch     chan struct{} // closed by wake
+	woken  bool
+	ticket int64 // its place in the key's queue, 0 before it has one
 }
 
 // enter registers a waiter for key, before its acquire attempt so that no release between the attempt and
 // the sleep is missed. leave must be called once the waiter stops waiting: with tried true if it has made,
 // or is about to make, an attempt since it was woken, false if it gives up.
-func (r *waitRoom) enter(key string) (wake <-chan struct{}, leave func(tried bool)) {
+func (r *waitRoom) enter(key string, ticket int64) (wake <-chan struct{}, leave func(tried bool)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.keys == nil {
 		r.keys = make(map[string][]*waiter)
 	}
-	w := &waiter{ch: make(chan struct{})}
+	w := &waiter{ch: make(chan struct{}), ticket: ticket}
 	r.keys[key] = append(r.keys[key], w)
 	return w.ch, func(tried bool) {
 		r.mu.Lock()
@@ -298,7 +303,7 @@ func (r *waitRoom) enter(key string) (wake <-chan struct{}, leave func(tried boo
 	}
 }
 
-// wake wakes the longest-waiting waiter for key that has not been woken yet.
+// wake wakes the waiter for key that is next in the queue (see wakeLocked) and has not been woken yet.
 func (r *waitRoom) wake(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -306,11 +311,27 @@ func (r *waitRoom) wake(key string) {
 }
 
 func (r *waitRoom) wakeLocked(key string) {
+	// The queue's order: the smallest ticket first, then those without one in the order they entered.
+	var next *waiter
 	for _, w := range r.keys[key] {
-		if !w.woken {
-			w.woken = true
-			close(w.ch)
-			return
+		if !w.woken && (next == nil || w.ticket > 0 && (next.ticket == 0 || w.ticket < next.ticket)) {
+			next = w
 		}
 	}
+	if next != nil {
+		next.woken = true
+		close(next.ch)
+	}
+}
+
+// queued reports whether a waiter of this manager holds a ticket for key.
+func (r *waitRoom) queued(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.keys[key] {
+		if w.ticket > 0 {
+			return true
+		}
+	}
+	return false
 }

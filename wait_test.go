@@ -19,10 +19,14 @@ func TestWaitRoomWakesOneInTurn(t *testing.T) {
 			return false
 		}
 	}
-	w1, leave1 := r.enter("k")
-	w2, leave2 := r.enter("k")
-	w3, leave3 := r.enter("k")
-	other, leaveOther := r.enter("other")
+	// Tickets order the wake-ups; waiters without one come after, in the order they entered.
+	w3, leave3 := r.enter("k", 0)
+	w2, leave2 := r.enter("k", 9)
+	w1, leave1 := r.enter("k", 7)
+	other, leaveOther := r.enter("other", 1)
+	if !r.queued("k") || r.queued("none") {
+		t.Fatalf("queued: %v for a key with tickets, %v for none", r.queued("k"), r.queued("none"))
+	}
 	defer leaveOther(false)
 
 	r.wake("k")

@@ -1,0 +1,5 @@
+//go:build !race
+
+package distrlock
+
+const raceEnabled = false
