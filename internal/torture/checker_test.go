@@ -1,6 +1,10 @@
 package torture
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+	"time"
+)
 
 // TestAnalyze: the checker counts each kind of violation in a made-up history, and none in a clean one.
 func TestAnalyze(t *testing.T) {
@@ -61,5 +65,76 @@ func TestSharedHolds(t *testing.T) {
 	}
 	if n := sharedHolds(holds, 100); n != 2 {
 		t.Fatalf("sharedHolds = %d, want 2", n)
+	}
+}
+
+// TestAnalyzeWaitsAndTerms: a hold counts as waited when another hold of its key stepped after it began to
+// acquire; MaxWaiting counts the processes whose waits cover one instant; terms and their leaders are the
+// holds of ElectionKey, checked for overlaps and regressions like any hold.
+func TestAnalyzeWaitsAndTerms(t *testing.T) {
+	ev := func(key, worker string, fence, ts, waitFrom int64) event {
+		return event{key: key, worker: worker, fence: fence, ts: ts, accepted: true, lockFence: fence,
+			waitFrom: waitFrom, id: fmt.Sprintf("%s/%s/%d", key, worker, fence)}
+	}
+	events := []event{
+		ev("a", "w1.0h0", 1, 10, 5), ev("a", "w1.0h0", 1, 40, 5), // took it at once
+		ev("a", "w2.0h0", 2, 50, 20), // waited from 20 to 50
+		ev("a", "w3.0h1", 3, 60, 30), // waited from 30 to 60
+		ev("a", "w1.0h1", 4, 70, 35), // waited from 35 to 70
+		ev("a", "w4.0h0", 5, 80, 75), // began after w1.0h1's last step: no wait
+		ev(ElectionKey, "w5.0h0", 7, 100, 0), ev(ElectionKey, "w5.0h0", 7, 120, 0),
+		ev(ElectionKey, "w5.0h1", 8, 130, 0),
+		ev(ElectionKey, "w6.0h0", 9, 140, 0),
+	}
+	var r Report
+	analyze(events, &r)
+	if r.Violations() != 0 || r.Waits != 3 || r.MaxWaiting != 3 || r.Terms != 3 || r.Leaders != 2 {
+		t.Fatalf("%v: want 3 waits, up to 3 processes waiting, 3 terms by 2 processes", r)
+	}
+
+	// Two leaders at once, and a term older than the one before it.
+	events = []event{
+		ev(ElectionKey, "w5.0h0", 7, 100, 0), ev(ElectionKey, "w5.0h0", 7, 120, 0),
+		ev(ElectionKey, "w6.0h0", 8, 110, 0), ev(ElectionKey, "w6.0h0", 8, 125, 0),
+		ev(ElectionKey, "w7.0h0", 6, 130, 0),
+	}
+	r = Report{}
+	analyze(events, &r)
+	if r.Overlaps != 1 || r.Regressions != 1 {
+		t.Fatalf("%v: want 1 overlap, 1 term regression", r)
+	}
+}
+
+// TestAnalyzePeriod: a periodic job acquired, or first stepping, less than the period after the previous
+// job's acquisition is a violation; a job after one whose acquisition is unknown is not checked.
+func TestAnalyzePeriod(t *testing.T) {
+	ev := func(worker string, fence, ts, acquired int64) event {
+		return event{key: PeriodKey, worker: worker, fence: fence, ts: ts, accepted: true, lockFence: fence,
+			acquired: acquired, id: fmt.Sprintf("%s/%s/%d", PeriodKey, worker, fence)}
+	}
+	run := func(events ...event) Report {
+		r := Report{period: time.Second.Microseconds()}
+		analyze(events, &r)
+		return r
+	}
+	r := run(ev("w1", 1, 1_100_000, 1_000_000), ev("w1", 1, 1_150_000, 1_000_000),
+		ev("w2", 2, 2_050_000, 2_000_000), ev("w1", 3, 3_300_000, 3_000_000))
+	if r.Violations() != 0 || r.PeriodRuns != 3 || r.MinPeriodGap != time.Second || r.MinPeriodStepGap != 1050*time.Millisecond ||
+		r.MaxPeriodLag != 300*time.Millisecond {
+		t.Fatalf("clean: %v", r)
+	}
+	// Acquired 900 ms after the last one.
+	if r := run(ev("w1", 1, 1_000_000, 1_000_000), ev("w2", 2, 1_950_000, 1_900_000)); r.PeriodViolations != 1 {
+		t.Fatalf("acquisitions too close: %v", r)
+	}
+	// Its acquisition time unknown (the lock table showed another fence), the first step 700 ms after.
+	late := ev("w2", 2, 1_700_000, 0)
+	late.lockFence = 3
+	if r := run(ev("w1", 1, 1_000_000, 1_000_000), late); r.PeriodViolations != 1 {
+		t.Fatalf("first step too soon: %v", r)
+	}
+	// After a job whose acquisition is unknown: unchecked.
+	if r := run(late, ev("w1", 3, 1_800_000, 1_750_000)); r.PeriodViolations != 0 || r.PeriodUnchecked != 1 {
+		t.Fatalf("unknown acquisition: %v", r)
 	}
 }

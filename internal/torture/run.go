@@ -70,8 +70,10 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("key-%d", i)
 	}
+	// The election's and the periodic job's keys are the witness's and the stranded check's too.
+	allKeys := append(append([]string(nil), keys...), ElectionKey, PeriodKey)
 	w := NewWitness(c.Dialect, run)
-	if err := w.Create(ctx, db, keys); err != nil {
+	if err := w.Create(ctx, db, allKeys); err != nil {
 		return r, err
 	}
 	defer w.Drop(context.WithoutCancel(ctx), db)
@@ -137,6 +139,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 
 	// Faults, one kind after the other, until the end.
 	gens := map[int]int{}
+	kills := 0
 	for n := 0; time.Now().Add(c.FaultEvery).Before(until) && len(c.Faults) > 0; n++ {
 		sleep(ctx, c.FaultEvery)
 		if ctx.Err() != nil {
@@ -156,7 +159,10 @@ func Run(ctx context.Context, c Config) (Report, error) {
 			sleep(ctx, 2*time.Second)
 			proxy.SetDelay(0)
 		case FaultKill:
-			i := n % c.Workers
+			// From the last worker backwards, so that the first kills of a short run hit the workers of
+			// the last modes (in DefaultConfig the periodic job and the election).
+			i := c.Workers - 1 - kills%c.Workers
+			kills++
 			mu.Lock()
 			wk := workers[i]
 			mu.Unlock()
@@ -205,8 +211,8 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 
 	// Stranded: once every lease has ended, every key can be taken.
-	sleep(ctx, c.TTL+c.TTL/4)
-	for _, k := range keys {
+	sleep(ctx, max(c.TTL, ElectionTTL(c.TTL))+c.TTL/4)
+	for _, k := range allKeys {
 		l, err := m.NewLock(ctx, db, k)
 		if err != nil {
 			return r, err
@@ -219,6 +225,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		}
 	}
 	r.sharedAfter = ((c.TTL - c.Margin) / 3).Microseconds() // the workers' extend interval
+	r.period = c.TTL.Microseconds()                         // the periodic job's WithLockAtLeastFor
 	return r, w.Check(ctx, db, &r)
 }
 
@@ -343,15 +350,17 @@ func mysqlUser(ctx context.Context, db *sql.DB, dsn, user string) (string, error
 }
 
 // DefaultConfig is the suite's configuration for a database reached through the DSN environment
-// variables of the integration tests: six workers of two holders each over six keys in every correct mode,
-// TTL 2 s, a fault every 2 s of each kind but the database restart.
+// variables of the integration tests: ten workers of two holders each in every correct mode, two per mode
+// (locks over six keys, candidates in the election, periodic jobs), TTL 2 s, a fault every 2 s of each
+// kind but the database restart.
 func DefaultConfig(d Dialect, duration time.Duration) Config {
 	dsn := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	if d.Name == MySQL.Name {
 		dsn = envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
 	}
 	return Config{
-		Dialect: d, DSN: dsn, Workers: 6, Modes: []string{ModeDo, ModeLease, ModeTx}, Keys: 6, Holders: 2,
+		Dialect: d, DSN: dsn, Workers: 10, Modes: []string{ModeDo, ModeLease, ModeTx, ModeElect, ModePeriod},
+		Keys: 6, Holders: 2,
 		Duration: duration, TTL: 2 * time.Second, Margin: 600 * time.Millisecond,
 		Faults:     []string{FaultBlackhole, FaultReset, FaultKill, FaultDelay, FaultTerminate},
 		FaultEvery: 2 * time.Second, Log: io.Discard,

@@ -62,7 +62,8 @@ func config(t *testing.T, d Dialect, duration time.Duration) Config {
 }
 
 // TestTortureShort is the suite's short form, run by make test: 25 s per database (both at once), a fault
-// of each kind but a server restart every 2 s, and not one violation.
+// of each kind but a server restart every 2 s, and not one violation; with several processes waiting for
+// one key at once, terms of the election won by at least two processes, and periodic jobs.
 func TestTortureShort(t *testing.T) {
 	for _, d := range []Dialect{Postgres, MySQL} {
 		t.Run(d.Name, func(t *testing.T) {
@@ -88,6 +89,16 @@ func TestTortureShort(t *testing.T) {
 			}
 			if r.Acquisitions < 30 {
 				t.Errorf("%d acquisitions: too few to prove anything", r.Acquisitions)
+			}
+			if r.Waits < 10 || r.MaxWaiting < 3 {
+				t.Errorf("%d acquisitions through a wait, up to %d processes waiting for one key: the wait queue went untested",
+					r.Waits, r.MaxWaiting)
+			}
+			if r.Terms == 0 || r.Leaders < 2 {
+				t.Errorf("%d election terms by %d processes: the election went untested", r.Terms, r.Leaders)
+			}
+			if r.PeriodRuns < 3 {
+				t.Errorf("%d periodic jobs: WithLockAtLeastFor went untested", r.PeriodRuns)
 			}
 			if r.SharedHolds == 0 {
 				t.Errorf("no hold overlapped another of its process for an extend interval: the shared heartbeats went untested")
@@ -116,7 +127,7 @@ func TestTortureCatchesBrokenHolders(t *testing.T) {
 
 func testBroken(t *testing.T, d Dialect, mode string) {
 	c := config(t, d, 12*time.Second)
-	c.Modes = []string{mode}
+	c.Workers, c.Modes = 6, []string{mode}
 	r, err := Run(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)

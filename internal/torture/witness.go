@@ -20,18 +20,22 @@ type Dialect struct {
 	Driver string // database/sql driver name
 	// nowMicros is the database's clock in µs since the epoch, as an SQL expression.
 	nowMicros string
-	ph        func(i int) string // placeholder i (1-based)
+	// acquiredMicros is the lock table's acquired_at in µs since the epoch, as an SQL expression.
+	acquiredMicros string
+	ph             func(i int) string // placeholder i (1-based)
 }
 
 var (
 	// Postgres is PostgreSQL through pgx.
 	Postgres = Dialect{Name: "postgres", Driver: "pgx",
-		nowMicros: "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint",
-		ph:        func(i int) string { return fmt.Sprintf("$%d", i) }}
+		nowMicros:      "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint",
+		acquiredMicros: "(EXTRACT(EPOCH FROM acquired_at) * 1000000)::bigint",
+		ph:             func(i int) string { return fmt.Sprintf("$%d", i) }}
 	// MySQL is MySQL or MariaDB through go-sql-driver/mysql.
 	MySQL = Dialect{Name: "mysql", Driver: "mysql",
-		nowMicros: "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))",
-		ph:        func(int) string { return "?" }}
+		nowMicros:      "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))",
+		acquiredMicros: "acquired_at", // the MySQL table keeps µs since the epoch
+		ph:             func(int) string { return "?" }}
 )
 
 // Witness is the run's record: its tables are named after the run, so runs never mix.
@@ -56,7 +60,8 @@ func (w *Witness) Create(ctx context.Context, db *sql.DB, keys []string) error {
 		"DROP TABLE IF EXISTS " + w.resources,
 		"CREATE TABLE " + w.events + ` (
 			lock_key VARCHAR(64) NOT NULL, worker VARCHAR(64) NOT NULL, fence BIGINT NOT NULL,
-			ts_us BIGINT NOT NULL, accepted INT NOT NULL, hold_id VARCHAR(80) NOT NULL, lock_fence BIGINT NOT NULL)`,
+			ts_us BIGINT NOT NULL, accepted INT NOT NULL, hold_id VARCHAR(80) NOT NULL, lock_fence BIGINT NOT NULL,
+			acquired_us BIGINT NOT NULL, wait_from_us BIGINT NOT NULL)`,
 		"CREATE TABLE " + w.resources + ` (lock_key VARCHAR(64) PRIMARY KEY, fence BIGINT NOT NULL, writer VARCHAR(64))`,
 	}
 	for _, s := range stmts {
@@ -80,10 +85,12 @@ func (w *Witness) Drop(ctx context.Context, db *sql.DB) {
 
 // Step records one step of work done under a lock, in one transaction: the protected resource is written
 // under the fence (accepted only if no larger fence has written it), and the event is stamped with the
-// database's clock and with the fence the lock table holds for the key at that moment: a write accepted while
-// the lock table already shows a newer fence came from a holder whose lease had ended, which fencing alone
-// does not stop until the newer holder writes. It runs even if ctx has ended (the work it records happened).
-func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID string, fence int64) error {
+// database's clock and with the fence and acquisition time the lock table holds for the key at that moment:
+// a write accepted while the lock table already shows a newer fence came from a holder whose lease had
+// ended, which fencing alone does not stop until the newer holder writes. waitFrom is when the holder began
+// to wait for the lock (µs since the epoch on the worker's clock, the same host's as the database's), 0 if
+// it did not wait. It runs even if ctx has ended (the work it records happened).
+func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID string, fence, waitFrom int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	p := w.d.ph
@@ -105,9 +112,11 @@ func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID stri
 	if n > 0 {
 		accepted = 1
 	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO "+w.events+" (lock_key, worker, fence, ts_us, accepted, hold_id, lock_fence) "+
-		"SELECT "+p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+", COALESCE(MAX(fence), 0) FROM "+w.locks+
-		" WHERE lock_key = "+p(6), key, worker, fence, accepted, holdID, key)
+	_, err = tx.ExecContext(ctx, "INSERT INTO "+w.events+
+		" (lock_key, worker, fence, ts_us, accepted, hold_id, lock_fence, acquired_us, wait_from_us) "+
+		"SELECT "+p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+", COALESCE(MAX(fence), 0), "+
+		"COALESCE(MAX("+w.d.acquiredMicros+"), 0), "+p(6)+" FROM "+w.locks+" WHERE lock_key = "+p(7),
+		key, worker, fence, accepted, holdID, waitFrom, key)
 	if err != nil {
 		return err
 	}

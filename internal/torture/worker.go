@@ -24,7 +24,23 @@ const (
 	// ModeOverstay acquires and then works for twice the TTL without extending, trusting its own clock
 	// for a lease the database has ended. Broken on purpose.
 	ModeOverstay = "overstay"
+	// ModeElect campaigns in the election on ElectionKey (Campaign and Resign, or Run with callbacks) and
+	// works while it leads, under the term's context, with the term as the fence.
+	ModeElect = "elect"
+	// ModePeriod runs a job on PeriodKey every 100 to 200 ms under DoExclusively with
+	// WithLockAtLeastFor(the TTL): across the fleet it runs at most once per TTL.
+	ModePeriod = "period"
 )
+
+// The keys of the election and of the periodic job, apart from the locks' keys.
+const (
+	ElectionKey = "election"
+	PeriodKey   = "period"
+)
+
+// ElectionTTL is the election's lease for locks of lease ttl: half as long again, so that its safety
+// margin (a tenth of it, the election's fixed default) is 300 ms for the suite's 2 s.
+func ElectionTTL(ttl time.Duration) time.Duration { return ttl + ttl/2 }
 
 // WorkerConfig is one worker process's part.
 type WorkerConfig struct {
@@ -75,7 +91,14 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 		wg.Go(func() {
 			holder := c
 			holder.ID = fmt.Sprintf("%sh%d", c.ID, g)
-			errs[g] = runHolder(ctx, holder, db, wdb, m, w, &acq, &fail)
+			switch c.Mode {
+			case ModeElect:
+				errs[g] = runCandidate(ctx, holder, g%2 == 1, db, wdb, m, w, &acq, &fail)
+			case ModePeriod:
+				errs[g] = runPeriodic(ctx, holder, db, wdb, m, w, &acq, &fail)
+			default:
+				errs[g] = runHolder(ctx, holder, db, wdb, m, w, &acq, &fail)
+			}
 		})
 	}
 	wg.Wait()
@@ -91,6 +114,17 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 	}
 	for ctx.Err() == nil {
 		key := c.Keys[rand.N(len(c.Keys))]
+		var waitFrom int64 // when a waiting mode begins to acquire
+		if c.Mode == ModeDo || c.Mode == ModeLease {
+			// Half the time the first key, so that several processes wait for it at once and the wait
+			// queue hands it from one to the next.
+			if rand.N(2) == 0 {
+				key = c.Keys[0]
+			}
+			waitFrom = time.Now().UnixMicro()
+		} else if c.Mode == ModeOverstay {
+			waitFrom = time.Now().UnixMicro()
+		}
 		lock, err := m.NewLock(ctx, db, key)
 		if err != nil {
 			return err
@@ -109,7 +143,7 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				if err := w.Step(ctx, wdb, key, c.ID, id, lock.Fence()); err != nil {
+				if err := w.Step(ctx, wdb, key, c.ID, id, lock.Fence(), waitFrom); err != nil {
 					return err
 				}
 				sleep(ctx, 10*time.Millisecond+rand.N(90*time.Millisecond))
@@ -143,6 +177,112 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 			failed.Add(1)
 			sleep(ctx, rand.N(50*time.Millisecond))
 		}
+	}
+	return nil
+}
+
+// runCandidate is one candidate in the election on ElectionKey until ctx ends: it campaigns, works while
+// it leads, and resigns (or loses the term to a fault), then campaigns again; with run, through
+// Election.Run and its callbacks instead of Campaign and Resign.
+func runCandidate(ctx context.Context, c WorkerConfig, run bool, db, wdb *sql.DB, m *distrlock.DBManager, w *Witness, terms, failed *atomic.Int64) error {
+	// A manager of its own: a release through a shared one would wake the process's other candidate at
+	// once, ahead of the other processes' polls, and the term would seldom leave the process.
+	m, err := distrlock.NewDBManager(m.Dialect(), distrlock.WithTableName(m.TableName()))
+	if err != nil {
+		return err
+	}
+	e, err := m.NewElection(db, ElectionKey, distrlock.WithElectionTTL(ElectionTTL(c.TTL)),
+		distrlock.WithElectionPollInterval(c.TTL/10), distrlock.WithIdentity(c.ID))
+	if err != nil {
+		return err
+	}
+	// lead does the leader's work in term, under its context termCtx: up to n steps, each recorded only
+	// while termCtx lives, so the last one recorded, the term's end, is too.
+	lead := func(termCtx context.Context, term int64) {
+		if term == 0 {
+			return // lost already
+		}
+		terms.Add(1)
+		id := fmt.Sprintf("%s/%s/%d", ElectionKey, c.ID, term)
+		// Mostly short terms; one in four outlasts an extend of the term's lease.
+		n := 3 + rand.N(6)
+		if rand.N(4) == 0 {
+			n = 20 + rand.N(10)
+		}
+		for range n {
+			if termCtx.Err() != nil {
+				return
+			}
+			if err := w.Step(termCtx, wdb, ElectionKey, c.ID, id, term, 0); err != nil {
+				failed.Add(1)
+				return
+			}
+			sleep(termCtx, 20*time.Millisecond+rand.N(80*time.Millisecond))
+		}
+	}
+	if run {
+		err := e.Run(ctx, c.ID, distrlock.Callbacks{
+			OnStartedLeading: func(termCtx context.Context) { lead(termCtx, e.Term()) },
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	for ctx.Err() == nil {
+		if err := e.Campaign(ctx, c.ID); err != nil {
+			if ctx.Err() == nil {
+				failed.Add(1)
+				sleep(ctx, rand.N(50*time.Millisecond))
+			}
+			continue
+		}
+		// The context before the term: Term is 0 once the term has ended, and the context then has too.
+		termCtx := e.Context()
+		lead(termCtx, e.Term())
+		// An error here is a lost lease (the work above stopped with its context) or a failed release,
+		// which the lease's expiry ends.
+		_ = e.Resign(context.WithoutCancel(ctx))
+		// A pause, so that the other candidates win too.
+		sleep(ctx, rand.N(c.TTL/5))
+	}
+	return nil
+}
+
+// runPeriodic runs a job on PeriodKey every 100 to 200 ms until ctx ends, under DoExclusively with
+// WithLockAtLeastFor(c.TTL) and no wait: the lock taken for the job stays taken until a TTL after its
+// acquisition, so the job runs at most once per TTL across the fleet. The period is the TTL because a
+// lease lost, a release cut by a fault or a process killed leaves the lock taken until its lease ends,
+// no sooner than a TTL after the acquisition: the job is once per period under every fault.
+func runPeriodic(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrlock.DBManager, w *Witness, runs, failed *atomic.Int64) error {
+	opts := []distrlock.DoOption{
+		distrlock.WithLockTTL(c.TTL), distrlock.WithSafetyMargin(c.Margin),
+		distrlock.WithPeriodicExtendInterval((c.TTL - c.Margin) / 3),
+		distrlock.WithReleaseTimeout(c.TTL), distrlock.WithOwner(c.ID), distrlock.WithLockAtLeastFor(c.TTL),
+	}
+	for ctx.Err() == nil {
+		lock, err := m.NewLock(ctx, db, PeriodKey)
+		if err != nil {
+			return err
+		}
+		err = lock.DoExclusively(ctx, db, func(ctx context.Context) error {
+			runs.Add(1)
+			id := fmt.Sprintf("%s/%s/%d", PeriodKey, c.ID, lock.Fence())
+			for range 1 + rand.N(3) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := w.Step(ctx, wdb, PeriodKey, c.ID, id, lock.Fence(), 0); err != nil {
+					return err
+				}
+				sleep(ctx, 10*time.Millisecond+rand.N(40*time.Millisecond))
+			}
+			return nil
+		}, opts...)
+		if err != nil && !errors.Is(err, distrlock.ErrLockAlreadyAcquired) && ctx.Err() == nil {
+			failed.Add(1)
+		}
+		sleep(ctx, 100*time.Millisecond+rand.N(100*time.Millisecond))
 	}
 	return nil
 }

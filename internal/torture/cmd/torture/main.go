@@ -76,7 +76,7 @@ func suite(ctx context.Context, args []string) int {
 	duration := fs.Duration("duration", 5*time.Minute, "how long each database is tortured")
 	dbs := fs.String("db", "both", "postgres, mysql or both")
 	restart := fs.Bool("restart", false, "also restart the database servers (needs root; the local Debian services)")
-	workers := fs.Int("workers", 6, "worker processes per database")
+	workers := fs.Int("workers", torture.DefaultConfig(torture.Postgres, 0).Workers, "worker processes per database")
 	verbose := fs.Bool("v", false, "show the workers' output")
 	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+" or "+torture.ModeIgnoreLoss)
 	_ = fs.Parse(args)
