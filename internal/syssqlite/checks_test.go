@@ -304,7 +304,8 @@ func runChecks(t *testing.T, db *sql.DB) {
 		nullClock := strings.ReplaceAll(acquire, "julianday('now')", "julianday(NULL)")
 		try := func(key, token string) error {
 			var fence int64
-			return db.QueryRow(nullClock, key, token, int64(time.Minute/time.Microsecond), "", "").Scan(&fence)
+			// The waiter's ticket (none) and the hand-over grace (100 ms) follow the lock's values.
+			return db.QueryRow(nullClock, key, token, int64(time.Minute/time.Microsecond), "", "", int64(0), int64(100000)).Scan(&fence)
 		}
 		released := newLock(t, "nullclock-released")
 		if err := released.Acquire(ctx, db, time.Minute); err != nil {
