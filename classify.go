@@ -25,6 +25,9 @@ const (
 	// failSessionClock: the MySQL statement refused to run, changing nothing, because the session's clock
 	// (SET timestamp) is not the server's real time; see schema/mysql/queries/acquire.sql.
 	failSessionClock
+	// failSchema: the statement did not run because the table or a column it names does not exist (a
+	// table not created, or not migrated to this version).
+	failSchema
 )
 
 // The codes are read without importing the drivers (the library imports none): pgx's and lib/pq's errors
@@ -36,12 +39,16 @@ var (
 		"40P01": failTransient, // deadlock_detected
 		"55P03": failTransient, // lock_not_available (lock_timeout)
 		"25006": failReadOnly,  // read_only_sql_transaction: a standby, or a read-only transaction or session
+		"42703": failSchema,    // undefined_column
+		"42P01": failSchema,    // undefined_table
 	}
 	mysqlNumbers = map[int64]failure{
 		1205: failTransient, // ER_LOCK_WAIT_TIMEOUT: InnoDB rolls back the statement
 		1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction
 		1792: failReadOnly,  // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
 		1836: failReadOnly,  // ER_READ_ONLY_MODE (innodb_read_only)
+		1054: failSchema,    // ER_BAD_FIELD_ERROR: unknown column
+		1146: failSchema,    // ER_NO_SUCH_TABLE
 	}
 	sqliteCodes = map[int64]failure{
 		5: failTransient, // SQLITE_BUSY
@@ -88,6 +95,9 @@ func classifyOne(e error) failure {
 		return postgresStates[s.SQLState()]
 	}
 	if c, ok := e.(interface{ Code() int }); ok && isSQLiteError(e) { // modernc.org/sqlite
+		if c.Code()&0xff == 1 && sqliteSchemaError(e.Error()) {
+			return failSchema
+		}
 		return sqliteCodes[int64(c.Code()&0xff)]
 	}
 	v := reflect.ValueOf(e)
@@ -116,6 +126,9 @@ func classifyOne(e error) failure {
 		return mysqlNumbers[n]
 	case isSQLiteError(e): // mattn/go-sqlite3's sqlite3.Error
 		if n, ok := intField(v, "Code"); ok {
+			if n&0xff == 1 && sqliteSchemaError(e.Error()) {
+				return failSchema
+			}
 			return sqliteCodes[n&0xff]
 		}
 	case strings.HasSuffix(t.PkgPath(), "lib/pq"): // lib/pq before it had SQLState()
@@ -124,6 +137,13 @@ func classifyOne(e error) failure {
 		}
 	}
 	return failUnknown
+}
+
+// sqliteSchemaError reads SQLite's generic error (SQLITE_ERROR), which has no code of its own for a missing
+// table or column, from its message.
+func sqliteSchemaError(msg string) bool {
+	return strings.Contains(msg, "no such column") || strings.Contains(msg, "no such table") ||
+		strings.Contains(msg, "has no column named")
 }
 
 func isSQLiteError(e error) bool {
@@ -175,6 +195,8 @@ func classified(err error, f failure) error {
 		sentinel = ErrReadOnly
 	case failSessionClock:
 		sentinel = ErrSessionClock
+	case failSchema:
+		sentinel = ErrSchemaMismatch
 	}
 	if sentinel == nil || errors.Is(err, sentinel) {
 		return err

@@ -45,6 +45,10 @@ var unitClassified = []struct {
 	{"driver.ErrBadConn", driver.ErrBadConn, failTransient},
 	{"wrapped twice", fmt.Errorf("a: %w", fmt.Errorf("b: %w", &pgconn.PgError{Code: "25006"})), failReadOnly},
 	{"joined", errors.Join(context.Canceled, &mysql.MySQLError{Number: 1213}), failTransient},
+	{"postgres undefined column", &pgconn.PgError{Code: "42703"}, failSchema},
+	{"postgres undefined table", &pgconn.PgError{Code: "42P01"}, failSchema},
+	{"mysql unknown column", &mysql.MySQLError{Number: 1054, Message: "Unknown column 'c.freed_at' in 'where clause'"}, failSchema},
+	{"mysql no such table", &mysql.MySQLError{Number: 1146}, failSchema},
 	{"context deadline", context.DeadlineExceeded, failUnknown},
 	{"plain", errors.New("connection lost"), failUnknown},
 }
@@ -82,6 +86,9 @@ func TestAcquireClassifiedError(t *testing.T) {
 				}
 				if errors.Is(err, ErrReadOnly) != (c.want == failReadOnly) {
 					t.Fatalf("Acquire = %v: matches ErrReadOnly %v, want %v", err, errors.Is(err, ErrReadOnly), c.want == failReadOnly)
+				}
+				if errors.Is(err, ErrSchemaMismatch) != (c.want == failSchema) {
+					t.Fatalf("Acquire = %v: matches ErrSchemaMismatch %v, want %v", err, errors.Is(err, ErrSchemaMismatch), c.want == failSchema)
 				}
 				if errors.Is(err, ErrSessionClock) != (c.want == failSessionClock) {
 					t.Fatalf("Acquire = %v: matches ErrSessionClock %v, want %v", err, errors.Is(err, ErrSessionClock), c.want == failSessionClock)

@@ -70,9 +70,11 @@ func (l *DBLock) Fence() int64 { return l.fence }
 // Acquire takes the lock for ttl under a new random token, with one statement that also creates the key's
 // row on first use. Inside a transaction the statement locks the key's row until the transaction ends,
 // even when it is refused, and so delays the holder's Extend and Release: keep such transactions short,
-// and never retry a refused acquire inside one. It returns [ErrLockAlreadyAcquired] when another token holds an unexpired lease, and
-// also when this DBLock holds one (each Acquire uses a new token), and [ErrReadOnly] when the database
-// refuses writes.
+// and never retry a refused acquire inside one. It returns [ErrLockAlreadyAcquired] when another token holds
+// an unexpired lease, also when this DBLock holds one (each Acquire uses a new token), and, outside a
+// transaction, while waiters of [DBLock.AcquireWait] queued for a lock freed less than four hand-over graces
+// ago (see docs/waiting.md); [ErrReadOnly] when the database refuses writes, and [ErrSchemaMismatch] when
+// the table is missing or not migrated.
 //
 // When the statement may have run but its result was lost (the context ended while it was in flight, the
 // connection broke), Acquire returns that error and keeps the attempt's token privately: the next Acquire

@@ -210,7 +210,10 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 				e.mu.Unlock()
 				return nil
 			case errors.Is(err, ErrLockAlreadyAcquired) && ctx.Err() == nil:
-				continue // another candidate took it between the read and the attempt
+				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
+				// queued on the key go first: read again after a hand-over grace, not at once.
+				wake, leave = e.m.waiters.enter(e.name, 0)
+				info.Remaining = e.m.handoverGrace()
 			case ctx.Err() != nil:
 				return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
 			default:

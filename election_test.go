@@ -113,6 +113,30 @@ func TestNewElectionOptions(t *testing.T) {
 	}
 }
 
+// TestElectionRefusedWhileFreeSleeps: when the read finds the lock free but the attempt is refused (another
+// candidate came first, or AcquireWait's waiters are queued), the standby reads again after a hand-over
+// grace, not at once in a loop.
+func TestElectionRefusedWhileFreeSleeps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil)
+		f.expectGet(0, "", 0)
+		f.mock.ExpectQuery(f.m.q.acquire).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
+		f.expectGet(0, "", 0)
+		f.expectAcquire(5)
+		start := time.Now()
+		if err := f.e.Campaign(t.Context(), "me"); err != nil {
+			t.Fatal(err)
+		}
+		if took, want := time.Since(start), f.m.handoverGrace()+time.Millisecond; took != want {
+			t.Errorf("won after %v, want %v: one grace after the refused attempt", took, want)
+		}
+		f.expectRelease(1)
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // TestElectionStandbyOnlyReads: while another candidate leads, a standby sends one read per poll interval
 // and nothing else (sqlmock fails any other statement), and its campaign ends with the context as
 // contention and the context's error.

@@ -73,6 +73,11 @@ var (
 	// reading it): the statement refused to run, and nothing was changed. It wraps the driver's error.
 	ErrSessionClock = errors.New("session clock differs from the server's real time")
 
+	// ErrSchemaMismatch is returned by the calls that run a statement when the database says the lock table
+	// or one of its columns does not exist: the table is missing, or lacks a migration this version uses
+	// (apply [DBManager.Migrations]). Nothing was changed; it wraps the driver's error.
+	ErrSchemaMismatch = errors.New("lock table missing or not migrated")
+
 	// ErrNotLeader is returned by [Election.Proclaim] when the candidate does not lead: it never won, it
 	// resigned, or its lease has ended. It is also the cause of an [Election.Context] outside a term.
 	ErrNotLeader = errors.New("not the leader of the election")

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -335,4 +336,42 @@ func (c *integCountingDB) QueryRowContext(ctx context.Context, q string, args ..
 	c.n++
 	c.mu.Unlock()
 	return c.DB.QueryRowContext(ctx, q, args...)
+}
+
+// TestIntegrationTableNotMigrated: on a table without migration 00004 (the wait queue), Acquire and
+// AcquireWait fail at once with ErrSchemaMismatch and the driver's error, keep no token and report no
+// contention; a missing table gives the same error.
+func TestIntegrationTableNotMigrated(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		if _, err := tdb.db.ExecContext(ctx, m.DropTableSQL()); err != nil {
+			t.Fatal(err)
+		}
+		l := integLock(t, m, tdb.db, "job")
+		err := l.Acquire(ctx, tdb.db, time.Minute)
+		if !errors.Is(err, ErrSchemaMismatch) || errors.Is(err, ErrLockAlreadyAcquired) || l.pending != "" {
+			t.Fatalf("acquire on a missing table: %v (pending %q), want ErrSchemaMismatch and nothing kept", err, l.pending)
+		}
+		for _, mig := range m.Migrations() {
+			if strings.Contains(mig.ID(), "00004") {
+				break
+			}
+			for _, stmt := range mig.UpSQL() {
+				if _, err := tdb.db.ExecContext(ctx, stmt); err != nil {
+					t.Fatalf("%s: %v", mig.ID(), err)
+				}
+			}
+		}
+		err = l.Acquire(ctx, tdb.db, time.Minute)
+		if !errors.Is(err, ErrSchemaMismatch) || errors.Is(err, ErrLockAlreadyAcquired) || l.pending != "" || l.Token() != "" {
+			t.Fatalf("acquire on a table without 00004: %v (pending %q), want ErrSchemaMismatch and nothing kept", err, l.pending)
+		}
+		start := time.Now()
+		err = l.AcquireWait(ctx, tdb.db, time.Minute, 10*time.Second)
+		if !errors.Is(err, ErrSchemaMismatch) || time.Since(start) > time.Second {
+			t.Fatalf("AcquireWait on a table without 00004: %v after %v, want ErrSchemaMismatch at once", err, time.Since(start))
+		}
+	})
 }

@@ -110,7 +110,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 				w.enqueue(ctx)
 			}
 			transient = nil
-		case out == unchanged && !errors.Is(err, ErrReadOnly) && ctx.Err() == nil:
+		case out == unchanged && !errors.Is(err, ErrReadOnly) && !errors.Is(err, ErrSchemaMismatch) && ctx.Err() == nil:
 			// A deadlock, a lock wait timeout, a busy database: nothing changed, so try again.
 			transient = err
 		default:
