@@ -52,6 +52,8 @@ type dialectSpec struct {
 	notify bool
 	// gapLocks: the gate of acquire.sql takes gap locks, so a caller's transaction gets acquire_in_tx.sql.
 	gapLocks bool
+	// dequeueArgs orders the bound values of dequeue.sql.
+	dequeueArgs func(key string, ticket int64) []any
 	// enqueue runs enqueue.sql and returns the caller's ticket.
 	enqueue func(ctx context.Context, exec SQLExecutor, query, key string) (int64, error)
 }
@@ -83,6 +85,7 @@ var (
 		extendBatch: extendBatchPostgres,
 		notify:      true,
 		enqueue:     enqueueReturning,
+		dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
 	}
 	mysqlSpec = &dialectSpec{
 		dir: "mysql", quote: '`', migrateID: "mysql",
@@ -91,6 +94,7 @@ var (
 		releaseArgs: func(key, token string, hold int64) []any { return []any{hold, hold, key, token} },
 		listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
 		enqueue:     enqueueMySQL,
+		dequeueArgs: func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
 		gapLocks:    true,
 		extended:    lastInsertIDSet,
 		extendBatch: extendBatchMySQL,
@@ -105,6 +109,7 @@ var (
 		extended:    oneRowAffected,
 		extendBatch: extendBatchReturning,
 		enqueue:     enqueueReturning,
+		dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
 	}
 )
 

@@ -375,3 +375,45 @@ func TestIntegrationTableNotMigrated(t *testing.T) {
 		}
 	})
 }
+
+// TestIntegrationGiveUpLeavesQueue: waiters that give up in the order they queued leave the queue empty,
+// so a plain Acquire takes the lock at once when its holder releases it, as go-dbkit's does.
+func TestIntegrationGiveUpLeavesQueue(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		holder := integLock(t, m, tdb.db, "k")
+		integAcquire(ctx, t, holder, tdb.db, time.Minute)
+		queue := func() (head, tail int64) {
+			q := integQuery(tdb.dialect, fmt.Sprintf("SELECT queue_head, queue_tail FROM %s WHERE lock_key = ?", m.quoted))
+			if err := tdb.db.QueryRowContext(ctx, q, "k").Scan(&head, &tail); err != nil {
+				t.Fatal(err)
+			}
+			return head, tail
+		}
+		var wg sync.WaitGroup
+		for i := range 3 {
+			other, err := NewDBManager(tdb.dialect, WithTableName(m.table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := integLock(t, other, tdb.db, "k")
+			wg.Go(func() {
+				err := l.AcquireWait(ctx, tdb.db, time.Minute, 300*time.Millisecond)
+				if !errors.Is(err, ErrWaitTimeout) {
+					t.Errorf("waiter %d: %v, want the wait's timeout", i, err)
+				}
+			})
+			integWaitFor(t, func() bool { _, tail := queue(); return tail == int64(i+1) })
+		}
+		wg.Wait()
+		if head, tail := queue(); head != tail {
+			t.Fatalf("after every waiter gave up: queue head %d, tail %d; want an empty queue", head, tail)
+		}
+		if err := holder.Release(ctx, tdb.db); err != nil {
+			t.Fatal(err)
+		}
+		integAcquire(ctx, t, integLock(t, m, tdb.db, "k"), tdb.db, time.Minute)
+	})
+}

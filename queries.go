@@ -27,6 +27,7 @@ type queries struct {
 	peek            string // the waiters' read between attempts
 	proclaim        string // an elected leader's new value
 	enqueue         string // a waiter's ticket in the key's queue
+	dequeue         string // a waiter that gives up leaves the queue
 	// releaseNotify is PostgreSQL's release that also publishes the key to a Notifier's channel.
 	releaseNotify string
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
@@ -50,6 +51,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"list.sql", &q.list},
 		{"peek.sql", &q.peek},
 		{"enqueue.sql", &q.enqueue},
+		{"dequeue.sql", &q.dequeue},
 		{"proclaim.sql", &q.proclaim},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)

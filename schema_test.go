@@ -31,7 +31,7 @@ var unitUpdate = flag.Bool("update", false, "rewrite testdata/golden from the SQ
 var unitGoldenTables = []string{"my_locks", "app.my_locks"}
 
 // unitQueryNames are the files of schema/<dialect>/queries that every dialect has, one statement each.
-var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "enqueue", "proclaim"}
+var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "enqueue", "dequeue", "proclaim"}
 
 // unitQueryNamesFor adds the queries a dialect has of its own: on MySQL which locks a batched extend left
 // held and the acquire sent in a caller's transaction; on PostgreSQL the release that notifies waiters.
@@ -312,7 +312,7 @@ func TestSchemaGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
-					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "proclaim": m.q.proclaim, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld}
+					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "dequeue": m.q.dequeue, "proclaim": m.q.proclaim, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld}
 				// The dialects without a file of their own send acquire.sql in a transaction, and have no
 				// release that notifies.
 				if !unitIsMySQL(d) && m.q.acquireInTx != m.q.acquire {

@@ -43,7 +43,7 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
 // Notifier, until a release notice or the lease's end. A release through this manager, or a notice, ends
 // a sleep at once and the waiter attempts without reading first.
-func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (time.Time, error) {
+func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
 	}
@@ -69,6 +69,11 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		defer stop()
 	}
 	w := waitState{lock: l, exec: exec, grace: m.handoverGrace()}
+	defer func() {
+		if err != nil && w.ticket > 0 {
+			w.dequeue(ctx)
+		}
+	}()
 	contended := false  // an attempt was refused: the wait is for another holder
 	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
@@ -173,6 +178,18 @@ func (w *waitState) enqueue(ctx context.Context) {
 		return
 	}
 	w.ticket = ticket
+}
+
+// dequeueTimeout bounds the statement by which a waiter that gives up leaves the queue.
+const dequeueTimeout = time.Second
+
+// dequeue leaves the key's queue after a wait that ended without the lock, where the queue allows (see
+// dequeue.sql), even when ctx has ended; a failure only leaves the ticket to cost the next ones a grace.
+func (w *waitState) dequeue(ctx context.Context) {
+	m := w.lock.manager
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dequeueTimeout)
+	defer cancel()
+	_, _ = w.exec.ExecContext(ctx, m.q.dequeue, m.spec.dequeueArgs(w.lock.Key, w.ticket)...)
 }
 
 // sleepFor returns how long to sleep before the next read, or 0 to attempt now.
