@@ -43,7 +43,7 @@ nested:
 
 # The root benchmarks, then bench/ (a module of its own: the peers stay out of the library's go.sum), which
 # prints a Markdown table of distrlock beside pglock, redislock, go-dbkit and synch re-enacted, and the floors,
-# then bench/fleet (worker processes contending for one key, and the load of a waiting process; about 2 min).
+# then bench/fleet (worker processes contending for one key, and the load of a waiting process; about 3 min).
 bench: databases
 	$(GO) test -run '^$$' -bench . .
 	cd bench && $(GO) run .
