@@ -224,6 +224,13 @@ SQLite file needs no migrate: it is created on first use; another SQLite file is
 	_, err := c.m.Get(ctx, c.db, "distrlock-migrate-probe")
 	switch {
 	case err == nil:
+		// Ours: apply the steps after the table's own (since distrlock_00004_wait_queue, the waiters' queue).
+		if applied, err = upgradeFrom(ctx, c, queueVersion); err != nil {
+			return a.failf(exitInternal, "upgrading table %s: %v", c.m.TableName(), err)
+		}
+		if len(applied) > 0 {
+			status = "upgraded"
+		}
 	case classify(err) == problemMissingTable:
 		if err := c.m.CreateTable(ctx, c.db); err != nil {
 			return a.explain(c, err)
@@ -240,8 +247,10 @@ SQLite file needs no migrate: it is created on first use; another SQLite file is
 	if cf.json {
 		return a.printJSON(map[string]any{"table": c.m.TableName(), "database": c.t.display, "status": status, "applied": applied})
 	}
-	switch status {
-	case "upgraded":
+	switch {
+	case status == "upgraded" && len(applied) > 0 && !strings.Contains(applied[0], "00002"):
+		fmt.Fprintf(a.stdout, "table %s in %s upgraded (%s)\n", c.m.TableName(), c.t.display, strings.Join(applied, ", "))
+	case status == "upgraded":
 		fmt.Fprintf(a.stdout, "table %s in %s upgraded from go-dbkit's shape (%s); its locks stay held until they expire\n",
 			c.m.TableName(), c.t.display, strings.Join(applied, ", "))
 	default:
@@ -268,6 +277,49 @@ func upgradeDBkit(ctx context.Context, c *conn) ([]string, error) {
 		ids = append(ids, mig.ID())
 	}
 	return ids, tx.Commit()
+}
+
+// queueVersion is the first migration whose columns a table of ours may lack: distrlock_00004_wait_queue.
+const queueVersion = "distrlock_00004"
+
+// upgradeFrom applies the migrations from the one whose ID starts with first on, if the table lacks the
+// columns that step adds (read with a query that selects them), and returns their IDs.
+func upgradeFrom(ctx context.Context, c *conn, first string) ([]string, error) {
+	probe := "SELECT queue_head, queue_tail, freed_at FROM " + quoteTable(c.m) + " WHERE 1 = 0"
+	rows, err := c.db.QueryContext(ctx, probe)
+	if err == nil {
+		return nil, rows.Close()
+	}
+	if !isMissingColumn(err.Error()) {
+		return nil, err
+	}
+	var ids []string
+	for _, mig := range c.m.Migrations() {
+		if mig.ID() < first {
+			continue
+		}
+		for _, stmt := range mig.UpSQL() {
+			if _, err := c.db.ExecContext(ctx, stmt); err != nil {
+				return ids, fmt.Errorf("%s: %w", mig.ID(), err)
+			}
+		}
+		ids = append(ids, mig.ID())
+	}
+	return ids, nil
+}
+
+// quoteTable quotes the manager's table name, which NewDBManager validated (letters, digits and
+// underscores, optionally schema-qualified), as its dialect quotes identifiers.
+func quoteTable(m *distrlock.DBManager) string {
+	q := `"`
+	if d := m.Dialect(); d == distrlock.DialectMySQL || d == distrlock.DialectMariaDB {
+		q = "`"
+	}
+	parts := strings.Split(m.TableName(), ".")
+	for i, p := range parts {
+		parts[i] = q + p + q
+	}
+	return strings.Join(parts, ".")
 }
 
 func isMissingColumn(msg string) bool {

@@ -88,7 +88,7 @@ func newCLI(t *testing.T, b backend) *cli {
 		t.Fatalf("migrate: %d %s", res.code, res.stderr)
 	}
 	t.Cleanup(func() {
-		if b.name == "postgres" {
+		if strings.HasPrefix(b.name, "postgres") {
 			db, err := sql.Open("pgx", b.dsn)
 			if err == nil {
 				_, _ = db.Exec(`DROP TABLE IF EXISTS "` + c.table + `"`)
@@ -419,6 +419,54 @@ func TestMigrateUpgradesDBkit(t *testing.T) {
 				if res := c.run("run", "--key", "held", "--", "true"); res.code != exitHeld {
 					t.Fatalf("run on go-dbkit's held key: %d, want %d; %q", res.code, exitHeld, res.stderr)
 				}
+			}
+		})
+	}
+}
+
+// TestMigrateAddsWaitQueue: migrate upgrades a table of an earlier distrlock (without migration 00004's
+// queue columns) in place, says which steps it applied, and run works on it afterwards.
+func TestMigrateAddsWaitQueue(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := &cli{t: t, dsn: b.dsn, table: "cli_queue_" + strings.ToLower(b.name)}
+			driver, dsn, dialect := "sqlite", strings.TrimPrefix(b.dsn, "sqlite://"), distrlock.DialectSQLite
+			if b.name == "postgres" {
+				driver, dsn, dialect = "pgx", b.dsn, distrlock.DialectPgx
+			}
+			db, err := sql.Open(driver, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.table))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := db.ExecContext(ctx, m.DropTableSQL()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _, _ = db.Exec(m.DropTableSQL()) })
+			for _, mig := range m.Migrations() {
+				if strings.HasPrefix(mig.ID(), "distrlock_00004") {
+					break
+				}
+				for _, stmt := range mig.UpSQL() {
+					if _, err := db.ExecContext(ctx, stmt); err != nil {
+						t.Fatalf("%s: %v", mig.ID(), err)
+					}
+				}
+			}
+			res := c.run("migrate")
+			if res.code != 0 || !strings.Contains(res.stdout, "upgraded") || !strings.Contains(res.stdout, "distrlock_00004_wait_queue") {
+				t.Fatalf("migrate of a table without the queue: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if res := c.run("migrate"); res.code != 0 || !strings.Contains(res.stdout, "is ready") {
+				t.Fatalf("second migrate: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if res := c.run("run", "--key", "job", "--", "true"); res.code != 0 {
+				t.Fatalf("run on the upgraded table: %d %q", res.code, res.stderr)
 			}
 		})
 	}
