@@ -11,65 +11,12 @@ import (
 	"time"
 )
 
-// Defaults of the ElectionOption values.
-const (
-	// DefaultElectionTTL is a leader's lease unless WithElectionTTL says otherwise: a leader that dies is
-	// replaced within it.
-	DefaultElectionTTL = 15 * time.Second
-	// DefaultElectionPollInterval is how often standbys and observers read the election unless
-	// WithElectionPollInterval says otherwise.
-	DefaultElectionPollInterval = time.Second
-)
-
 // After a release notice, observers read this often for at most observeBurstFor, since the next leader
 // takes the lock milliseconds after the release.
 const (
 	observeBurstEvery = 20 * time.Millisecond
 	observeBurstFor   = time.Second
 )
-
-// ElectionOption configures [DBManager.NewElection].
-type ElectionOption func(*electionOptions)
-
-type electionOptions struct {
-	ttl             time.Duration
-	poll            time.Duration
-	identity        string
-	identitySet     bool
-	releaseOnCancel bool
-	logger          Logger
-}
-
-// WithElectionTTL sets a leader's lease, which its heartbeat extends every TTL/2; default
-// [DefaultElectionTTL]. It must be in [[MinTTL], [MaxTTL]].
-func WithElectionTTL(ttl time.Duration) ElectionOption {
-	return func(o *electionOptions) { o.ttl = ttl }
-}
-
-// WithElectionPollInterval sets how often a standby in [Election.Campaign] and an [Election.Observe]
-// read the election; default [DefaultElectionPollInterval]. It must be positive.
-func WithElectionPollInterval(d time.Duration) ElectionOption {
-	return func(o *electionOptions) { o.poll = d }
-}
-
-// WithIdentity sets the identity stored as the lock's owner while this candidate leads (see
-// [LeaderInfo.Identity]); default "<host name>/<process id>". At most [MaxOwnerLength] bytes of UTF-8
-// without NUL; "" stores none.
-func WithIdentity(identity string) ElectionOption {
-	return func(o *electionOptions) { o.identity, o.identitySet = identity, true }
-}
-
-// WithReleaseOnCancel says whether the end of [Election.Run]'s context resigns (true, the default: a
-// standby takes over at once) or lets the lease run out after the TTL (false).
-func WithReleaseOnCancel(release bool) ElectionOption {
-	return func(o *electionOptions) { o.releaseOnCancel = release }
-}
-
-// WithElectionLogger sets where failed extends and releases of the leader's lease and failed campaigns
-// of [Election.Run] are reported; by default nothing is logged.
-func WithElectionLogger(logger Logger) ElectionOption {
-	return func(o *electionOptions) { o.logger = logger }
-}
 
 // LeaderInfo is an elected leader as the database sees it. Times are read from the database's clock.
 type LeaderInfo struct {

@@ -10,100 +10,12 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Defaults of the DoOption values.
-const (
-	// DefaultLockTTL is the lease DoExclusively takes unless WithLockTTL says otherwise.
-	DefaultLockTTL = time.Minute
-	// DefaultReleaseTimeout bounds the release after the function returns unless WithReleaseTimeout says otherwise.
-	DefaultReleaseTimeout = 5 * time.Second
-	// DefaultSafetyMarginDivisor: unless WithSafetyMargin says otherwise the margin is TTL/10.
-	DefaultSafetyMarginDivisor = 10
-)
-
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
 // loggers and every logrus logger satisfy it; a [logrus.FieldLogger] gets the fields distrlock_key and
 // distrlock_fence instead of having them in the message. No token is ever logged: it is a release
 // credential.
 type Logger interface {
 	Errorf(format string, args ...any)
-}
-
-// DoOption configures [DBLock.DoExclusively] and [DoExclusively].
-type DoOption func(*doOptions)
-
-type doOptions struct {
-	lockTTL                time.Duration
-	periodicExtendInterval time.Duration
-	releaseTimeout         time.Duration
-	safetyMargin           time.Duration
-	marginSet              bool
-	logger                 Logger
-	intervalTooLong        bool          // the interval is not shorter than TTL less margin: a warning
-	maxWait                time.Duration // 0: try once
-	owner                  string
-	ownerSet               bool
-	data                   string
-	dataSet                bool
-	atLeast                time.Duration // WithLockAtLeastFor
-}
-
-// WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
-// context ends ([WaitForever] waits for the context alone); see [DBLock.AcquireWait]. By default the
-// acquisition is tried once and fails with [ErrLockAlreadyAcquired], as in go-dbkit.
-func WithWait(maxWait time.Duration) DoOption {
-	return func(o *doOptions) { o.maxWait = maxWait }
-}
-
-// WithOwner stores owner with this acquisition (see [DBLock.Owner]; "" stores none) without changing the
-// DBLock's own Owner, which is used by default.
-func WithOwner(owner string) DoOption {
-	return func(o *doOptions) { o.owner, o.ownerSet = owner, true }
-}
-
-// WithData stores data with this acquisition (see [DBLock.Data]; "" stores none) without changing the
-// DBLock's own Data, which is used by default.
-func WithData(data string) DoOption {
-	return func(o *doOptions) { o.data, o.dataSet = data, true }
-}
-
-// WithLockTTL sets the lease duration; the default (also selected by 0, as in go-dbkit) is [DefaultLockTTL].
-func WithLockTTL(ttl time.Duration) DoOption {
-	return func(o *doOptions) { o.lockTTL = ttl }
-}
-
-// WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default
-// (also selected by 0, as in go-dbkit) is half the TTL. An interval not shorter than the TTL less the safety
-// margin is accepted, as go-dbkit did, with a logged warning: the lease is then lost (and the function's
-// context cancelled) before the first extend.
-func WithPeriodicExtendInterval(interval time.Duration) DoOption {
-	return func(o *doOptions) { o.periodicExtendInterval = interval }
-}
-
-// WithReleaseTimeout bounds the release that follows the function; the default (also selected by 0, as in
-// go-dbkit) is [DefaultReleaseTimeout].
-// The release runs even when the caller's context has ended.
-func WithReleaseTimeout(timeout time.Duration) DoOption {
-	return func(o *doOptions) { o.releaseTimeout = timeout }
-}
-
-// WithSafetyMargin sets how long before the lease may end the function's context is cancelled when no
-// extension has succeeded; the default is TTL/[DefaultSafetyMarginDivisor]. It is the time the function
-// has to notice the cancellation and stop before another process can take the lock.
-func WithSafetyMargin(margin time.Duration) DoOption {
-	return func(o *doOptions) { o.safetyMargin, o.marginSet = margin, true }
-}
-
-// WithLockAtLeastFor keeps the lock taken until at least d after its acquisition, on the database's clock,
-// when the work ends sooner: a job that every replica starts on a schedule runs once per period d across the
-// fleet (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
-// restored. Default 0; a negative d is [ErrInvalidOption].
-func WithLockAtLeastFor(d time.Duration) DoOption {
-	return func(o *doOptions) { o.atLeast = d }
-}
-
-// WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
-func WithLogger(logger Logger) DoOption {
-	return func(o *doOptions) { o.logger = logger }
 }
 
 func newDoOptions(options []DoOption) (doOptions, error) {

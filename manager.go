@@ -6,9 +6,6 @@ import (
 	"time"
 )
 
-// DefaultTableName is the name of the table that stores the locks unless [WithTableName] says otherwise.
-const DefaultTableName = "distributed_locks"
-
 // DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
 // table. It holds no connection: it is safe for concurrent use, and one manager per table serves a whole
 // program. Its mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
@@ -25,32 +22,6 @@ type DBManager struct {
 	notifier               Notifier // nil unless WithNotifier
 	waiters                *waitRoom
 	batchers               *batchers
-}
-
-// DBManagerOption configures [NewDBManager].
-type DBManagerOption func(*dbManagerOptions)
-
-type dbManagerOptions struct {
-	tableName              string
-	backoffMin, backoffMax time.Duration
-	notifier               Notifier
-	notifierSet            bool
-}
-
-// WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
-// each next one doubles up to maxDelay, each with jitter. The defaults are [DefaultWaitMinBackoff] and
-// [DefaultWaitMaxBackoff]; shorter sleeps hand a lock over between processes sooner and cost more
-// statements. minDelay must be positive and maxDelay at least minDelay.
-func WithWaitBackoff(minDelay, maxDelay time.Duration) DBManagerOption {
-	return func(o *dbManagerOptions) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
-}
-
-// WithTableName sets the table that stores the locks: a plain identifier ("locks") or a schema-qualified one
-// ("app.locks"), each part 1 to 63 ASCII letters, digits or underscores, not starting with a digit. The name
-// is quoted in every statement, so it is case-sensitive. An empty name selects [DefaultTableName], as in
-// go-dbkit; any other name that does not fit makes NewDBManager return [ErrInvalidTableName].
-func WithTableName(name string) DBManagerOption {
-	return func(o *dbManagerOptions) { o.tableName = name }
 }
 
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or

@@ -15,12 +15,6 @@ import (
 // WaitForever, as the maximum wait of [DBLock.AcquireWait] or [WithWait], waits until the context ends.
 const WaitForever time.Duration = math.MaxInt64
 
-// Defaults of [WithWaitBackoff].
-const (
-	DefaultWaitMinBackoff = 2 * time.Millisecond
-	DefaultWaitMaxBackoff = 50 * time.Millisecond
-)
-
 // AcquireWait is [DBLock.Acquire] that waits for the lock while another token holds it, for at most
 // maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone. Waiters
 // queue once per wait and take a released lock in the order they queued, before the releaser's next
