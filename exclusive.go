@@ -165,21 +165,6 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 	return startHeartbeat(*l, db, o, cancelWork, start), nil
 }
 
-// DoExclusively runs fn under the lock on key in [DefaultTableName]; see [DBLock.DoExclusively].
-func DoExclusively(
-	ctx context.Context, db *sql.DB, dialect Dialect, key string, fn func(ctx context.Context) error, options ...DoOption,
-) error {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return err
-	}
-	lock, err := m.NewLock(ctx, db, key)
-	if err != nil {
-		return err
-	}
-	return lock.DoExclusively(ctx, db, fn, options...)
-}
-
 func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {
 	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
 	defer cancel()

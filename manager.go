@@ -61,21 +61,6 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	}, nil
 }
 
-// DBManagerOpts configures [NewDBManagerWithOpts].
-//
-// Deprecated: use [NewDBManager] with [WithTableName].
-type DBManagerOpts struct {
-	// TableName is the table that stores the locks; empty selects DefaultTableName.
-	TableName string
-}
-
-// NewDBManagerWithOpts is go-dbkit's older constructor.
-//
-// Deprecated: use [NewDBManager] with [WithTableName].
-func NewDBManagerWithOpts(dialect Dialect, opts DBManagerOpts) (*DBManager, error) {
-	return NewDBManager(dialect, WithTableName(opts.TableName))
-}
-
 // Dialect returns the manager's dialect.
 func (m *DBManager) Dialect() Dialect { return m.dialect }
 
@@ -113,25 +98,6 @@ func (m *DBManager) NewLock(ctx context.Context, exec SQLExecutor, key string) (
 		return DBLock{}, opError("new lock", key, err)
 	}
 	return DBLock{Key: key, manager: m}, nil
-}
-
-// CreateTableSQL returns the statement that creates [DefaultTableName] in its final shape for the dialect.
-// To use another table, call [DBManager.CreateTableSQL] on a manager made with [WithTableName].
-func CreateTableSQL(dialect Dialect) (string, error) {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return "", err
-	}
-	return m.CreateTableSQL(), nil
-}
-
-// DropTableSQL returns the statement that drops [DefaultTableName] for the dialect.
-func DropTableSQL(dialect Dialect) (string, error) {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return "", err
-	}
-	return m.DropTableSQL(), nil
 }
 
 // checkCall rejects a nil executor and a context that has already ended, before anything is sent.
