@@ -40,17 +40,10 @@ func leaderInfo(info LockInfo) LeaderInfo {
 	return LeaderInfo{Term: info.Fence, Value: info.Data, Identity: info.Owner, Since: info.AcquiredAt, ExpiresAt: info.ExpiresAt}
 }
 
-// Election is a candidate in the leader election on one key, in the style of etcd's concurrency.Election
-// and client-go's leaderelection: [Election.Campaign] waits until it leads, the leader holds the key's
-// lock as a [Lease] whose heartbeat keeps it, and its term is the lock's fence. [Election.Leader] and
-// [Election.Observe] work for any process, candidate or not. Its methods are safe for concurrent use;
-// campaigns of one Election (including [Election.Run]) take turns.
-//
-// Shutdown: cancel the context of Run, which ends OnStartedLeading's context, waits for it to return,
-// resigns (with [WithReleaseOnCancel], the default) and calls OnStoppedLeading before Run returns. Without
-// Run, stop the work done under [Election.Context] and call [Election.Resign]; cancel the contexts given
-// to Observe, whose channels close once their goroutines have returned. A leader that dies without
-// resigning is replaced within its TTL.
+// Election is a candidate in the leader election on one key: [Election.Campaign] waits until it leads, the
+// leader holds the key's lock as a [Lease], and its term is the lock's fence. [Election.Leader] and
+// [Election.Observe] work for any process. Its methods are safe for concurrent use; campaigns of one
+// Election (including [Election.Run]) take turns.
 type Election struct {
 	m    *DBManager
 	db   *sql.DB

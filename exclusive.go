@@ -58,24 +58,12 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 	return o, nil
 }
 
-// DoExclusively acquires the lock, runs fn while extending the lease in the background, and releases the
-// lock when fn returns. Every statement runs on db in autocommit mode.
-//
-// fn's context carries ctx's values. It is cancelled, with [ErrLockLost] as its [context.Cause], as soon as
-// the lease may have ended on the server: when no extension has succeeded for the TTL less the safety
-// margin, counted from the start of the last successful acquire or extend, whatever the reason (the
-// database reports the lock gone, extensions time out, the network is down). fn must then stop the
-// protected work promptly.
-//
-// The extends of all the heartbeats of one [DBManager] on one db are sent together: an extend due within
-// half an interval of another's is sent early, in the same statement, so a process holding thousands of
-// locks sends about one statement per extend interval (and per 8,192 locks) instead of one per lock. A
-// heartbeat alone sends [DBLock.Extend]'s statement.
-//
-// DoExclusively returns the acquire error (matching [ErrLockAlreadyAcquired] when the lock is held), or
-// fn's error, or an error matching ErrLockLost when the lease was lost; when both, an error whose text is
-// fn's and which matches both fn's error and ErrLockLost.
-// The release runs on [context.WithoutCancel] of ctx, bounded by the release timeout; its failure is logged.
+// DoExclusively acquires the lock on db, runs fn while extending the lease in the background, and releases
+// the lock when fn returns; fn's context carries ctx's values and is cancelled, with cause [ErrLockLost], as
+// soon as the lease may have ended on the server. It returns the acquire error (matching
+// [ErrLockAlreadyAcquired] when the lock is held), fn's error, an error matching ErrLockLost, or, when both,
+// one that matches fn's error and ErrLockLost. The release runs on [context.WithoutCancel] of ctx, bounded by
+// the release timeout, and a failed release is logged.
 func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx context.Context) error, options ...DoOption) error {
 	const op = "do exclusively"
 	o, err := newDoOptions(options)
