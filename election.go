@@ -95,12 +95,10 @@ func (m *DBManager) NewElection(db *sql.DB, name string, options ...ElectionOpti
 // Name returns the election's key.
 func (e *Election) Name() string { return e.name }
 
-// Campaign returns once this candidate leads with value, or when ctx ends, with an error matching
-// [ErrLockAlreadyAcquired] and ctx's error. A standby reads the key's lock once per poll interval (sooner
-// when the leader's lease ends sooner, or when a [Notifier] or a release through the same manager says
-// it was freed) and writes nothing; it tries to take the lock only when the read finds it free. On a
-// candidate that leads already, Campaign proclaims value. ctx bounds the campaign only: the term lasts
-// until [Election.Resign] or the loss of its lease (see [Election.Context]).
+// Campaign returns once this candidate leads with value (proclaiming value if it leads already), or when
+// ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads,
+// once per poll interval or on a release notice. ctx bounds the campaign only: the term lasts until
+// [Election.Resign] or the loss of its lease (see [Election.Context]).
 func (e *Election) Campaign(ctx context.Context, value string) error {
 	const op = "campaign"
 	if err := validateOwnerData("", value); err != nil {
@@ -285,12 +283,10 @@ func (e *Election) Leader(ctx context.Context) (LeaderInfo, error) {
 	return leaderInfo(info), nil
 }
 
-// Observe returns a channel that receives the current leader, then each change: a new term, a new value
-// in the term, or no leader (a zero [LeaderInfo]). It reads the election once per poll interval (sooner
-// when the leader's lease ends sooner, and quickly for a moment after a release notice of the manager's
-// [Notifier]), so changes between two reads are not seen, and a receiver slower than the changes gets the
-// latest state when it receives. Terms never go back. Failed reads are retried at the next poll. The
-// channel's goroutine belongs to ctx: it stops when ctx ends and closes the channel as it returns.
+// Observe returns a channel that receives the current leader, then each change seen by reads once per poll
+// interval: a new term, a new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back,
+// and a slow receiver gets the latest state. The channel's goroutine stops when ctx ends and closes the
+// channel as it returns.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	ch := make(chan LeaderInfo)
 	go e.observe(ctx, ch)
@@ -367,12 +363,10 @@ type Callbacks struct {
 	OnNewLeader func(leader LeaderInfo)
 }
 
-// Run campaigns with value until ctx ends: each time it leads it calls OnStartedLeading with the term's
-// context, ends the term when OnStartedLeading returns and calls OnStoppedLeading, then campaigns again
-// after a poll interval, which lets a standby take over.
-// A failed campaign is logged and retried after a poll interval. When ctx ends during a term, the term is
-// resigned (with [WithReleaseOnCancel], the default) or left to run out, after OnStartedLeading has
-// returned. Run returns ctx's error once OnStoppedLeading and the OnNewLeader goroutine have returned.
+// Run campaigns with value until ctx ends, calling OnStartedLeading with each term's context and
+// OnStoppedLeading when the term ends, and campaigning again after a poll interval; failed campaigns are
+// logged and retried. When ctx ends during a term, the term is resigned (with [WithReleaseOnCancel], the
+// default) or left to run out, and Run returns ctx's error once its callbacks have returned.
 func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 	const op = "run"
 	if err := validateOwnerData("", value); err != nil {

@@ -7,10 +7,7 @@ import (
 )
 
 // DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
-// table. It holds no connection: it is safe for concurrent use, and one manager per table serves a whole
-// program. Its mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
-// release through the manager wakes, and the heartbeats of [DBLock.DoExclusively] and [DBLock.Hold],
-// whose extends on one *sql.DB it sends together.
+// table. It holds no connection and is safe for concurrent use: one manager per table serves a whole program.
 type DBManager struct {
 	dialect Dialect
 	spec    *dialectSpec
