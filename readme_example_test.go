@@ -93,8 +93,9 @@ func ExampleDBLock_Acquire_postgresTransaction() {
 func buildReport(context.Context) error { return nil }
 
 // TestDocsSnippetsAreExamples checks that the Go snippets of the README and of the guides in docs/ are the
-// bodies of compiled examples. docs/migrations.md is checked in internal/compat, whose examples need the
-// migrators; docs/election.md and docs/periodic-jobs.md by the tests beside their examples.
+// bodies of compiled examples. The migrator snippets of docs/migrations.md are checked in internal/compat,
+// whose examples need the migrators; docs/election.md and docs/periodic-jobs.md by the tests beside their
+// examples.
 func TestDocsSnippetsAreExamples(t *testing.T) {
 	for _, c := range []struct {
 		page, name, file string
@@ -104,6 +105,7 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"README.md", "election_example_test.go", "election_example_test.go", 1},
 		{"docs/waiting.md", "../example_test.go", "example_test.go", 5},
 		{"docs/guarantees.md", "../example_test.go", "example_test.go", 1},
+		{"docs/migrations.md", "../dbkit_example_test.go", "dbkit_example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {
