@@ -65,9 +65,8 @@ func (l *DBLock) Acquire(ctx context.Context, exec SQLExecutor, ttl time.Duratio
 }
 
 // AcquireWithStaticToken is [DBLock.Acquire] with a token of the caller's choice (1 to [MaxTokenLength]
-// bytes of UTF-8 without NUL). Acquiring with the token that holds the lock succeeds and renews the lease,
-// with a new fence. Use it to let several processes share one lock, or to let a process that restarts take
-// back its own lock; use Acquire otherwise.
+// bytes of UTF-8 without NUL), for processes that share one lock or take back their own after a restart.
+// Acquiring with the token that holds the lock succeeds and renews the lease, with a new fence.
 func (l *DBLock) AcquireWithStaticToken(ctx context.Context, exec SQLExecutor, token string, ttl time.Duration) error {
 	const op = "acquire with static token"
 	if err := validateToken(token); err != nil {

@@ -251,10 +251,10 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	return nil
 }
 
-// Resign ends this candidate's term: it cancels [Election.Context] and frees the lock at once, so that a
-// standby takes over without waiting for the lease to run out. It returns nil when the candidate does not
-// lead, and an error matching [ErrLockLost] when the term's lease had been lost. The release runs on
-// [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
+// Resign ends this candidate's term, cancelling [Election.Context] and freeing the lock at once so that a
+// standby takes over; the release runs on [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
+// It returns nil when the candidate does not lead, and an error matching [ErrLockLost] when the term's lease
+// had been lost.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
 	lease := e.lease

@@ -11,9 +11,8 @@ import (
 )
 
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
-// loggers and every logrus logger satisfy it; a [logrus.FieldLogger] gets the fields distrlock_key and
-// distrlock_fence instead of having them in the message. No token is ever logged: it is a release
-// credential.
+// loggers and every logrus logger satisfy it ([logrus.FieldLogger] gets the fields distrlock_key and
+// distrlock_fence). No token is ever logged: it is a release credential.
 type Logger interface {
 	Errorf(format string, args ...any)
 }
