@@ -116,3 +116,22 @@ func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicr
 	}
 	return scanPairs(rows, len(pairs))
 }
+
+// mysqlNumbers classifies the Numbers of go-sql-driver's MySQLErrors.
+var mysqlNumbers = map[int64]failure{
+	1205: failTransient, // ER_LOCK_WAIT_TIMEOUT: InnoDB rolls back the statement
+	1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction
+	1792: failReadOnly,  // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+	1836: failReadOnly,  // ER_READ_ONLY_MODE (innodb_read_only)
+}
+
+// mysqlOutOfRange is ER_DATA_OUT_OF_RANGE, which the MySQL statements raise on purpose, naming
+// mysqlClockMovedMark, in a session whose clock was moved.
+const (
+	mysqlOutOfRange     = 1690
+	mysqlClockMovedMark = "session_clock_moved"
+)
+
+// mysqlOptionPrevents is ER_OPTION_PREVENTS_STATEMENT, a read-only server when its message names read_only
+// or super_read_only (it also stands for other options that forbid a statement).
+const mysqlOptionPrevents = 1290

@@ -45,3 +45,11 @@ func extendBatchPostgres(ctx context.Context, db batchExecutor, q *queries, ttlM
 	}
 	return held, nil
 }
+
+// postgresStates classifies the SQLSTATEs of pgx's and lib/pq's errors.
+var postgresStates = map[string]failure{
+	"40001": failTransient, // serialization_failure
+	"40P01": failTransient, // deadlock_detected
+	"55P03": failTransient, // lock_not_available (lock_timeout)
+	"25006": failReadOnly,  // read_only_sql_transaction: a standby, or a read-only transaction or session
+}

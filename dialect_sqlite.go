@@ -30,3 +30,10 @@ func extendBatchReturning(ctx context.Context, db batchExecutor, q *queries, ttl
 	}
 	return scanPairs(rows, len(pairs))
 }
+
+// sqliteCodes classifies the primary result codes of modernc's and mattn's SQLite errors.
+var sqliteCodes = map[int64]failure{
+	5: failTransient, // SQLITE_BUSY
+	6: failTransient, // SQLITE_LOCKED
+	8: failReadOnly,  // SQLITE_READONLY
+}
