@@ -30,43 +30,10 @@ const (
 	failSchema
 )
 
-// The codes are read without importing the drivers (the library imports none): pgx's and lib/pq's errors
-// have a SQLSTATE, go-sql-driver's MySQLError a Number and a Message, modernc's and mattn's SQLite errors a
-// result code.
-var (
-	postgresStates = map[string]failure{
-		"40001": failTransient, // serialization_failure
-		"40P01": failTransient, // deadlock_detected
-		"55P03": failTransient, // lock_not_available (lock_timeout)
-		"25006": failReadOnly,  // read_only_sql_transaction: a standby, or a read-only transaction or session
-		"42703": failSchema,    // undefined_column
-		"42P01": failSchema,    // undefined_table
-	}
-	mysqlNumbers = map[int64]failure{
-		1205: failTransient, // ER_LOCK_WAIT_TIMEOUT: InnoDB rolls back the statement
-		1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction
-		1792: failReadOnly,  // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
-		1836: failReadOnly,  // ER_READ_ONLY_MODE (innodb_read_only)
-		1054: failSchema,    // ER_BAD_FIELD_ERROR: unknown column
-		1146: failSchema,    // ER_NO_SUCH_TABLE
-	}
-	sqliteCodes = map[int64]failure{
-		5: failTransient, // SQLITE_BUSY
-		6: failTransient, // SQLITE_LOCKED
-		8: failReadOnly,  // SQLITE_READONLY
-	}
-)
-
-// mysqlOutOfRange is ER_DATA_OUT_OF_RANGE, which the MySQL statements raise on purpose, naming
-// mysqlClockMovedMark, in a session whose clock was moved.
-const (
-	mysqlOutOfRange     = 1690
-	mysqlClockMovedMark = "session_clock_moved"
-)
-
-// mysqlOptionPrevents is ER_OPTION_PREVENTS_STATEMENT, a read-only server when its message names read_only
-// or super_read_only (it also stands for other options that forbid a statement).
-const mysqlOptionPrevents = 1290
+// The drivers' error codes that classify knows are in dialect_postgres.go, dialect_mysql.go and
+// dialect_sqlite.go. They are read without importing the drivers (the library imports none): pgx's and
+// lib/pq's errors have a SQLSTATE, go-sql-driver's MySQLError a Number and a Message, modernc's and
+// mattn's SQLite errors a result code.
 
 // classify reads from a driver's error what the failed statement certainly did. Anything it does not know
 // is failUnknown, the safe answer: the statement may have run.

@@ -11,15 +11,9 @@ import (
 	"time"
 )
 
-// DBLock is a lock on one key, made by [DBManager.NewLock]. Each of its operations is one SQL statement run
-// on the [SQLExecutor] passed to it, so it works in autocommit mode and inside the caller's transaction.
-//
-// The lease is measured on the database's clock: a lock is held from the acquiring statement until TTL
-// later, unless it is extended or released first. A holder must stop the work the lock protects before its
-// lease can end; [DBLock.DoExclusively] does that for you.
-//
-// A DBLock is a small value that remembers its token and fence. It is not safe for concurrent use: give
-// each goroutine its own, or serialize the calls.
+// DBLock is a lock on one key, made by [DBManager.NewLock]; each of its operations is one SQL statement on
+// the [SQLExecutor] passed to it, in autocommit mode or inside the caller's transaction, and its lease is
+// measured on the database's clock. It is not safe for concurrent use: give each goroutine its own.
 type DBLock struct {
 	// Key identifies the lock.
 	Key string
@@ -56,41 +50,24 @@ func (l *DBLock) Token() string {
 }
 
 // Fence returns the fencing token of the last successful acquisition, or 0 if there was none (or its
-// outcome was lost). Fences of one key only grow: each successful acquisition, including a re-acquisition
-// under the same static token, gets a fence larger than every earlier one of that key, so a service that
-// remembers the largest fence it has accepted for the key can refuse work from any older holder:
-//
-//	UPDATE accounts SET balance = $1, fence = $2 WHERE id = $3 AND fence <= $2
-//
-// Fences continue across release and expiry because the key's row is never deleted; deleting rows from the
-// table by hand restarts that key's fences at 1. Inside a transaction a fence counts once the transaction
-// commits: a rolled-back acquisition's fence is handed out again to the next holder.
+// outcome was lost). A key's fences only grow, so a service that remembers the largest fence it accepted
+// for the key can refuse work from every older holder.
 func (l *DBLock) Fence() int64 { return l.fence }
 
-// Acquire takes the lock for ttl under a new random token, with one statement that also creates the key's
-// row on first use. Inside a transaction the statement locks the key's row until the transaction ends,
-// even when it is refused, and so delays the holder's Extend and Release: keep such transactions short,
-// and never retry a refused acquire inside one. It returns [ErrLockAlreadyAcquired] when another token holds
-// an unexpired lease, also when this DBLock holds one (each Acquire uses a new token), and, outside a
-// transaction, while waiters of [DBLock.AcquireWait] queued for a lock freed less than four hand-over graces
-// ago (see docs/waiting.md); [ErrReadOnly] when the database refuses writes, and [ErrSchemaMismatch] when
-// the table is missing or not migrated.
-//
-// When the statement may have run but its result was lost (the context ended while it was in flight, the
-// connection broke), Acquire returns that error and keeps the attempt's token privately: the next Acquire
-// sends the same token, so it succeeds if the lost attempt took the lock, and [DBLock.Release] frees the
-// lock in case it was taken. Errors that prove the statement changed nothing (a deadlock, a serialization
-// failure, a lock wait timeout, a busy database, a connection that could not be made, ErrReadOnly) and
-// failures before anything is sent leave the DBLock unchanged.
+// Acquire takes the lock for ttl under a new random token, in one statement on exec that also creates the
+// key's row on first use. It returns [ErrLockAlreadyAcquired] when another token, or this DBLock (each
+// Acquire uses a new token), holds an unexpired lease or, outside a transaction, while [DBLock.AcquireWait]'s
+// waiters are queued for a lock freed moments ago; [ErrReadOnly] when the database refuses writes, and
+// [ErrSchemaMismatch] when the table is missing or not migrated. Inside a transaction the statement locks
+// the key's row until the transaction ends, even when refused: keep such transactions short.
 func (l *DBLock) Acquire(ctx context.Context, exec SQLExecutor, ttl time.Duration) error {
 	_, err := l.acquire(ctx, exec, "acquire", l.retryToken(), ttl)
 	return err
 }
 
 // AcquireWithStaticToken is [DBLock.Acquire] with a token of the caller's choice (1 to [MaxTokenLength]
-// bytes of UTF-8 without NUL). Acquiring with the token that holds the lock succeeds and renews the lease,
-// with a new fence. Use it to let several processes share one lock, or to let a process that restarts take
-// back its own lock; use Acquire otherwise.
+// bytes of UTF-8 without NUL), for processes that share one lock or take back their own after a restart.
+// Acquiring with the token that holds the lock succeeds and renews the lease, with a new fence.
 func (l *DBLock) AcquireWithStaticToken(ctx context.Context, exec SQLExecutor, token string, ttl time.Duration) error {
 	const op = "acquire with static token"
 	if err := validateToken(token); err != nil {
@@ -243,14 +220,9 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	return nil
 }
 
-// Release frees the lock if this DBLock's token holds it. It returns [ErrLockAlreadyReleased] when the lock
-// was not held under the token any more (released before, expired, or taken by another), and
-// [ErrLockNotAcquired] on a DBLock that never attempted an acquisition. Releasing twice is safe: the second
-// call changes nothing and returns ErrLockAlreadyReleased.
-//
-// After an acquire whose outcome was lost, the lock may be held under the lost attempt's token or, on a
-// DBLock that held it before, under the earlier one; Release then tries the first and, if it does not
-// hold the lock, the second, which takes a second statement.
+// Release frees the lock if this DBLock's token holds it; releasing twice is safe. It returns
+// [ErrLockAlreadyReleased] when the lock was not held under the token any more (released before, expired,
+// or taken by another), and [ErrLockNotAcquired] on a DBLock that never attempted an acquisition.
 func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	const op = "release"
 	if err := l.checkHeld(ctx, exec); err != nil {

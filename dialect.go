@@ -74,45 +74,6 @@ type acquireArgs struct {
 // errAcquireRefused is internal: the statement ran and found the lock held under another token.
 var errAcquireRefused = errors.New("acquire refused")
 
-var (
-	postgresSpec = &dialectSpec{
-		dir: "postgres", quote: '"', migrateID: "postgres",
-		acquire:     acquireReturning,
-		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-		releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
-		listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
-		extended:    oneRowAffected,
-		extendBatch: extendBatchPostgres,
-		notify:      true,
-		enqueue:     enqueueReturning,
-		dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
-	}
-	mysqlSpec = &dialectSpec{
-		dir: "mysql", quote: '`', migrateID: "mysql",
-		acquire:     acquireMySQL,
-		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
-		releaseArgs: func(key, token string, hold int64) []any { return []any{hold, hold, key, token} },
-		listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
-		enqueue:     enqueueMySQL,
-		dequeueArgs: func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
-		gapLocks:    true,
-		extended:    lastInsertIDSet,
-		extendBatch: extendBatchMySQL,
-		pairList:    true,
-	}
-	sqliteSpec = &dialectSpec{
-		dir: "sqlite", quote: '"', migrateID: "sqlite3",
-		acquire:     acquireReturning,
-		extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-		releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
-		listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
-		extended:    oneRowAffected,
-		extendBatch: extendBatchReturning,
-		enqueue:     enqueueReturning,
-		dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
-	}
-)
-
 // boolInt binds a flag for the dialects whose drivers have no boolean type.
 func boolInt(b bool) int64 {
 	if b {
@@ -145,49 +106,6 @@ func acquireReturning(ctx context.Context, exec SQLExecutor, query string, a acq
 	return fence, err
 }
 
-// acquireMySQL runs INSERT … SELECT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why
-// it is correct whatever the order of assignment) and reads the outcome from the OK packet: a new fence
-// in LastInsertId when an existing row was taken; LastInsertId 0 and one affected row when the row was
-// created (fence 1); no affected row when the gate found the lock held or not the caller's turn; and
-// LastInsertId 0 and two affected rows when the update found it held (the statement bumps the contended
-// counter so that the row changes under either clientFoundRows setting).
-func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
-	t := a.token
-	args := []any{a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data} // the inserted row
-	if !a.ungated {
-		args = append(args, a.key, t, a.graceMicros, a.ticket, a.ticket) // the gate
-	}
-	res, err := exec.ExecContext(ctx, query, append(args,
-		t, t, // token
-		t,              // fence
-		t,              // contended
-		t, a.ttlMicros, // ttl_us
-		t, a.owner, // owner
-		t, a.data, // data
-		t,                  // acquired_at
-		a.ticket, a.ticket, // queue_head
-		t, a.ttlMicros, // expire_at
-	)...)
-	if err != nil {
-		return 0, err
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, err
-	}
-	if id > 0 {
-		return id, nil
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	if n == 1 {
-		return 1, nil
-	}
-	return 0, errAcquireRefused
-}
-
 // enqueueReturning takes a ticket with an UPDATE … RETURNING (PostgreSQL, SQLite).
 func enqueueReturning(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
 	var ticket int64
@@ -195,28 +113,9 @@ func enqueueReturning(ctx context.Context, exec SQLExecutor, query, key string) 
 	return ticket, err
 }
 
-// enqueueMySQL takes a ticket with an UPDATE that hands it back through LAST_INSERT_ID.
-func enqueueMySQL(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
-	res, err := exec.ExecContext(ctx, query, key)
-	if err != nil {
-		return 0, err
-	}
-	ticket, err := res.LastInsertId()
-	if err == nil && ticket == 0 {
-		err = sql.ErrNoRows
-	}
-	return ticket, err
-}
-
 func oneRowAffected(res sql.Result) (bool, error) {
 	n, err := res.RowsAffected()
 	return n == 1, err
-}
-
-// lastInsertIDSet reads MySQL's LAST_INSERT_ID(expr), which the statement evaluates only for a found row.
-func lastInsertIDSet(res sql.Result) (bool, error) {
-	id, err := res.LastInsertId()
-	return id > 0, err
 }
 
 // lockPair names a lease: a key and the token that holds it.
@@ -228,47 +127,6 @@ type batchExecutor interface {
 	SQLQueryer
 }
 
-// extendBatchPostgres runs an UPDATE that takes the pairs as one JSON document, skips the rows another
-// transaction holds, and returns a row per pair it extended or skipped.
-func extendBatchPostgres(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
-	doc, err := pairDocument(pairs)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, doc)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	held := make(map[lockPair]bool, len(pairs))
-	for rows.Next() {
-		var p lockPair
-		var extended bool
-		if err := rows.Scan(&p.key, &p.token, &extended); err != nil {
-			return nil, err
-		}
-		held[p] = extended
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return held, nil
-}
-
-// extendBatchReturning runs an UPDATE that takes the pairs as one JSON document and returns the rows it
-// changed (SQLite, which has no row locks to skip).
-func extendBatchReturning(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
-	doc, err := pairDocument(pairs)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := db.QueryContext(ctx, q.extendBatch, ttlMicros, doc)
-	if err != nil {
-		return nil, err
-	}
-	return scanPairs(rows, len(pairs))
-}
-
 // pairDocument is the JSON array of [key, token] pairs the batched extends of PostgreSQL and SQLite bind.
 // Keys and tokens are valid UTF-8 without NUL, so JSON carries them exactly.
 func pairDocument(pairs []lockPair) (string, error) {
@@ -278,40 +136,6 @@ func pairDocument(pairs []lockPair) (string, error) {
 	}
 	b, err := json.Marshal(doc)
 	return string(b), err
-}
-
-// extendBatchMySQL runs an UPDATE with one (?, ?) per pair. MySQL's UPDATE returns no rows, only how many
-// it changed: when that is fewer than the pairs, a SELECT tells which are still held for at least the TTL.
-// A pair the UPDATE did not find is held afterwards only if a holder sharing its static token took the
-// lock since, with a lease at least as long; so every pair the SELECT finds has its lease until at least
-// the statement's start plus the TTL.
-func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicros int64, pairs []lockPair) (map[lockPair]bool, error) {
-	args := make([]any, 0, 2+2*len(pairs))
-	args = append(args, ttlMicros, ttlMicros)
-	for _, p := range pairs {
-		args = append(args, p.key, p.token)
-	}
-	res, err := db.ExecContext(ctx, withPairList(q.extendBatch, len(pairs)), args...)
-	if err != nil {
-		return nil, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, err
-	}
-	if n == int64(len(pairs)) {
-		held := make(map[lockPair]bool, len(pairs))
-		for _, p := range pairs {
-			held[p] = true
-		}
-		return held, nil
-	}
-	// The same values but the first TTL: the pairs, then the TTL the held locks' leases must have at least.
-	rows, err := db.QueryContext(ctx, withPairList(q.extendBatchHeld, len(pairs)), append(args[2:], ttlMicros)...)
-	if err != nil {
-		return nil, err
-	}
-	return scanPairs(rows, len(pairs))
 }
 
 // scanPairs reads (key, token) rows and closes them.

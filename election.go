@@ -11,65 +11,12 @@ import (
 	"time"
 )
 
-// Defaults of the ElectionOption values.
-const (
-	// DefaultElectionTTL is a leader's lease unless WithElectionTTL says otherwise: a leader that dies is
-	// replaced within it.
-	DefaultElectionTTL = 15 * time.Second
-	// DefaultElectionPollInterval is how often standbys and observers read the election unless
-	// WithElectionPollInterval says otherwise.
-	DefaultElectionPollInterval = time.Second
-)
-
 // After a release notice, observers read this often for at most observeBurstFor, since the next leader
 // takes the lock milliseconds after the release.
 const (
 	observeBurstEvery = 20 * time.Millisecond
 	observeBurstFor   = time.Second
 )
-
-// ElectionOption configures [DBManager.NewElection].
-type ElectionOption func(*electionOptions)
-
-type electionOptions struct {
-	ttl             time.Duration
-	poll            time.Duration
-	identity        string
-	identitySet     bool
-	releaseOnCancel bool
-	logger          Logger
-}
-
-// WithElectionTTL sets a leader's lease, which its heartbeat extends every TTL/2; default
-// [DefaultElectionTTL]. It must be in [[MinTTL], [MaxTTL]].
-func WithElectionTTL(ttl time.Duration) ElectionOption {
-	return func(o *electionOptions) { o.ttl = ttl }
-}
-
-// WithElectionPollInterval sets how often a standby in [Election.Campaign] and an [Election.Observe]
-// read the election; default [DefaultElectionPollInterval]. It must be positive.
-func WithElectionPollInterval(d time.Duration) ElectionOption {
-	return func(o *electionOptions) { o.poll = d }
-}
-
-// WithIdentity sets the identity stored as the lock's owner while this candidate leads (see
-// [LeaderInfo.Identity]); default "<host name>/<process id>". At most [MaxOwnerLength] bytes of UTF-8
-// without NUL; "" stores none.
-func WithIdentity(identity string) ElectionOption {
-	return func(o *electionOptions) { o.identity, o.identitySet = identity, true }
-}
-
-// WithReleaseOnCancel says whether the end of [Election.Run]'s context resigns (true, the default: a
-// standby takes over at once) or lets the lease run out after the TTL (false).
-func WithReleaseOnCancel(release bool) ElectionOption {
-	return func(o *electionOptions) { o.releaseOnCancel = release }
-}
-
-// WithElectionLogger sets where failed extends and releases of the leader's lease and failed campaigns
-// of [Election.Run] are reported; by default nothing is logged.
-func WithElectionLogger(logger Logger) ElectionOption {
-	return func(o *electionOptions) { o.logger = logger }
-}
 
 // LeaderInfo is an elected leader as the database sees it. Times are read from the database's clock.
 type LeaderInfo struct {
@@ -93,17 +40,10 @@ func leaderInfo(info LockInfo) LeaderInfo {
 	return LeaderInfo{Term: info.Fence, Value: info.Data, Identity: info.Owner, Since: info.AcquiredAt, ExpiresAt: info.ExpiresAt}
 }
 
-// Election is a candidate in the leader election on one key, in the style of etcd's concurrency.Election
-// and client-go's leaderelection: [Election.Campaign] waits until it leads, the leader holds the key's
-// lock as a [Lease] whose heartbeat keeps it, and its term is the lock's fence. [Election.Leader] and
-// [Election.Observe] work for any process, candidate or not. Its methods are safe for concurrent use;
-// campaigns of one Election (including [Election.Run]) take turns.
-//
-// Shutdown: cancel the context of Run, which ends OnStartedLeading's context, waits for it to return,
-// resigns (with [WithReleaseOnCancel], the default) and calls OnStoppedLeading before Run returns. Without
-// Run, stop the work done under [Election.Context] and call [Election.Resign]; cancel the contexts given
-// to Observe, whose channels close once their goroutines have returned. A leader that dies without
-// resigning is replaced within its TTL.
+// Election is a candidate in the leader election on one key: [Election.Campaign] waits until it leads, the
+// leader holds the key's lock as a [Lease], and its term is the lock's fence. [Election.Leader] and
+// [Election.Observe] work for any process. Its methods are safe for concurrent use; campaigns of one
+// Election (including [Election.Run]) take turns.
 type Election struct {
 	m    *DBManager
 	db   *sql.DB
@@ -155,12 +95,10 @@ func (m *DBManager) NewElection(db *sql.DB, name string, options ...ElectionOpti
 // Name returns the election's key.
 func (e *Election) Name() string { return e.name }
 
-// Campaign returns once this candidate leads with value, or when ctx ends, with an error matching
-// [ErrLockAlreadyAcquired] and ctx's error. A standby reads the key's lock once per poll interval (sooner
-// when the leader's lease ends sooner, or when a [Notifier] or a release through the same manager says
-// it was freed) and writes nothing; it tries to take the lock only when the read finds it free. On a
-// candidate that leads already, Campaign proclaims value. ctx bounds the campaign only: the term lasts
-// until [Election.Resign] or the loss of its lease (see [Election.Context]).
+// Campaign returns once this candidate leads with value (proclaiming value if it leads already), or when
+// ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads,
+// once per poll interval or on a release notice. ctx bounds the campaign only: the term lasts until
+// [Election.Resign] or the loss of its lease (see [Election.Context]).
 func (e *Election) Campaign(ctx context.Context, value string) error {
 	const op = "campaign"
 	if err := validateOwnerData("", value); err != nil {
@@ -316,10 +254,10 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	return nil
 }
 
-// Resign ends this candidate's term: it cancels [Election.Context] and frees the lock at once, so that a
-// standby takes over without waiting for the lease to run out. It returns nil when the candidate does not
-// lead, and an error matching [ErrLockLost] when the term's lease had been lost. The release runs on
-// [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
+// Resign ends this candidate's term, cancelling [Election.Context] and freeing the lock at once so that a
+// standby takes over; the release runs on [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
+// It returns nil when the candidate does not lead, and an error matching [ErrLockLost] when the term's lease
+// had been lost.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
 	lease := e.lease
@@ -348,12 +286,10 @@ func (e *Election) Leader(ctx context.Context) (LeaderInfo, error) {
 	return leaderInfo(info), nil
 }
 
-// Observe returns a channel that receives the current leader, then each change: a new term, a new value
-// in the term, or no leader (a zero [LeaderInfo]). It reads the election once per poll interval (sooner
-// when the leader's lease ends sooner, and quickly for a moment after a release notice of the manager's
-// [Notifier]), so changes between two reads are not seen, and a receiver slower than the changes gets the
-// latest state when it receives. Terms never go back. Failed reads are retried at the next poll. The
-// channel's goroutine belongs to ctx: it stops when ctx ends and closes the channel as it returns.
+// Observe returns a channel that receives the current leader, then each change seen by reads once per poll
+// interval: a new term, a new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back,
+// and a slow receiver gets the latest state. The channel's goroutine stops when ctx ends and closes the
+// channel as it returns.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	ch := make(chan LeaderInfo)
 	go e.observe(ctx, ch)
@@ -430,12 +366,10 @@ type Callbacks struct {
 	OnNewLeader func(leader LeaderInfo)
 }
 
-// Run campaigns with value until ctx ends: each time it leads it calls OnStartedLeading with the term's
-// context, ends the term when OnStartedLeading returns and calls OnStoppedLeading, then campaigns again
-// after a poll interval, which lets a standby take over.
-// A failed campaign is logged and retried after a poll interval. When ctx ends during a term, the term is
-// resigned (with [WithReleaseOnCancel], the default) or left to run out, after OnStartedLeading has
-// returned. Run returns ctx's error once OnStoppedLeading and the OnNewLeader goroutine have returned.
+// Run campaigns with value until ctx ends, calling OnStartedLeading with each term's context and
+// OnStoppedLeading when the term ends, and campaigning again after a poll interval; failed campaigns are
+// logged and retried. When ctx ends during a term, the term is resigned (with [WithReleaseOnCancel], the
+// default) or left to run out, and Run returns ctx's error once its callbacks have returned.
 func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 	const op = "run"
 	if err := validateOwnerData("", value); err != nil {

@@ -8,13 +8,11 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 
 	"github.com/distrlock/distrlock"
-	"github.com/distrlock/distrlock/internal/readmecheck"
 )
 
 // The examples run on SQLite in a temporary directory, so their output is checked without any database
@@ -523,18 +521,4 @@ func ExampleDBLock_ExtendTTL() {
 	}
 	fmt.Println(left > 59*time.Minute, lock.TTL)
 	// Output: true 1h0m0s
-}
-
-// TestREADMESnippetsAreExamples checks that every README snippet marked as coming from an example of this
-// file is that example's body, less its Output comment, so the README shows code that compiles and whose
-// output is checked.
-func TestREADMESnippetsAreExamples(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The quick start alone has 4.
-	for _, err := range readmecheck.Check(readme, "example_test.go", "example_test.go", 4) {
-		t.Error(err)
-	}
 }

@@ -10,100 +10,11 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Defaults of the DoOption values.
-const (
-	// DefaultLockTTL is the lease DoExclusively takes unless WithLockTTL says otherwise.
-	DefaultLockTTL = time.Minute
-	// DefaultReleaseTimeout bounds the release after the function returns unless WithReleaseTimeout says otherwise.
-	DefaultReleaseTimeout = 5 * time.Second
-	// DefaultSafetyMarginDivisor: unless WithSafetyMargin says otherwise the margin is TTL/10.
-	DefaultSafetyMarginDivisor = 10
-)
-
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
-// loggers and every logrus logger satisfy it; a [logrus.FieldLogger] gets the fields distrlock_key and
-// distrlock_fence instead of having them in the message. No token is ever logged: it is a release
-// credential.
+// loggers and every logrus logger satisfy it ([logrus.FieldLogger] gets the fields distrlock_key and
+// distrlock_fence). No token is ever logged: it is a release credential.
 type Logger interface {
 	Errorf(format string, args ...any)
-}
-
-// DoOption configures [DBLock.DoExclusively] and [DoExclusively].
-type DoOption func(*doOptions)
-
-type doOptions struct {
-	lockTTL                time.Duration
-	periodicExtendInterval time.Duration
-	releaseTimeout         time.Duration
-	safetyMargin           time.Duration
-	marginSet              bool
-	logger                 Logger
-	intervalTooLong        bool          // the interval is not shorter than TTL less margin: a warning
-	maxWait                time.Duration // 0: try once
-	owner                  string
-	ownerSet               bool
-	data                   string
-	dataSet                bool
-	atLeast                time.Duration // WithLockAtLeastFor
-}
-
-// WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
-// context ends ([WaitForever] waits for the context alone); see [DBLock.AcquireWait]. By default the
-// acquisition is tried once and fails with [ErrLockAlreadyAcquired], as in go-dbkit.
-func WithWait(maxWait time.Duration) DoOption {
-	return func(o *doOptions) { o.maxWait = maxWait }
-}
-
-// WithOwner stores owner with this acquisition (see [DBLock.Owner]; "" stores none) without changing the
-// DBLock's own Owner, which is used by default.
-func WithOwner(owner string) DoOption {
-	return func(o *doOptions) { o.owner, o.ownerSet = owner, true }
-}
-
-// WithData stores data with this acquisition (see [DBLock.Data]; "" stores none) without changing the
-// DBLock's own Data, which is used by default.
-func WithData(data string) DoOption {
-	return func(o *doOptions) { o.data, o.dataSet = data, true }
-}
-
-// WithLockTTL sets the lease duration; the default (also selected by 0, as in go-dbkit) is [DefaultLockTTL].
-func WithLockTTL(ttl time.Duration) DoOption {
-	return func(o *doOptions) { o.lockTTL = ttl }
-}
-
-// WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default
-// (also selected by 0, as in go-dbkit) is half the TTL. An interval not shorter than the TTL less the safety
-// margin is accepted, as go-dbkit did, with a logged warning: the lease is then lost (and the function's
-// context cancelled) before the first extend.
-func WithPeriodicExtendInterval(interval time.Duration) DoOption {
-	return func(o *doOptions) { o.periodicExtendInterval = interval }
-}
-
-// WithReleaseTimeout bounds the release that follows the function; the default (also selected by 0, as in
-// go-dbkit) is [DefaultReleaseTimeout].
-// The release runs even when the caller's context has ended.
-func WithReleaseTimeout(timeout time.Duration) DoOption {
-	return func(o *doOptions) { o.releaseTimeout = timeout }
-}
-
-// WithSafetyMargin sets how long before the lease may end the function's context is cancelled when no
-// extension has succeeded; the default is TTL/[DefaultSafetyMarginDivisor]. It is the time the function
-// has to notice the cancellation and stop before another process can take the lock.
-func WithSafetyMargin(margin time.Duration) DoOption {
-	return func(o *doOptions) { o.safetyMargin, o.marginSet = margin, true }
-}
-
-// WithLockAtLeastFor keeps the lock taken until at least d after its acquisition, on the database's clock,
-// when the work ends sooner: a job that every replica starts on a schedule runs once per period d across the
-// fleet (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
-// restored. Default 0; a negative d is [ErrInvalidOption].
-func WithLockAtLeastFor(d time.Duration) DoOption {
-	return func(o *doOptions) { o.atLeast = d }
-}
-
-// WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
-func WithLogger(logger Logger) DoOption {
-	return func(o *doOptions) { o.logger = logger }
 }
 
 func newDoOptions(options []DoOption) (doOptions, error) {
@@ -146,24 +57,12 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 	return o, nil
 }
 
-// DoExclusively acquires the lock, runs fn while extending the lease in the background, and releases the
-// lock when fn returns. Every statement runs on db in autocommit mode.
-//
-// fn's context carries ctx's values. It is cancelled, with [ErrLockLost] as its [context.Cause], as soon as
-// the lease may have ended on the server: when no extension has succeeded for the TTL less the safety
-// margin, counted from the start of the last successful acquire or extend, whatever the reason (the
-// database reports the lock gone, extensions time out, the network is down). fn must then stop the
-// protected work promptly.
-//
-// The extends of all the heartbeats of one [DBManager] on one db are sent together: an extend due within
-// half an interval of another's is sent early, in the same statement, so a process holding thousands of
-// locks sends about one statement per extend interval (and per 8,192 locks) instead of one per lock. A
-// heartbeat alone sends [DBLock.Extend]'s statement.
-//
-// DoExclusively returns the acquire error (matching [ErrLockAlreadyAcquired] when the lock is held), or
-// fn's error, or an error matching ErrLockLost when the lease was lost; when both, an error whose text is
-// fn's and which matches both fn's error and ErrLockLost.
-// The release runs on [context.WithoutCancel] of ctx, bounded by the release timeout; its failure is logged.
+// DoExclusively acquires the lock on db, runs fn while extending the lease in the background, and releases
+// the lock when fn returns; fn's context carries ctx's values and is cancelled, with cause [ErrLockLost], as
+// soon as the lease may have ended on the server. It returns the acquire error (matching
+// [ErrLockAlreadyAcquired] when the lock is held), fn's error, an error matching ErrLockLost, or, when both,
+// one that matches fn's error and ErrLockLost. The release runs on [context.WithoutCancel] of ctx, bounded by
+// the release timeout, and a failed release is logged.
 func (l *DBLock) DoExclusively(ctx context.Context, db *sql.DB, fn func(ctx context.Context) error, options ...DoOption) error {
 	const op = "do exclusively"
 	o, err := newDoOptions(options)
@@ -251,21 +150,6 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 			o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
 	}
 	return startHeartbeat(*l, db, o, cancelWork, start), nil
-}
-
-// DoExclusively runs fn under the lock on key in [DefaultTableName]; see [DBLock.DoExclusively].
-func DoExclusively(
-	ctx context.Context, db *sql.DB, dialect Dialect, key string, fn func(ctx context.Context) error, options ...DoOption,
-) error {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return err
-	}
-	lock, err := m.NewLock(ctx, db, key)
-	if err != nil {
-		return err
-	}
-	return lock.DoExclusively(ctx, db, fn, options...)
 }
 
 func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {

@@ -5,12 +5,9 @@ import (
 	"database/sql"
 )
 
-// SQLExecutor runs the statements of a lock. *sql.DB, *sql.Conn and *sql.Tx all satisfy it, so a lock can
-// be taken, extended and released in autocommit mode, on a pinned connection or inside the caller's
-// transaction (where it becomes visible to others, and binding, only when the transaction commits).
-//
-// Unlike go-dbkit's SQLExecutor it also needs QueryRowContext: PostgreSQL and SQLite hand the new fence
-// back with RETURNING in the same statement.
+// SQLExecutor runs the statements of a lock; *sql.DB, *sql.Conn and *sql.Tx all satisfy it, so a lock works
+// in autocommit mode, on a pinned connection or inside the caller's transaction (binding once it commits).
+// Unlike go-dbkit's it also needs QueryRowContext, to read the new fence back in the same statement.
 type SQLExecutor interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row

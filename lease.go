@@ -63,10 +63,9 @@ func (s *Lease) Fence() int64 { return s.lock.fence }
 // Lost returns an error matching [ErrLockLost] once the lease may have ended, else nil.
 func (s *Lease) Lost() error { return s.hb.lostErr() }
 
-// Release stops the heartbeat, ends the lease's context and then frees the lock. It is idempotent: later calls
-// return the first call's result. It returns an error matching [ErrLockLost] when the lease had been lost
-// (work done under it may have overlapped another holder's), and the release's error otherwise. The
-// release runs on [context.WithoutCancel] of ctx, bounded by the release timeout.
+// Release stops the heartbeat, ends the lease's context and frees the lock, on [context.WithoutCancel] of ctx
+// bounded by the release timeout; later calls return the first call's result. It returns an error matching
+// [ErrLockLost] when the lease had been lost, and the release's error otherwise.
 func (s *Lease) Release(ctx context.Context) error {
 	s.once.Do(func() {
 		lost := s.hb.stop()

@@ -6,14 +6,8 @@ import (
 	"time"
 )
 
-// DefaultTableName is the name of the table that stores the locks unless [WithTableName] says otherwise.
-const DefaultTableName = "distributed_locks"
-
 // DBManager makes locks stored in one table of one SQL dialect, and gives the DDL and migrations of that
-// table. It holds no connection: it is safe for concurrent use, and one manager per table serves a whole
-// program. Its mutable state is the set of its goroutines waiting in [DBLock.AcquireWait], which a
-// release through the manager wakes, and the heartbeats of [DBLock.DoExclusively] and [DBLock.Hold],
-// whose extends on one *sql.DB it sends together.
+// table. It holds no connection and is safe for concurrent use: one manager per table serves a whole program.
 type DBManager struct {
 	dialect Dialect
 	spec    *dialectSpec
@@ -25,32 +19,6 @@ type DBManager struct {
 	notifier               Notifier // nil unless WithNotifier
 	waiters                *waitRoom
 	batchers               *batchers
-}
-
-// DBManagerOption configures [NewDBManager].
-type DBManagerOption func(*dbManagerOptions)
-
-type dbManagerOptions struct {
-	tableName              string
-	backoffMin, backoffMax time.Duration
-	notifier               Notifier
-	notifierSet            bool
-}
-
-// WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
-// each next one doubles up to maxDelay, each with jitter. The defaults are [DefaultWaitMinBackoff] and
-// [DefaultWaitMaxBackoff]; shorter sleeps hand a lock over between processes sooner and cost more
-// statements. minDelay must be positive and maxDelay at least minDelay.
-func WithWaitBackoff(minDelay, maxDelay time.Duration) DBManagerOption {
-	return func(o *dbManagerOptions) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
-}
-
-// WithTableName sets the table that stores the locks: a plain identifier ("locks") or a schema-qualified one
-// ("app.locks"), each part 1 to 63 ASCII letters, digits or underscores, not starting with a digit. The name
-// is quoted in every statement, so it is case-sensitive. An empty name selects [DefaultTableName], as in
-// go-dbkit; any other name that does not fit makes NewDBManager return [ErrInvalidTableName].
-func WithTableName(name string) DBManagerOption {
-	return func(o *dbManagerOptions) { o.tableName = name }
 }
 
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
@@ -90,21 +58,6 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	}, nil
 }
 
-// DBManagerOpts configures [NewDBManagerWithOpts].
-//
-// Deprecated: use [NewDBManager] with [WithTableName].
-type DBManagerOpts struct {
-	// TableName is the table that stores the locks; empty selects DefaultTableName.
-	TableName string
-}
-
-// NewDBManagerWithOpts is go-dbkit's older constructor.
-//
-// Deprecated: use [NewDBManager] with [WithTableName].
-func NewDBManagerWithOpts(dialect Dialect, opts DBManagerOpts) (*DBManager, error) {
-	return NewDBManager(dialect, WithTableName(opts.TableName))
-}
-
 // Dialect returns the manager's dialect.
 func (m *DBManager) Dialect() Dialect { return m.dialect }
 
@@ -142,25 +95,6 @@ func (m *DBManager) NewLock(ctx context.Context, exec SQLExecutor, key string) (
 		return DBLock{}, opError("new lock", key, err)
 	}
 	return DBLock{Key: key, manager: m}, nil
-}
-
-// CreateTableSQL returns the statement that creates [DefaultTableName] in its final shape for the dialect.
-// To use another table, call [DBManager.CreateTableSQL] on a manager made with [WithTableName].
-func CreateTableSQL(dialect Dialect) (string, error) {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return "", err
-	}
-	return m.CreateTableSQL(), nil
-}
-
-// DropTableSQL returns the statement that drops [DefaultTableName] for the dialect.
-func DropTableSQL(dialect Dialect) (string, error) {
-	m, err := NewDBManager(dialect)
-	if err != nil {
-		return "", err
-	}
-	return m.DropTableSQL(), nil
 }
 
 // checkCall rejects a nil executor and a context that has already ended, before anything is sent.

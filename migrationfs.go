@@ -11,22 +11,15 @@ import (
 )
 
 // GolangMigrateFS returns the manager's migrations in golang-migrate's layout, rendered for its table: a
-// read-only [fs.FS] whose root holds {version}_{title}.up.sql and {version}_{title}.down.sql, one statement
-// per file on MySQL. For the default table the files are byte for byte those of schema/<dialect>/.
-//
-// Give it to golang-migrate's iofs source and keep distrlock's versions apart from the application's with a
-// version table of their own (MigrationsTable in the database driver's Config, or x-migrations-table in a
-// URL); see the README's Migrations section. The result is safe for concurrent use.
+// read-only [fs.FS] of {version}_{title}.up.sql and .down.sql files, for golang-migrate's iofs source with
+// a version table of distrlock's own (see docs/migrations.md). The result is safe for concurrent use.
 func (m *DBManager) GolangMigrateFS() fs.FS {
 	return m.renderDir(path.Join("schema", m.spec.dir), "*.sql")
 }
 
-// GooseFS returns the manager's migrations in goose's layout, rendered for its table: a read-only [fs.FS]
-// whose root holds {version}_{title}.sql files with -- +goose Up and -- +goose Down sections. For the default
-// table the files are byte for byte those of schema/goose/<dialect>/.
-//
-// Give it to goose.NewProvider with a version table of distrlock's own (goose.WithStore, or
-// goose.WithTableName); see the README's Migrations section. The result is safe for concurrent use.
+// GooseFS returns the manager's migrations in goose's layout, rendered for its table: a read-only [fs.FS] of
+// {version}_{title}.sql files, for goose.NewProvider with a version table of distrlock's own (see
+// docs/migrations.md). The result is safe for concurrent use.
 func (m *DBManager) GooseFS() fs.FS {
 	return m.renderDir(path.Join("schema", "goose", m.spec.dir), "*.sql")
 }

@@ -36,10 +36,9 @@ func (m *sqlMigration) DownSQL() []string              { return m.down }
 func (m *sqlMigration) UpFn() func(tx *sql.Tx) error   { return nil }
 func (m *sqlMigration) DownFn() func(tx *sql.Tx) error { return nil }
 
-// Migrations returns the steps that take the manager's table from nothing (or from go-dbkit's table) to the
-// shape this version uses, rendered for the manager's table name, in order. Step 1 creates go-dbkit's
-// table; later steps upgrade it in place, keeping the locks held in it. Steps are never edited once
-// released: a schema change is a new step.
+// Migrations returns, in order, the steps that take the manager's table from nothing (or from go-dbkit's
+// table) to the shape this version uses, rendered for the manager's table name. Step 1 creates go-dbkit's
+// table; later steps upgrade it in place, keeping the locks held in it.
 func (m *DBManager) Migrations() []Migration {
 	migs, err := m.migrations()
 	if err != nil {

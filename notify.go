@@ -14,10 +14,3 @@ type Notifier interface {
 	// Listening reports whether notices are being delivered now. While it is false, waiters poll.
 	Listening() bool
 }
-
-// WithNotifier makes releases through the manager publish the key on n's channel and lets its waiters
-// sleep until a notice instead of polling while n is listening. PostgreSQL dialects only; another dialect,
-// a nil notifier or an invalid channel makes [NewDBManager] return [ErrInvalidOption]. Default: none.
-func WithNotifier(n Notifier) DBManagerOption {
-	return func(o *dbManagerOptions) { o.notifier, o.notifierSet = n, true }
-}

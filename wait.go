@@ -15,19 +15,10 @@ import (
 // WaitForever, as the maximum wait of [DBLock.AcquireWait] or [WithWait], waits until the context ends.
 const WaitForever time.Duration = math.MaxInt64
 
-// Defaults of [WithWaitBackoff].
-const (
-	DefaultWaitMinBackoff = 2 * time.Millisecond
-	DefaultWaitMaxBackoff = 50 * time.Millisecond
-)
-
-// AcquireWait is [DBLock.Acquire] that waits for the lock while another token holds it, for at most
-// maxWait (independent of the lease's ttl) or until ctx ends; [WaitForever] waits for ctx alone. Waiters
-// queue once per wait and take a released lock in the order they queued, before the releaser's next
-// attempt; while they wait they only read. A wait that ends without the lock returns an error matching
-// [ErrLockAlreadyAcquired] and the reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait
-// ran out, or ctx's error; if an attempt was in flight its outcome is unknown, and, as with
-// [DBLock.Acquire], [DBLock.Release] frees the lock if it was taken.
+// AcquireWait is [DBLock.Acquire] that waits while another token holds the lock, for at most maxWait or
+// until ctx ends ([WaitForever] waits for ctx alone), taking a released lock in the order the waiters
+// queued. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and the
+// reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
 func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait time.Duration) error {
 	_, err := l.acquireWait(ctx, exec, "acquire wait", ttl, maxWait)
 	return err

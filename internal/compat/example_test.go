@@ -17,7 +17,7 @@ import (
 	sqlmigrate "github.com/rubenv/sql-migrate"
 )
 
-// The examples are the README's Migrations snippets. They are compiled, not run (they need PostgreSQL);
+// The examples are the snippets of docs/migrations.md. They are compiled, not run (they need PostgreSQL);
 // migrators_test.go runs the same calls on every database.
 
 var dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -93,13 +93,13 @@ func Example_sqlMigrate() {
 	}
 }
 
-// TestREADMEMigrationSnippets: the README's Migrations snippets are these examples.
+// TestREADMEMigrationSnippets: the Go snippets of docs/migrations.md (the migrations guide) are these examples.
 func TestREADMEMigrationSnippets(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/migrations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range readmecheck.Check(readme, "internal/compat/example_test.go", "example_test.go", 3) {
+	for _, err := range readmecheck.Check(readme, "../internal/compat/example_test.go", "example_test.go", 3) {
 		t.Error(err)
 	}
 }

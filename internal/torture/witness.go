@@ -3,7 +3,7 @@
 //
 // Worker processes contend for a few keys through distrlock, over a fault proxy, and report every step of
 // their work to a witness: tables written over a direct connection, stamped with the database's clock. The
-// checker reads the witness afterwards. See the README's "Proof under faults" section.
+// checker reads the witness afterwards. See docs/faults.md.
 package torture
 
 import (
