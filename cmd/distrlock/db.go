@@ -82,14 +82,20 @@ func (a *app) open(ctx context.Context, c *commonFlags, create bool) (*conn, int
 				"check --dsn or DISTRLOCK_DSN, and that the server is running and reachable"), false
 		}
 	}
+	cn := &conn{db: db, m: m, t: t}
 	if t.local {
-		if err := m.CreateTable(ctx, db); err != nil {
+		// The default file is the tool's own: create its table, or bring an earlier version's up to date.
+		err := m.CreateTable(ctx, db)
+		if err == nil {
+			_, err = upgradeFrom(ctx, cn, queueVersion)
+		}
+		if err != nil {
 			_ = db.Close()
 			return nil, a.fail(exitConfig, fmt.Sprintf("cannot create the lock table in %s: %v", t.display, err),
 				"set --dsn or DISTRLOCK_DSN to use another database"), false
 		}
 	}
-	return &conn{db: db, m: m, t: t}, 0, true
+	return cn, 0, true
 }
 
 // explain reports err with what to do about it, and returns the exit code it deserves.
@@ -99,6 +105,10 @@ func (a *app) explain(c *conn, err error) int {
 		table := c.m.TableName()
 		return a.fail(exitConfig, fmt.Sprintf("the lock table %s does not exist in %s", table, c.t.display),
 			fmt.Sprintf("create it once with `distrlock migrate%s` and the same --dsn", tableHint(table)))
+	case errors.Is(err, distrlock.ErrSchemaMismatch):
+		table := c.m.TableName()
+		return a.fail(exitConfig, fmt.Sprintf("the lock table %s in %s lacks columns this version uses: %s", table, c.t.display, describe(err)),
+			fmt.Sprintf("upgrade it once with `distrlock migrate%s` and the same --dsn", tableHint(table)))
 	case errors.Is(err, distrlock.ErrInvalidKey), errors.Is(err, distrlock.ErrInvalidToken),
 		errors.Is(err, distrlock.ErrInvalidTTL), errors.Is(err, distrlock.ErrInvalidOption):
 		return a.failf(exitUsage, "%s", describe(err))
@@ -203,10 +213,11 @@ func serverMessage(err error) error {
 func (a *app) cmdMigrate(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("migrate", "migrate [--dsn DSN] [--table NAME]",
 		`Creates the lock table if it does not exist, in the shape this version uses, or upgrades a table
-that go-dbkit's distrlock created (its locks stay held until they expire). Stop every go-dbkit replica
+that go-dbkit's distrlock or an earlier distrlock created (its locks stay held until they expire). Stop every go-dbkit replica
 that uses the table first. On PostgreSQL, go-dbkit stored expiry times in its sessions' time zone: if
 that was not the server's default, add it to the DSN (postgres://…?timezone=Europe/Berlin). The default
-SQLite file needs no migrate: it is created on first use; another SQLite file is created by migrate.`)
+SQLite file needs no migrate: it is created, or upgraded, on first use; another SQLite file is created
+by migrate.`)
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}

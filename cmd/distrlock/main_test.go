@@ -458,6 +458,9 @@ func TestMigrateAddsWaitQueue(t *testing.T) {
 					}
 				}
 			}
+			if res := c.run("run", "--key", "job", "--", "true"); res.code != exitConfig || !strings.Contains(res.stderr, "distrlock migrate") {
+				t.Fatalf("run on a table without the queue: %d %q, want %d and the migrate hint", res.code, res.stderr, exitConfig)
+			}
 			res := c.run("migrate")
 			if res.code != 0 || !strings.Contains(res.stdout, "upgraded") || !strings.Contains(res.stdout, "distrlock_00004_wait_queue") {
 				t.Fatalf("migrate of a table without the queue: %d %q %q", res.code, res.stdout, res.stderr)
