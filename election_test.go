@@ -192,11 +192,17 @@ func TestElectionStandbyWakesAtLeaseEnd(t *testing.T) {
 
 // fakeNotifier delivers notices when the test says so.
 type fakeNotifier struct {
-	mu   sync.Mutex
-	subs map[string][]chan struct{}
+	channel string // "distrlock_test" when empty
+	mu      sync.Mutex
+	subs    map[string][]chan struct{}
 }
 
-func (n *fakeNotifier) Channel() string { return "distrlock_test" }
+func (n *fakeNotifier) Channel() string {
+	if n.channel == "" {
+		return "distrlock_test"
+	}
+	return n.channel
+}
 func (n *fakeNotifier) Listening() bool { return true }
 
 func (n *fakeNotifier) Subscribe(key string) (<-chan struct{}, func()) {

@@ -2,7 +2,6 @@ package distrlock
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -198,37 +197,6 @@ func TestIntegrationLockAtLeastFor(t *testing.T) {
 	})
 }
 
-// integNotifier is a Notifier whose notices the test sends.
-type integNotifier struct {
-	channel string
-	mu      sync.Mutex
-	subs    map[string][]chan struct{}
-}
-
-func (n *integNotifier) Channel() string { return n.channel }
-func (n *integNotifier) Listening() bool { return true }
-func (n *integNotifier) Subscribe(key string) (<-chan struct{}, func()) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	if n.subs == nil {
-		n.subs = map[string][]chan struct{}{}
-	}
-	n.subs[key] = append(n.subs[key], ch)
-	return ch, func() {}
-}
-
-func (n *integNotifier) notify(key string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, ch := range n.subs[key] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
 // TestIntegrationReleasePublishes: on PostgreSQL a release through a manager with a Notifier publishes the
 // key on its channel, in the releasing statement; a refused release publishes nothing.
 func TestIntegrationReleasePublishes(t *testing.T) {
@@ -245,7 +213,7 @@ func TestIntegrationReleasePublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := newTestManager(t, tdb)
-	m, err := NewDBManager(DialectPgx, WithTableName(plain.table), WithNotifier(&integNotifier{channel: channel}))
+	m, err := NewDBManager(DialectPgx, WithTableName(plain.table), WithNotifier(&fakeNotifier{channel: channel}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +243,7 @@ func TestIntegrationWaiterWakesOnNotice(t *testing.T) {
 	tdb := openPostgres(t)
 	ctx := t.Context()
 	plain := newTestManager(t, tdb)
-	n := &integNotifier{channel: "unused"}
+	n := &fakeNotifier{}
 	m, err := NewDBManager(DialectPgx, WithTableName(plain.table), WithNotifier(n))
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +251,7 @@ func TestIntegrationWaiterWakesOnNotice(t *testing.T) {
 	// The holder is another manager, as another process would be: its release wakes nobody here.
 	holder := integLock(t, plain, tdb.db, "job")
 	integAcquire(ctx, t, holder, tdb.db, time.Minute)
-	counting := &integCountingDB{DB: tdb.db}
+	counting := &integCountingExec{inner: tdb.db}
 	done := make(chan error, 1)
 	go func() {
 		l := integLock(t, m, tdb.db, "job")
@@ -293,7 +261,7 @@ func TestIntegrationWaiterWakesOnNotice(t *testing.T) {
 	if err := holder.Release(ctx, tdb.db); err != nil {
 		t.Fatal(err)
 	}
-	if got := counting.count(); got > 4 {
+	if got := counting.n.Load(); got > 4 {
 		t.Errorf("a waiter sent %d statements in 0.5 s while a notifier listened, want at most 4 (attempt, ticket, reads)", got)
 	}
 	released := time.Now()
@@ -309,33 +277,6 @@ func TestIntegrationWaiterWakesOnNotice(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiter did not take the lock within 5 s of the notice")
 	}
-}
-
-// integCountingDB counts the statements sent through it.
-type integCountingDB struct {
-	*sql.DB
-	mu sync.Mutex
-	n  int
-}
-
-func (c *integCountingDB) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
-func (c *integCountingDB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	c.mu.Lock()
-	c.n++
-	c.mu.Unlock()
-	return c.DB.ExecContext(ctx, q, args...)
-}
-
-func (c *integCountingDB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	c.mu.Lock()
-	c.n++
-	c.mu.Unlock()
-	return c.DB.QueryRowContext(ctx, q, args...)
 }
 
 // TestIntegrationTableNotMigrated: on a table without migration 00004 (the wait queue), Acquire and

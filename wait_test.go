@@ -139,11 +139,11 @@ func TestWaitTurn(t *testing.T) {
 	}
 	w := &waitState{lock: l, grace: grace, ticket: 5}
 	held := peekView{left: time.Minute, heldFor: time.Hour, head: 4, tail: 7}
-	if got := w.sleepFor(held, &integNotifier{channel: "c"}); got != notifierPollCap {
+	if got := w.sleepFor(held, &fakeNotifier{}); got != notifierPollCap {
 		t.Errorf("held for a minute more, with a listening notifier: sleep %v, want %v", got, notifierPollCap)
 	}
 	held.left = 200 * time.Millisecond
-	if got := w.sleepFor(held, &integNotifier{channel: "c"}); got != held.left {
+	if got := w.sleepFor(held, &fakeNotifier{}); got != held.left {
 		t.Errorf("held for 200 ms more, with a listening notifier: sleep %v, want the lease's end", got)
 	}
 }
