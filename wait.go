@@ -138,14 +138,25 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 		case <-wake:
 			woken = true
 		case <-notices:
-			woken = true
+			if w.ahead == 0 {
+				woken = true
+				break
+			}
+			// Others are before this waiter: let the next one take the lock before reading where the
+			// queue stands, rather than add a statement to the hand-over.
+			timer.Reset(m.backoffMin)
+			select {
+			case <-timer.C:
+			case <-waitCtx.Done():
+			}
 		case <-timer.C:
 		case <-waitCtx.Done():
-			timer.Stop()
+		}
+		timer.Stop()
+		if waitCtx.Err() != nil {
 			leave(false)
 			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
-		timer.Stop()
 		leave(true) // it tries again at once
 	}
 }
@@ -157,6 +168,7 @@ type waitState struct {
 	grace         time.Duration
 	ticket        int64 // 0 until enqueued
 	enqueueFailed bool  // the ticket could not be taken: wait without one
+	ahead         int64 // tickets before this one at the last read
 }
 
 // enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
@@ -185,6 +197,10 @@ func (w *waitState) dequeue(ctx context.Context) {
 
 // sleepFor returns how long to sleep before the next read, or 0 to attempt now.
 func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
+	w.ahead = 0
+	if w.ticket > 0 {
+		w.ahead = max(w.ticket-v.head-1, 0)
+	}
 	if v.free {
 		var ahead int64 // queued tickets this caller lets go first
 		if w.ticket > 0 {
