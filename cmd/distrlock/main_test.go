@@ -372,19 +372,7 @@ func TestMigrateUpgradesDBkit(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			c := &cli{t: t, dsn: b.dsn, table: "cli_dbkit_" + strings.ToLower(b.name)}
-			driver, dsn, dialect := "sqlite", strings.TrimPrefix(b.dsn, "sqlite://"), distrlock.DialectSQLite
-			if b.name == "postgres" {
-				driver, dsn, dialect = "pgx", b.dsn, distrlock.DialectPgx
-			}
-			db, err := sql.Open(driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.table))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, m := openBackendTable(t, b, c.table)
 			ctx := context.Background()
 			exec := func(q string, args ...any) {
 				t.Helper()
@@ -430,19 +418,7 @@ func TestMigrateAddsWaitQueue(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			c := &cli{t: t, dsn: b.dsn, table: "cli_queue_" + strings.ToLower(b.name)}
-			driver, dsn, dialect := "sqlite", strings.TrimPrefix(b.dsn, "sqlite://"), distrlock.DialectSQLite
-			if b.name == "postgres" {
-				driver, dsn, dialect = "pgx", b.dsn, distrlock.DialectPgx
-			}
-			db, err := sql.Open(driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.table))
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, m := openBackendTable(t, b, c.table)
 			ctx := context.Background()
 			if _, err := db.ExecContext(ctx, m.DropTableSQL()); err != nil {
 				t.Fatal(err)
@@ -473,6 +449,26 @@ func TestMigrateAddsWaitQueue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openBackendTable opens b's database directly (PostgreSQL through pgx, else its SQLite file) and returns
+// it, closed at the test's end, with a manager for table.
+func openBackendTable(t *testing.T, b backend, table string) (*sql.DB, *distrlock.DBManager) {
+	t.Helper()
+	driver, dsn, dialect := "sqlite", strings.TrimPrefix(b.dsn, "sqlite://"), distrlock.DialectSQLite
+	if b.name == "postgres" {
+		driver, dsn, dialect = "pgx", b.dsn, distrlock.DialectPgx
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, m
 }
 
 // TestRunReadsTerminal: run in the foreground of a terminal (script(1) provides one) gives the command the
