@@ -108,7 +108,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 	case e.campaign <- struct{}{}:
 		defer func() { <-e.campaign }()
 	case <-ctx.Done():
-		return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+		return waitCancelled(op, e.name, ctx)
 	}
 	if e.leading() {
 		return e.Proclaim(ctx, value)
@@ -134,7 +134,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		if err != nil {
 			leave(false)
 			if ctx.Err() != nil {
-				return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+				return waitCancelled(op, e.name, ctx)
 			}
 			return err
 		}
@@ -153,7 +153,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 				wake, leave = e.m.waiters.enter(e.name, 0)
 				info.Remaining = e.m.handoverGrace()
 			case ctx.Err() != nil:
-				return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+				return waitCancelled(op, e.name, ctx)
 			default:
 				return err
 			}
@@ -176,7 +176,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		timer.Stop()
 		leave(woken) // a wake it did not use goes on to the next waiter of this manager
 		if ctx.Err() != nil {
-			return opError(op, e.name, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+			return waitCancelled(op, e.name, ctx)
 		}
 	}
 }

@@ -32,8 +32,9 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // another waiter came first. Between reads it sleeps for half as long as the holder has held the lock so
 // far (the longer a lock is held, the less likely it is to be released in the next instant), times its
 // place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
-// Notifier, until a release notice or the lease's end. A release through this manager, or a notice, ends
-// a sleep at once and the waiter attempts without reading first.
+// Notifier, until a release notice or the lease's end. A release through this manager ends a sleep at once
+// and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
+// others before it reads after a short pause.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
@@ -117,7 +118,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 				// ctx ended after the lock had been refused: still contention and cancellation to the
 				// caller, and the attempt's own error if it was sent (its outcome is then unknown).
 				if out != lost {
-					return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
+					return time.Time{}, waitCancelled(op, l.Key, ctx)
 				}
 				return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: %w (the last attempt's outcome is unknown: %w)",
 					ErrLockAlreadyAcquired, contextError(ctx), errors.Unwrap(err)))
@@ -202,10 +203,8 @@ func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
 		w.ahead = max(w.ticket-v.head-1, 0)
 	}
 	if v.free {
-		var ahead int64 // queued tickets this caller lets go first
-		if w.ticket > 0 {
-			ahead = max(w.ticket-v.head-1, 0)
-		} else {
+		ahead := w.ahead // queued tickets this caller lets go first
+		if w.ticket == 0 {
 			ahead = min(max(v.tail-v.head, 0), 4)
 		}
 		turn := time.Duration(ahead)*w.grace - v.freeFor
@@ -219,7 +218,7 @@ func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
 		// A release publishes a notice; an expiry does not, so wake at the lease's end at the latest.
 		return min(v.left, notifierPollCap)
 	}
-	return max(min(w.poll(v.heldFor, w.ticket-v.head), v.left), 1)
+	return max(min(w.poll(v.heldFor, w.ahead+1), v.left), 1)
 }
 
 // poll is the sleep between reads of a waiter at place in the queue (1: next) while the lock has been
@@ -279,8 +278,14 @@ func (l *DBLock) waitEnded(op string, waitCtx context.Context, contended bool, t
 	case transient != nil:
 		return opError(op, l.Key, fmt.Errorf("%w (the last attempt failed: %w)", cause, errors.Unwrap(transient)))
 	default:
-		return opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, cause))
+		return waitCancelled(op, l.Key, waitCtx)
 	}
+}
+
+// waitCancelled is the error of a wait for a lock held by another that ended with ctx: contention and
+// ctx's error (or its cause).
+func waitCancelled(op, key string, ctx context.Context) error {
+	return opError(op, key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, contextError(ctx)))
 }
 
 // waitRoom lets the waiters of a manager sleep until a release through the same manager wakes them. A
