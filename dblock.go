@@ -144,7 +144,7 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 	if inTx {
 		query, args.ungated = m.q.acquireInTx, m.spec.gapLocks
 	}
-	fence, err := m.spec.acquire(ctx, exec, query, args)
+	fence, err := m.spec.acquire(ctx, m.stmts.executor(exec), query, args)
 	switch {
 	case errors.Is(err, errAcquireRefused):
 		// The token that holds a lock takes it again, so a refused token does not hold it.
@@ -201,7 +201,7 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	m := l.manager
 	// After a lost acquire outcome on a DBLock that never held the lock, only that attempt's token can.
 	token := cmp.Or(l.token, l.pending)
-	res, err := exec.ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
+	res, err := m.stmts.executor(exec).ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
 	if err != nil {
 		return classified(withContext(ctx, err), classify(err))
 	}
@@ -264,7 +264,7 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 			released = true
 		}
 	} else {
-		res, err := exec.ExecContext(ctx, m.q.release, args...)
+		res, err := m.stmts.executor(exec).ExecContext(ctx, m.q.release, args...)
 		if err != nil {
 			return classified(withContext(ctx, err), classify(err))
 		}

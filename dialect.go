@@ -52,6 +52,8 @@ type dialectSpec struct {
 	notify bool
 	// gapLocks: the gate of acquire.sql takes gap locks, so a caller's transaction gets acquire_in_tx.sql.
 	gapLocks bool
+	// prepare: the manager prepares its hot statements once per connection (stmtcache.go).
+	prepare bool
 	// dequeueArgs orders the bound values of dequeue.sql.
 	dequeueArgs func(key string, ticket int64) []any
 	// enqueue runs enqueue.sql and returns the caller's ticket.

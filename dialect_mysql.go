@@ -17,6 +17,7 @@ var mysqlSpec = &dialectSpec{
 	enqueue:     enqueueMySQL,
 	dequeueArgs: func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
 	gapLocks:    true,
+	prepare:     true,
 	extended:    lastInsertIDSet,
 	extendBatch: extendBatchMySQL,
 	pairList:    true,

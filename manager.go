@@ -19,6 +19,7 @@ type DBManager struct {
 	notifier               Notifier // nil unless WithNotifier
 	waiters                *waitRoom
 	batchers               *batchers
+	stmts                  *stmtCache // nil unless the dialect prepares
 }
 
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
@@ -52,10 +53,12 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	if err != nil {
 		return nil, err
 	}
-	return &DBManager{
+	m := &DBManager{
 		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q, notifier: o.notifier,
 		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{}, batchers: &batchers{},
-	}, nil
+	}
+	m.stmts = newStmtCache(m, q.acquire, q.extend, q.release, q.peek, q.enqueue)
+	return m, nil
 }
 
 // Dialect returns the manager's dialect.

@@ -176,7 +176,7 @@ type waitState struct {
 // queue; so a failure here only costs the waiter its place.
 func (w *waitState) enqueue(ctx context.Context) {
 	m := w.lock.manager
-	ticket, err := m.spec.enqueue(ctx, w.exec, m.q.enqueue, w.lock.Key)
+	ticket, err := m.spec.enqueue(ctx, m.stmts.executor(w.exec), m.q.enqueue, w.lock.Key)
 	if err != nil {
 		w.enqueueFailed = true
 		return
@@ -247,7 +247,7 @@ func (l *DBLock) peek(ctx context.Context, exec SQLExecutor) (peekView, error) {
 	var token sql.NullString
 	var left, freeFor, heldFor sql.NullInt64
 	var v peekView
-	err := exec.QueryRowContext(ctx, l.manager.q.peek, l.Key).Scan(&token, &left, &freeFor, &heldFor, &v.head, &v.tail)
+	err := l.manager.stmts.executor(exec).QueryRowContext(ctx, l.manager.q.peek, l.Key).Scan(&token, &left, &freeFor, &heldFor, &v.head, &v.tail)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return peekView{free: true, freeFor: math.MaxInt64}, nil
