@@ -6,37 +6,39 @@
 -- each later ticket one grace later, and a caller without a ticket after up to four graces, so that a
 -- releaser's next attempt does not take the lock back from other processes that wait. A ticket whose waiter
 -- gave up delays the next ones by one grace, once.
--- The NOT EXISTS reads the row without locking it: when another holds the lock, or it is not the caller's
--- turn, nothing is inserted, locked or written. Otherwise the upsert asks again of the latest row version
--- under its lock, so two callers that both read the lock free cannot both take it.
-INSERT INTO "app"."my_locks" AS l
-    (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
-SELECT $1::text, $2::text, statement_timestamp() + $3::bigint * interval '1 microsecond', $3::bigint, 1, $4::text, $5::bytea,
-       statement_timestamp()
-WHERE NOT EXISTS (
-    SELECT FROM "app"."my_locks" AS c
-    WHERE c.lock_key = $1::text
-      AND c.token IS DISTINCT FROM $2::text
-      AND NOT ((c.expire_at IS NULL OR c.expire_at <= statement_timestamp())
-               AND COALESCE(c.expire_at, c.freed_at, '-infinity')
-                   + $7::bigint * CASE WHEN $6::bigint > 0 THEN GREATEST($6::bigint - c.queue_head - 1, 0)
-                                       ELSE LEAST(c.queue_tail - c.queue_head, 4) END * interval '1 microsecond'
+-- An existing key's row is taken by the UPDATE, whose WHERE reads the row before locking it: when another
+-- holds the lock, or it is not the caller's turn, nothing is locked or written. A caller that finds the row
+-- free locks it and asks again of the latest row version, so two callers that both read the lock free
+-- cannot both take it. A new key's row is made by the INSERT, which runs only when the key has no row; of
+-- two callers that make it at once, the second inserts nothing and is refused.
+WITH taken AS (
+    UPDATE "app"."my_locks" AS l
+    SET token       = $2::text,
+        expire_at   = statement_timestamp() + $3::bigint * interval '1 microsecond',
+        ttl_us      = $3::bigint,
+        fence       = l.fence + 1,
+        owner       = $4::text,
+        data        = $5::bytea,
+        acquired_at = statement_timestamp(),
+        queue_head  = CASE WHEN l.expire_at > statement_timestamp() THEN l.queue_head
+                           WHEN $6::bigint > 0 THEN GREATEST(l.queue_head, $6::bigint)
+                           ELSE l.queue_tail END
+    WHERE l.lock_key = $1::text
+      AND (l.token = $2::text
+           OR ((l.expire_at IS NULL OR l.expire_at <= statement_timestamp())
+               AND COALESCE(l.expire_at, l.freed_at, '-infinity')
+                   + $7::bigint * CASE WHEN $6::bigint > 0 THEN GREATEST($6::bigint - l.queue_head - 1, 0)
+                                       ELSE LEAST(l.queue_tail - l.queue_head, 4) END * interval '1 microsecond'
                    <= statement_timestamp()))
-ON CONFLICT (lock_key) DO UPDATE
-SET token       = excluded.token,
-    expire_at   = excluded.expire_at,
-    ttl_us      = excluded.ttl_us,
-    fence       = l.fence + 1,
-    owner       = excluded.owner,
-    data        = excluded.data,
-    acquired_at = excluded.acquired_at,
-    queue_head  = CASE WHEN l.expire_at > statement_timestamp() THEN l.queue_head
-                       WHEN $6::bigint > 0 THEN GREATEST(l.queue_head, $6::bigint)
-                       ELSE l.queue_tail END
-WHERE l.token = excluded.token
-   OR ((l.expire_at IS NULL OR l.expire_at <= statement_timestamp())
-       AND COALESCE(l.expire_at, l.freed_at, '-infinity')
-           + $7::bigint * CASE WHEN $6::bigint > 0 THEN GREATEST($6::bigint - l.queue_head - 1, 0)
-                               ELSE LEAST(l.queue_tail - l.queue_head, 4) END * interval '1 microsecond'
-           <= statement_timestamp())
-RETURNING l.fence
+    RETURNING l.fence
+), created AS (
+    INSERT INTO "app"."my_locks" (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
+    SELECT $1::text, $2::text, statement_timestamp() + $3::bigint * interval '1 microsecond', $3::bigint, 1,
+           $4::text, $5::bytea, statement_timestamp()
+    WHERE NOT EXISTS (SELECT FROM "app"."my_locks" WHERE lock_key = $1::text)
+    ON CONFLICT (lock_key) DO NOTHING
+    RETURNING fence
+)
+SELECT fence FROM taken
+UNION ALL
+SELECT fence FROM created
