@@ -34,7 +34,7 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 2*time.Second, "time spent on each measurement")
-	parts := flag.String("parts", "single,contention,heartbeats", "which tables to print: single (a, b, e), contention (c, d), heartbeats (f)")
+	parts := flag.String("parts", "single,contention,heartbeats", "which tables to print: single (a, b, e), paired (e, operation by operation), contention (c, d), heartbeats (f)")
 	flag.Parse()
 	want := func(part string) bool { return slices.Contains(strings.Split(*parts, ","), part) }
 	ctx := context.Background()
@@ -48,6 +48,9 @@ func main() {
 		time.Now().Format("2006-01-02"), runtime.NumCPU(), rounds, *duration)
 	if want("single") {
 		single(ctx, pg, my, redisAddr, *duration)
+	}
+	if want("paired") {
+		paired(ctx, pg, my, *duration)
 	}
 	if want("contention") {
 		contention(ctx, pg, my, redisAddr, *duration)
@@ -71,16 +74,7 @@ func single(ctx context.Context, pg, my, redisAddr string, duration time.Duratio
 			fmt.Println(r)
 		}
 	}()
-	for _, target := range []struct {
-		name, driver, dsn string
-		dialect           distrlock.Dialect
-		postgres          bool
-	}{
-		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx, true},
-		{"MariaDB", "mysql", my, distrlock.DialectMariaDB, false},
-		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
-		{"SQLite", "sqlite", "file:" + tempFile() + "?_pragma=busy_timeout(5000)&_txlock=immediate", distrlock.DialectSQLite, false},
-	} {
+	for _, target := range singleTargets(pg, my) {
 		var counter stmtcount.Counter
 		db, err := stmtcount.Open(target.driver, target.dsn, &counter)
 		if err != nil || db.PingContext(ctx) != nil {
@@ -484,6 +478,22 @@ func measure(ctx context.Context, l *locker, c *stmtcount.Counter, d time.Durati
 }
 
 // rounds is how many interleaved rounds the single-key table measures.
+// singleTarget is a database of the single-key tables.
+type singleTarget struct {
+	name, driver, dsn string
+	dialect           distrlock.Dialect
+	postgres          bool
+}
+
+func singleTargets(pg, my string) []singleTarget {
+	return []singleTarget{
+		{"PostgreSQL", "pgx", pg, distrlock.DialectPgx, true},
+		{"MariaDB", "mysql", my, distrlock.DialectMariaDB, false},
+		{"MariaDB interpolateParams", "mysql", addParam(my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
+		{"SQLite", "sqlite", "file:" + tempFile() + "?_pragma=busy_timeout(5000)&_txlock=immediate", distrlock.DialectSQLite, false},
+	}
+}
+
 const rounds = 5 // odd, so that the median is a measured value
 
 // median is the middle value of xs, or the mean of the two middle values.
