@@ -226,3 +226,46 @@ func TestIntegrationKeep(t *testing.T) {
 		integAcquire(ctx, t, integLock(t, m, tdb.db, "kept"), tdb.db, time.Minute)
 	})
 }
+
+// TestIntegrationGuardSQLiteDeferred: on SQLite, a deferred transaction whose first statement is the guard
+// does not hold the database's write lock, so a competitor's acquire (the lease has expired) is not held
+// off: it takes the write lock first, and the holder's write then fails with SQLITE_BUSY instead of
+// waiting. The stale write still never commits (0 rows), and the competitor gets the lock once the holder
+// rolls back. This is why docs/guard.md asks for BEGIN IMMEDIATE (_txlock=immediate).
+func TestIntegrationGuardSQLiteDeferred(t *testing.T) {
+	tdb := openSQLite(t)
+	ctx := t.Context()
+	m := newTestManager(t, tdb)
+	data := integDataTable(t, tdb, m)
+	deferred := integSecondDB(t, tdb)
+	holder := integLock(t, m, deferred, "guarded")
+	integAcquire(ctx, t, holder, deferred, 200*time.Millisecond)
+	tx, err := deferred.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := holder.Guard(ctx, tx); err != nil {
+		t.Fatalf("guard of a live lease: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	competitor := integLock(t, m, tdb.db, "guarded")
+	done := make(chan error, 1)
+	go func() { done <- competitor.Acquire(ctx, tdb.db, time.Minute) }()
+	time.Sleep(200 * time.Millisecond)
+	_, werr := tx.ExecContext(ctx, "INSERT INTO "+data+" (writer) VALUES (?)", "holder")
+	if werr == nil {
+		werr = tx.Commit()
+	}
+	if werr == nil {
+		t.Fatal("the holder's write after the guard committed although a competitor had started to take the lock")
+	}
+	_ = tx.Rollback()
+	if err := <-done; err != nil {
+		t.Fatalf("competitor: %v", err)
+	}
+	if n := integRows(t, tdb, data); n != 0 {
+		t.Fatalf("%d stale rows committed", n)
+	}
+	t.Logf("the holder's write failed: %v", werr)
+}
