@@ -39,8 +39,8 @@ var (
 	// UTF-8 or contains a NUL byte.
 	ErrInvalidKey = errors.New("invalid lock key")
 
-	// ErrInvalidToken is returned by [DBLock.AcquireWithStaticToken] for a token that is empty, longer than
-	// [MaxTokenLength] bytes, not valid UTF-8 or contains a NUL byte.
+	// ErrInvalidToken is returned by [DBLock.AcquireWithStaticToken], and for [WithToken], for a token that is
+	// empty, longer than [MaxTokenLength] bytes, not valid UTF-8 or contains a NUL byte.
 	ErrInvalidToken = errors.New("invalid lock token")
 
 	// ErrInvalidTTL is returned for a lease duration below [MinTTL] or above [MaxTTL].
