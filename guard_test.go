@@ -81,3 +81,35 @@ func TestGuardSendsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseGuard: Lease.Guard sends guard.sql with the lease's token.
+func TestLeaseGuard(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			f := newUnitFixture(t, d, "")
+			ctx := context.Background()
+			f.expectAcquire("lease-token", DefaultLockTTL).granted(9)
+			lease, err := f.lock.Hold(ctx, f.db, WithToken("lease-token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.mock.ExpectBegin()
+			f.expectGuard("lease-token").WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(9)))
+			f.mock.ExpectCommit()
+			tx, err := f.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lease.Guard(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			f.expectRelease("lease-token").WillReturnResult(sqlmock.NewResult(0, 1))
+			if err := lease.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
