@@ -34,6 +34,9 @@ type DBLock struct {
 	// pending is the token of an acquire whose outcome was lost: it may hold the lock. The next Acquire
 	// sends it again, so that a retry is not refused by its own lost attempt, and Release frees it.
 	pending string
+	// since is when the last successful acquire or extend statement was sent: the server counts the lease
+	// from no earlier, so it is trusted until since plus TTL (Keep).
+	since time.Time
 	// minHold keeps the lock taken until its acquisition plus minHold when it is released sooner
 	// (WithLockAtLeastFor).
 	minHold time.Duration
@@ -144,6 +147,7 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 	if inTx {
 		query, args.ungated = m.q.acquireInTx, m.spec.gapLocks
 	}
+	sent := time.Now()
 	fence, err := m.spec.acquire(ctx, m.stmts.executor(exec), query, args)
 	switch {
 	case errors.Is(err, errAcquireRefused):
@@ -161,7 +165,7 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 		l.pending, l.held, l.fence = token, false, 0
 		return lost, opError(op, l.Key, withContext(ctx, err))
 	}
-	l.token, l.held, l.TTL, l.fence, l.pending = token, true, ttl, fence, ""
+	l.token, l.held, l.TTL, l.fence, l.pending, l.since = token, true, ttl, fence, "", sent
 	return taken, nil
 }
 
@@ -201,6 +205,7 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	m := l.manager
 	// After a lost acquire outcome on a DBLock that never held the lock, only that attempt's token can.
 	token := cmp.Or(l.token, l.pending)
+	sent := time.Now()
 	res, err := m.stmts.executor(exec).ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
 	if err != nil {
 		return classified(withContext(ctx, err), classify(err))
@@ -216,7 +221,7 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	if token == l.pending {
 		l.token, l.pending = token, ""
 	}
-	l.held = true
+	l.held, l.since = true, sent
 	return nil
 }
 

@@ -11,7 +11,10 @@
 //     the lease extended in the background and the function's context cancelled before it can end.
 //   - [DBLock.Acquire], [DBLock.AcquireWait], [DBLock.Extend], [DBLock.Release] and [DBLock.Fence] are
 //     the single operations, in autocommit mode or inside the caller's *sql.Tx.
-//   - [DBLock.Hold] and [DBManager.Hold] return a [Lease], kept by a heartbeat until [Lease.Release].
+//   - [DBLock.Hold] and [DBManager.Hold] return a [Lease], kept by a heartbeat until [Lease.Release];
+//     [WithToken] resumes a lease after a restart, and [DBLock.Keep] keeps a lock acquired in a committed
+//     transaction.
+//   - [DBLock.Guard] guards the writes of the caller's transaction by the lock, in the lock's database.
 //   - [DBManager.NewElection] makes an [Election]: campaign, lead, resign, observe the leader.
 //   - [DBManager.Get] and [DBManager.List] read locks without taking them.
 //   - [DBManager.CreateTable], [DBManager.Migrations], [DBManager.GolangMigrateFS] and

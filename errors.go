@@ -15,14 +15,15 @@ var (
 	// Its text is go-dbkit's.
 	ErrLockAlreadyAcquired = errors.New("distributed lock already acquired")
 
-	// ErrLockAlreadyReleased is returned by [DBLock.Extend] and [DBLock.Release] when the lock is no longer
-	// held under this DBLock's token: it was released, it expired, or another holder has taken it since.
-	// Acquire again to hold it. Its text is go-dbkit's.
+	// ErrLockAlreadyReleased is returned by [DBLock.Extend], [DBLock.Release] and [DBLock.Guard] when the lock
+	// is no longer held under this DBLock's token: it was released, it expired, or another holder has taken it
+	// since. Acquire again to hold it. Its text is go-dbkit's.
 	ErrLockAlreadyReleased = errors.New("distributed lock already released")
 
-	// ErrLockNotAcquired is returned by [DBLock.Extend] and [DBLock.Release] on a DBLock that has never
-	// attempted an acquisition; nothing is sent. It also matches [ErrLockAlreadyReleased], which is what
-	// go-dbkit returned in that case.
+	// ErrLockNotAcquired is returned by [DBLock.Extend], [DBLock.Release] and [DBLock.Guard] on a DBLock that
+	// has never attempted an acquisition, and by [DBLock.Keep] on one that does not hold its lock; nothing is
+	// sent. Except from Keep it also matches [ErrLockAlreadyReleased], which is what go-dbkit returned
+	// in that case.
 	ErrLockNotAcquired = errors.New("lock was never acquired")
 
 	// ErrLockLost is the cause (see [context.Cause]) of the cancellation of the context that
@@ -38,8 +39,8 @@ var (
 	// UTF-8 or contains a NUL byte.
 	ErrInvalidKey = errors.New("invalid lock key")
 
-	// ErrInvalidToken is returned by [DBLock.AcquireWithStaticToken] for a token that is empty, longer than
-	// [MaxTokenLength] bytes, not valid UTF-8 or contains a NUL byte.
+	// ErrInvalidToken is returned by [DBLock.AcquireWithStaticToken], and for [WithToken], for a token that is
+	// empty, longer than [MaxTokenLength] bytes, not valid UTF-8 or contains a NUL byte.
 	ErrInvalidToken = errors.New("invalid lock token")
 
 	// ErrInvalidTTL is returned for a lease duration below [MinTTL] or above [MaxTTL].
@@ -77,6 +78,10 @@ var (
 	// or one of its columns does not exist: the table is missing, or lacks a migration this version uses
 	// (apply [DBManager.Migrations]). Nothing was changed; it wraps the driver's error.
 	ErrSchemaMismatch = errors.New("lock table missing or not migrated")
+
+	// ErrNotInTransaction is returned by [DBLock.Guard] and [Lease.Guard] when given a *sql.DB, whose
+	// statements run in autocommit mode: a guard protects the writes of the transaction it runs in.
+	ErrNotInTransaction = errors.New("guard needs the caller's transaction")
 
 	// ErrNotLeader is returned by [Election.Proclaim] when the candidate does not lead: it never won, it
 	// resigned, or its lease has ended. It is also the cause of an [Election.Context] outside a term.

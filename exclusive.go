@@ -33,6 +33,11 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 	if err := validateTTL(o.lockTTL); err != nil {
 		return o, err
 	}
+	if o.tokenSet {
+		if err := validateToken(o.token); err != nil {
+			return o, err
+		}
+	}
 	if !o.marginSet {
 		o.safetyMargin = o.lockTTL / DefaultSafetyMarginDivisor
 	}
@@ -123,9 +128,14 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 	// The lease is counted from the start of the statement that took the lock: after a wait, the last one.
 	start := time.Now()
 	var err error
-	if o.maxWait > 0 {
-		start, err = l.acquireWait(ctx, db, "acquire wait", o.lockTTL, o.maxWait)
-	} else {
+	switch {
+	case o.maxWait > 0:
+		start, err = l.acquireWait(ctx, db, "acquire wait", o.token, o.lockTTL, o.maxWait)
+	case o.tokenSet:
+		// The same token takes back the lease it holds (a restarted process); if the outcome is lost, the
+		// release below frees that lease too.
+		err = l.AcquireWithStaticToken(ctx, db, o.token, o.lockTTL)
+	default:
 		err = l.Acquire(ctx, db, o.lockTTL)
 	}
 	if err != nil {

@@ -3,7 +3,9 @@ package distrlock
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
+	"time"
 )
 
 // Lease is a lock held in the background: its lease is extended automatically until [Lease.Release], and
@@ -35,6 +37,44 @@ func (l *DBLock) Hold(ctx context.Context, db *sql.DB, options ...DoOption) (*Le
 		cancel(err)
 		return nil, err
 	}
+	return &Lease{lock: *l, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
+}
+
+// Keep starts extending, on db and in the background as [DBLock.Hold] does, the lease this DBLock holds:
+// one it acquired inside a transaction that has since committed. It sends no statement itself; the lease is
+// trusted from the start of the DBLock's last acquire or extend, and its extends share the manager's
+// heartbeat statements. It returns [ErrLockNotAcquired] when the DBLock does not hold its lock, an error
+// matching [ErrLockLost] when the lease may already have ended (the TTL less the safety margin has passed),
+// and [ErrInvalidOption] for options that shape an acquisition ([WithWait], [WithToken], [WithOwner],
+// [WithData]) or a [WithLockTTL] other than the DBLock's TTL. If the transaction rolled back, the first
+// extend fails and the lease's context ends with ErrLockLost.
+func (l *DBLock) Keep(ctx context.Context, db *sql.DB, options ...DoOption) (*Lease, error) {
+	const op = "keep"
+	if err := l.check(ctx, db); err != nil {
+		return nil, opError(op, l.Key, err)
+	}
+	if !l.held {
+		return nil, opError(op, l.Key, ErrLockNotAcquired)
+	}
+	o, err := newDoOptions(append([]DoOption{WithLockTTL(l.TTL)}, options...))
+	if err != nil {
+		return nil, opError(op, l.Key, err)
+	}
+	switch {
+	case o.lockTTL != l.TTL:
+		return nil, opError(op, l.Key, fmt.Errorf("%w: TTL %v differs from the lease's %v", ErrInvalidOption, o.lockTTL, l.TTL))
+	case o.maxWait > 0 || o.tokenSet || o.ownerSet || o.dataSet:
+		return nil, opError(op, l.Key, fmt.Errorf("%w: Keep acquires nothing, so it takes no WithWait, WithToken, WithOwner or WithData", ErrInvalidOption))
+	}
+	if safe := l.since.Add(o.lockTTL - o.safetyMargin); !time.Now().Before(safe) {
+		return nil, opError(op, l.Key, fmt.Errorf("%w: the lease was trusted until %v after its last acquire or extend", ErrLockLost, o.lockTTL-o.safetyMargin))
+	}
+	if o.intervalTooLong {
+		logError(o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
+			"the lease will be lost before it is extended", o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
+	}
+	leaseCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	hb := startHeartbeat(*l, db, o, cancel, l.since)
 	return &Lease{lock: *l, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
 }
 

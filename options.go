@@ -56,7 +56,7 @@ const (
 	DefaultSafetyMarginDivisor = 10
 )
 
-// DoOption configures [DBLock.DoExclusively] and [DoExclusively].
+// DoOption configures [DBLock.DoExclusively], [DoExclusively], [DBLock.Hold] and [DBLock.Keep].
 type DoOption func(*doOptions)
 
 type doOptions struct {
@@ -73,6 +73,8 @@ type doOptions struct {
 	data                   string
 	dataSet                bool
 	atLeast                time.Duration // WithLockAtLeastFor
+	token                  string        // WithToken; "": a new random token per acquisition
+	tokenSet               bool
 }
 
 // WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the
@@ -97,6 +99,14 @@ func WithData(data string) DoOption {
 // WithLockTTL sets the lease duration; the default (also selected by 0, as in go-dbkit) is [DefaultLockTTL].
 func WithLockTTL(ttl time.Duration) DoOption {
 	return func(o *doOptions) { o.lockTTL = ttl }
+}
+
+// WithToken makes the acquisition use token (1 to [MaxTokenLength] bytes of UTF-8 without NUL, else
+// [ErrInvalidToken]) instead of a new random one, as [DBLock.AcquireWithStaticToken] does: a process that
+// restarts with the same token takes back the lease it still holds, with a new, larger fence. Keep the token
+// secret: it releases the lock. Default: a new random token per acquisition.
+func WithToken(token string) DoOption {
+	return func(o *doOptions) { o.token, o.tokenSet = token, true }
 }
 
 // WithPeriodicExtendInterval sets how often the lease is extended while the function runs; the default

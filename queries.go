@@ -28,6 +28,7 @@ type queries struct {
 	proclaim        string // an elected leader's new value
 	enqueue         string // a waiter's ticket in the key's queue
 	dequeue         string // a waiter that gives up leaves the queue
+	guard           string // confirms a lease and share-locks its row in the caller's transaction
 	// releaseNotify is PostgreSQL's release that also publishes the key to a Notifier's channel.
 	releaseNotify string
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
@@ -53,6 +54,7 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		{"enqueue.sql", &q.enqueue},
 		{"dequeue.sql", &q.dequeue},
 		{"proclaim.sql", &q.proclaim},
+		{"guard.sql", &q.guard},
 	} {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", f.name), quotedTable)
 		if err != nil {

@@ -106,6 +106,8 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/waiting.md", "../example_test.go", "example_test.go", 5},
 		{"docs/guarantees.md", "../example_test.go", "example_test.go", 1},
 		{"docs/migrations.md", "../dbkit_example_test.go", "dbkit_example_test.go", 1},
+		{"docs/guard.md", "../guard_example_test.go", "guard_example_test.go", 2},
+		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {

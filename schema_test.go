@@ -31,7 +31,7 @@ var unitUpdate = flag.Bool("update", false, "rewrite testdata/golden from the SQ
 var unitGoldenTables = []string{"my_locks", "app.my_locks"}
 
 // unitQueryNames are the files of schema/<dialect>/queries that every dialect has, one statement each.
-var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "enqueue", "dequeue", "proclaim"}
+var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend", "extend_batch", "release", "get", "list", "peek", "enqueue", "dequeue", "proclaim", "guard"}
 
 // unitQueryNamesFor adds the queries a dialect has of its own: on MySQL which locks a batched extend left
 // held and the acquire sent in a caller's transaction; on PostgreSQL the release that notifies waiters.
@@ -106,7 +106,7 @@ func unitExpectAcquire(t *testing.T, mock sqlmock.Sqlmock, d Dialect, table stri
 }
 
 // unitRecordStatements runs a waiter's acquire (with a ticket and a grace), extend, release (with a least
-// hold) and enqueue on a manager for table ("" is the default), and on MySQL an acquire in a caller's
+// hold), enqueue and guard on a manager for table ("" is the default), and on MySQL an acquire in a caller's
 // transaction, on PostgreSQL a release through a manager with a notifier. It returns the statements as the
 // executor received them, by the name of their file. sqlmock accepts any arguments here but only the text
 // of the schema files.
@@ -125,6 +125,7 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 	} else {
 		mock.ExpectQuery(unitQuery(t, d, "enqueue", table)).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(unitRecTicket))
 	}
+	mock.ExpectQuery(unitQuery(t, d, "guard", table)).WillReturnRows(sqlmock.NewRows([]string{"fence"}).AddRow(int64(1)))
 
 	rec := &unitRecorder{exec: db}
 	ctx := context.Background()
@@ -148,10 +149,14 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 	if ticket, err := m.spec.enqueue(ctx, rec, m.q.enqueue, unitRecKey); err != nil || ticket != unitRecTicket {
 		t.Fatalf("enqueue: ticket %d, %v", ticket, err)
 	}
-	if len(rec.calls) != 4 {
-		t.Fatalf("acquire, extend, release and enqueue sent %d statements, want 4", len(rec.calls))
+	// The executor stands in for a transaction: Guard refuses only a *sql.DB.
+	if err := l.Guard(ctx, rec); err != nil {
+		t.Fatal(err)
 	}
-	calls := map[string]unitCall{"acquire": rec.calls[0], "extend": rec.calls[1], "release": rec.calls[2], "enqueue": rec.calls[3]}
+	if len(rec.calls) != 5 {
+		t.Fatalf("acquire, extend, release, enqueue and guard sent %d statements, want 5", len(rec.calls))
+	}
+	calls := map[string]unitCall{"acquire": rec.calls[0], "extend": rec.calls[1], "release": rec.calls[2], "enqueue": rec.calls[3], "guard": rec.calls[4]}
 
 	switch {
 	case unitIsMySQL(d):
@@ -204,10 +209,10 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 		if err := nl.Release(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
-		if len(rec.calls) != 6 {
-			t.Fatalf("acquire and release with a notifier sent %d statements, want 2", len(rec.calls)-4)
+		if len(rec.calls) != 7 {
+			t.Fatalf("acquire and release with a notifier sent %d statements, want 2", len(rec.calls)-5)
 		}
-		calls["release_notify"] = rec.calls[5]
+		calls["release_notify"] = rec.calls[6]
 	}
 	return calls
 }
@@ -719,6 +724,7 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 		"postgres/release":        {"key", "token", "hold"},
 		"postgres/release_notify": {"key", "token", "hold", "channel"},
 		"postgres/enqueue":        {"key"},
+		"postgres/guard":          {"key", "token"},
 		"mysql/acquire":           unitMySQLAcquireRoles,
 		"mysql/acquire_in_tx": {
 			"key", "token", "ttl", "ttl", "owner", "data", // the inserted row; no gate
@@ -729,10 +735,12 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 		"mysql/extend":   {"ttl", "ttl", "key", "token"},
 		"mysql/release":  {"hold", "hold", "key", "token"},
 		"mysql/enqueue":  {"key"},
+		"mysql/guard":    {"key", "token"},
 		"sqlite/acquire": {"key", "token", "ttl", "owner", "data", "ticket", "grace"},
 		"sqlite/extend":  {"ttl", "key", "token"},
 		"sqlite/release": {"key", "token", "hold"},
 		"sqlite/enqueue": {"key"},
+		"sqlite/guard":   {"key", "token"},
 	}
 	seen := map[string]bool{}
 	for _, d := range unitDialects {

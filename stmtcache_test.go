@@ -73,9 +73,8 @@ func TestIntegrationPreparedStatements(t *testing.T) {
 	integEach(t, []*testDB{openMySQL(t, ""), openMySQL(t, "interpolateParams=true")}, func(t *testing.T, tdb *testDB) {
 		ctx := t.Context()
 		var counter stmtcount.Counter
-		db := countingDB(t, tdb, &counter)
+		db, m := countedManager(t, tdb, &counter)
 		db.SetMaxOpenConns(1) // one connection: each statement is prepared exactly once
-		m := newTestManager(t, tdb)
 		lock, err := m.NewLock(ctx, db, "prepared")
 		if err != nil {
 			t.Fatal(err)

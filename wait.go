@@ -1,6 +1,7 @@
 package distrlock
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -20,11 +21,12 @@ const WaitForever time.Duration = math.MaxInt64
 // queued. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and the
 // reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
 func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait time.Duration) error {
-	_, err := l.acquireWait(ctx, exec, "acquire wait", ttl, maxWait)
+	_, err := l.acquireWait(ctx, exec, "acquire wait", "", ttl, maxWait)
 	return err
 }
 
-// acquireWait is AcquireWait that also returns when the successful attempt started, where the lease begins.
+// acquireWait is AcquireWait that also returns when the successful attempt started, where the lease begins;
+// static, unless empty, is the token of every attempt (WithToken).
 //
 // A wait goes: one attempt; if it is refused, a ticket in the key's queue (enqueue.sql, the wait's only
 // write); then reads of the key's row (peek.sql) until the lock is free and it is this ticket's turn
@@ -35,7 +37,7 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // Notifier, until a release notice or the lease's end. A release through this manager ends a sleep at once
 // and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
 // others before it reads after a short pause.
-func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, ttl, maxWait time.Duration) (_ time.Time, err error) {
+func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
 	}
@@ -88,7 +90,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
 			default:
 				if sleep = w.sleepFor(view, m.notifier); sleep <= 0 {
-					out, err = l.acquireTicket(ctx, exec, op, l.retryToken(), ttl, w.ticket, w.grace)
+					out, err = l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
 				} else {
 					out = refused
 				}
@@ -98,7 +100,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op string, t
 			// refused, so queue at once.
 			out = refused
 		} else {
-			out, err = l.acquireTicket(ctx, exec, op, l.retryToken(), ttl, w.ticket, w.grace)
+			out, err = l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
 		}
 		switch {
 		case out == refused:

@@ -93,32 +93,46 @@ func (w *Witness) Drop(ctx context.Context, db *sql.DB) {
 func (w *Witness) Step(ctx context.Context, db *sql.DB, key, worker, holdID string, fence, waitFrom int64) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	p := w.d.ph
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := tx.ExecContext(ctx, "UPDATE "+w.resources+" SET fence = "+p(1)+", writer = "+p(2)+
-		" WHERE lock_key = "+p(3)+" AND fence <= "+p(4), fence, worker, key, fence)
+	if err := w.Record(ctx, tx, true, key, worker, holdID, fence, waitFrom); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Record is Step's two statements in the caller's transaction tx; with fenced false the resource is written
+// with no fence check, and always accepted: what a holder that relies on [distrlock.DBLock.Guard] instead
+// of fences writes.
+func (w *Witness) Record(ctx context.Context, tx *sql.Tx, fenced bool, key, worker, holdID string, fence, waitFrom int64) error {
+	p := w.d.ph
+	update := "UPDATE " + w.resources + " SET fence = " + p(1) + ", writer = " + p(2) + " WHERE lock_key = " + p(3)
+	args := []any{fence, worker, key}
+	if fenced {
+		update += " AND fence <= " + p(4)
+		args = append(args, fence)
+	}
+	res, err := tx.ExecContext(ctx, update, args...)
 	if err != nil {
 		return err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	accepted := 0
-	if n > 0 {
-		accepted = 1
+	accepted := 1
+	if fenced {
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			accepted = 0
+		}
 	}
 	_, err = tx.ExecContext(ctx, "INSERT INTO "+w.events+
 		" (lock_key, worker, fence, ts_us, accepted, hold_id, lock_fence, acquired_us, wait_from_us) "+
 		"SELECT "+p(1)+", "+p(2)+", "+p(3)+", "+w.d.nowMicros+", "+p(4)+", "+p(5)+", COALESCE(MAX(fence), 0), "+
 		"COALESCE(MAX("+w.d.acquiredMicros+"), 0), "+p(6)+" FROM "+w.locks+" WHERE lock_key = "+p(7),
 		key, worker, fence, accepted, holdID, waitFrom, key)
-	if err != nil {
-		return err
-	}
-	return tx.Commit()
+	return err
 }

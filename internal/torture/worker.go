@@ -24,6 +24,12 @@ const (
 	// ModeOverstay acquires and then works for twice the TTL without extending, trusting its own clock
 	// for a lease the database has ended. Broken on purpose.
 	ModeOverstay = "overstay"
+	// ModeGuarded acquires and then works for twice the TTL without extending, as ModeOverstay does, but
+	// writes the resource in the lock's own database with no fence check, each step in a transaction that
+	// starts with DBLock.Guard, and stops when the guard refuses: correct without fences.
+	ModeGuarded = "guarded"
+	// ModeUnguarded is ModeGuarded without the guard. Broken on purpose.
+	ModeUnguarded = "unguarded"
 	// ModeElect campaigns in the election on ElectionKey (Campaign and Resign, or Run with callbacks) and
 	// works while it leads, under the term's context, with the term as the fence.
 	ModeElect = "elect"
@@ -122,7 +128,7 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 				key = c.Keys[0]
 			}
 			waitFrom = time.Now().UnixMicro()
-		} else if c.Mode == ModeOverstay {
+		} else if c.Mode == ModeOverstay || c.Mode == ModeGuarded || c.Mode == ModeUnguarded {
 			waitFrom = time.Now().UnixMicro()
 		}
 		lock, err := m.NewLock(ctx, db, key)
@@ -169,6 +175,15 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 			if err = lock.AcquireWait(ctx, db, c.TTL, 2*c.TTL); err == nil {
 				_ = work(context.WithoutCancel(ctx), int(2*c.TTL/(55*time.Millisecond)))
 				err = lock.Release(context.WithoutCancel(ctx), db)
+			}
+		case ModeGuarded, ModeUnguarded:
+			if err = lock.AcquireWait(ctx, db, c.TTL, 2*c.TTL); err == nil {
+				acquired.Add(1)
+				id := fmt.Sprintf("%s/%s/%d", key, c.ID, lock.Fence())
+				err = overstayInData(ctx, db, w, &lock, c.Mode == ModeGuarded, c, id, waitFrom)
+				if relErr := lock.Release(context.WithoutCancel(ctx), db); err == nil && !errors.Is(relErr, distrlock.ErrLockAlreadyReleased) {
+					err = relErr
+				}
 			}
 		default:
 			return fmt.Errorf("unknown mode %q", c.Mode)
@@ -314,6 +329,43 @@ func holdInTx(ctx context.Context, db *sql.DB, lock *distrlock.DBLock, c WorkerC
 	defer cancel()
 	_ = work(workCtx)
 	return lock.Release(context.WithoutCancel(ctx), db)
+}
+
+// overstayInData works for twice the TTL without extending the lease, each step a transaction on the lock's
+// database db that writes the resource with no fence check; with guard the transaction starts with
+// lock.Guard and the work stops when it refuses. Between the guard and the write a pause of up to 50 ms
+// lets the lease end inside the transaction.
+func overstayInData(ctx context.Context, db *sql.DB, w *Witness, lock *distrlock.DBLock, guard bool, c WorkerConfig, id string, waitFrom int64) error {
+	ctx = context.WithoutCancel(ctx)
+	for range int(2 * c.TTL / (55 * time.Millisecond)) {
+		err := func() error {
+			stepCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			tx, err := db.BeginTx(stepCtx, nil)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback() }()
+			if guard {
+				if err := lock.Guard(stepCtx, tx); err != nil {
+					return err
+				}
+			}
+			sleep(stepCtx, rand.N(50*time.Millisecond))
+			if err := w.Record(stepCtx, tx, false, lock.Key, c.ID, id, lock.Fence(), waitFrom); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if errors.Is(err, distrlock.ErrLockAlreadyReleased) {
+			return nil // the guard refused: the lease has ended
+		}
+		if err != nil {
+			return err
+		}
+		sleep(ctx, 10*time.Millisecond+rand.N(90*time.Millisecond))
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -78,7 +78,8 @@ func suite(ctx context.Context, args []string) int {
 	restart := fs.Bool("restart", false, "also restart the database servers (needs root; the local Debian services)")
 	workers := fs.Int("workers", torture.DefaultConfig(torture.Postgres, 0).Workers, "worker processes per database")
 	verbose := fs.Bool("v", false, "show the workers' output")
-	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+" or "+torture.ModeIgnoreLoss)
+	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+", "+torture.ModeIgnoreLoss+" or "+torture.ModeUnguarded)
+	modes := fs.String("modes", "", "comma-separated worker modes instead of the default mix, e.g. "+torture.ModeGuarded)
 	_ = fs.Parse(args)
 	self, err := os.Executable()
 	if err != nil {
@@ -94,6 +95,9 @@ func suite(ctx context.Context, args []string) int {
 		c.Binary, c.Workers = self, *workers
 		if *verbose {
 			c.Log = os.Stderr
+		}
+		if *modes != "" {
+			c.Modes = strings.Split(*modes, ",")
 		}
 		if *broken != "" {
 			c.Modes = []string{*broken}
