@@ -256,7 +256,7 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 // releaseToken runs the release statement for token.
 func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token string) error {
 	m := l.manager
-	args := m.spec.releaseArgs(l.Key, token, l.minHold.Microseconds())
+	args := m.spec.releaseArgs(l.Key, token, l.minHold.Microseconds(), autocommit(exec))
 	var released bool
 	if m.notifier != nil {
 		// The same UPDATE, which also publishes the key to the waiters of other processes.

@@ -142,12 +142,20 @@ var unitMySQLAcquireRoles = []string{
 // unitGrace is the hand-over grace of a manager with the default wait backoff.
 const unitGrace = 2 * DefaultWaitMaxBackoff
 
-// unitReleaseArgs are the values the release statement binds for a lock with no least hold.
+// unitReleaseArgs are the values the release statement binds for a lock with no least hold, on a *sql.DB.
 func unitReleaseArgs(d Dialect, key string, token any) []driver.Value {
-	if unitIsMySQL(d) {
+	return unitReleaseArgsOn(d, key, token, true)
+}
+
+// unitReleaseArgsOn is unitReleaseArgs on an executor that is a *sql.DB (autocommit) or not.
+func unitReleaseArgsOn(d Dialect, key string, token any, autocommit bool) []driver.Value {
+	switch d {
+	case DialectMySQL, DialectMariaDB:
 		return []driver.Value{int64(0), int64(0), key, token}
+	case DialectSQLite:
+		return []driver.Value{key, token, int64(0)}
 	}
-	return []driver.Value{key, token, int64(0)}
+	return []driver.Value{key, token, int64(0), autocommit} // PostgreSQL commits asynchronously in autocommit
 }
 
 func unitAcquireArgs(d Dialect, key string, token any, ttl time.Duration) []driver.Value {
@@ -267,7 +275,11 @@ func (f *unitFixture) expectEnqueue(ticket int64) {
 		f.mock.ExpectExec(query).WithArgs(unitKey).WillReturnResult(sqlmock.NewResult(ticket, 1))
 		return
 	}
-	f.mock.ExpectQuery(query).WithArgs(unitKey).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(ticket))
+	args := []driver.Value{unitKey, true}
+	if f.d == DialectSQLite {
+		args = args[:1]
+	}
+	f.mock.ExpectQuery(query).WithArgs(args...).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(ticket))
 }
 
 // unitPeekRows is a waiter's read of the key's row: the token, the lease left, how long it has been free
@@ -831,7 +843,7 @@ func TestLockInTransaction(t *testing.T) {
 			f.mock.ExpectBegin()
 			f.mock.ExpectExec(unitQuery(t, d, "extend", "")).WithArgs(unitExtendArgs(d, tok, time.Minute)...).
 				WillReturnResult(sqlmock.NewResult(1, 1))
-			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitReleaseArgs(d, unitKey, tok)...).
+			f.mock.ExpectExec(unitQuery(t, d, "release", "")).WithArgs(unitReleaseArgsOn(d, unitKey, tok, false)...).
 				WillReturnResult(sqlmock.NewResult(0, 1))
 			f.mock.ExpectCommit()
 
@@ -915,7 +927,7 @@ func TestLockOnConn(t *testing.T) {
 			f.expectAcquire(tok, time.Minute).granted(2)
 			f.mock.ExpectExec(unitQuery(t, d, "extend", "app.my_locks")).WithArgs(unitExtendArgs(d, tok, time.Minute)...).
 				WillReturnResult(sqlmock.NewResult(1, 1))
-			f.mock.ExpectExec(unitQuery(t, d, "release", "app.my_locks")).WithArgs(unitReleaseArgs(d, unitKey, tok)...).
+			f.mock.ExpectExec(unitQuery(t, d, "release", "app.my_locks")).WithArgs(unitReleaseArgsOn(d, unitKey, tok, false)...).
 				WillReturnResult(sqlmock.NewResult(0, 1))
 			conn, err := f.db.Conn(ctx)
 			if err != nil {

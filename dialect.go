@@ -37,8 +37,9 @@ type dialectSpec struct {
 	// acquire runs the acquire statement and reports the new fence, or errAcquireRefused.
 	acquire func(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error)
 	// extendArgs and releaseArgs order the bound values for the statement.
-	extendArgs  func(key, token string, ttlMicros int64) []any
-	releaseArgs func(key, token string, minHoldMicros int64) []any
+	extendArgs func(key, token string, ttlMicros int64) []any
+	// autocommit says that exec is a *sql.DB: the statement is its own transaction.
+	releaseArgs func(key, token string, minHoldMicros int64, autocommit bool) []any
 	listArgs    func(prefix string, heldOnly bool, limit int64) []any
 	// extended reads whether the extend statement found the lock.
 	extended func(sql.Result) (bool, error)

@@ -12,7 +12,7 @@ var mysqlSpec = &dialectSpec{
 	dir: "mysql", quote: '`', migrateID: "mysql",
 	acquire:     acquireMySQL,
 	extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
-	releaseArgs: func(key, token string, hold int64) []any { return []any{hold, hold, key, token} },
+	releaseArgs: func(key, token string, hold int64, _ bool) []any { return []any{hold, hold, key, token} },
 	listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
 	enqueue:     enqueueMySQL,
 	dequeueArgs: func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },

@@ -11,13 +11,20 @@ var postgresSpec = &dialectSpec{
 	dir: "postgres", quote: '"', migrateID: "postgres",
 	acquire:     acquireReturning,
 	extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-	releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
+	releaseArgs: func(key, token string, hold int64, auto bool) []any { return []any{key, token, hold, auto} },
 	listArgs:    func(p string, held bool, n int64) []any { return []any{p, held, n} },
 	extended:    oneRowAffected,
 	extendBatch: extendBatchPostgres,
 	notify:      true,
-	enqueue:     enqueueReturning,
+	enqueue:     enqueuePostgres,
 	dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
+}
+
+// enqueuePostgres takes a ticket with enqueue.sql, committed asynchronously in autocommit.
+func enqueuePostgres(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
+	var ticket int64
+	err := exec.QueryRowContext(ctx, query, key, autocommit(exec)).Scan(&ticket)
+	return ticket, err
 }
 
 // extendBatchPostgres runs an UPDATE that takes the pairs as one JSON document, skips the rows another

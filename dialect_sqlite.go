@@ -10,7 +10,7 @@ var sqliteSpec = &dialectSpec{
 	dir: "sqlite", quote: '"', migrateID: "sqlite3",
 	acquire:     acquireReturning,
 	extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-	releaseArgs: func(key, token string, hold int64) []any { return []any{key, token, hold} },
+	releaseArgs: func(key, token string, hold int64, _ bool) []any { return []any{key, token, hold} },
 	listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
 	extended:    oneRowAffected,
 	extendBatch: extendBatchReturning,

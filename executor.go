@@ -42,3 +42,10 @@ func isNilExecutor(exec any) bool {
 	}
 	return false
 }
+
+// autocommit reports whether each statement sent through exec is a transaction of its own: true for a
+// *sql.DB only, since a *sql.Conn may be inside a transaction its owner began with a statement.
+func autocommit(exec SQLExecutor) bool {
+	_, ok := exec.(*sql.DB)
+	return ok
+}

@@ -462,7 +462,7 @@ func TestAcquireWaitCancelledMidAttempt(t *testing.T) {
 		defer f.db.Close()
 		q := f.lock.manager.q.acquire
 		f.mock.ExpectQuery(q).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
-		f.mock.ExpectQuery(f.lock.manager.q.enqueue).WithArgs("job").WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(int64(1)))
+		f.mock.ExpectQuery(f.lock.manager.q.enqueue).WithArgs("job", true).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(int64(1)))
 		// The waiter reads that the lock was released and that it is next, and tries again.
 		f.mock.ExpectQuery(f.lock.manager.q.peek).WithArgs("job").
 			WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 0, 1))

@@ -585,6 +585,8 @@ var (
 	unitTicketBefore  = regexp.MustCompile(`(?i)\b(?:GREATEST|MAX)\(\s*(?:\w+\.)?queue_head\s*,\s*$`)
 	unitHoldBefore    = regexp.MustCompile(`(?i)\bacquired_at\s*\+\s*$`)
 	unitChannelBefore = regexp.MustCompile(`(?i)\bpg_notify\(\s*$`)
+	// autocommit turns asynchronous commit on: `$n::boolean IS NOT TRUE OR set_config(…)`.
+	unitAutocommitAfter = regexp.MustCompile(`(?i)^::boolean\s+IS\s+NOT\s+TRUE\s+OR\s+set_config\(`)
 )
 
 // unitClosing returns the index of the parenthesis that closes the one at open.
@@ -699,6 +701,8 @@ placeholders:
 			set(p, "ticket")
 		case unitHoldBefore.MatchString(before):
 			set(p, "hold")
+		case unitAutocommitAfter.MatchString(after):
+			set(p, "autocommit")
 		case unitChannelBefore.MatchString(before):
 			set(p, "channel")
 		default:
@@ -721,9 +725,9 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 	documented := map[string][]string{
 		"postgres/acquire":        {"key", "token", "ttl", "owner", "data", "ticket", "grace"},
 		"postgres/extend":         {"ttl", "key", "token"},
-		"postgres/release":        {"key", "token", "hold"},
-		"postgres/release_notify": {"key", "token", "hold", "channel"},
-		"postgres/enqueue":        {"key"},
+		"postgres/release":        {"key", "token", "hold", "autocommit"},
+		"postgres/release_notify": {"key", "token", "hold", "autocommit", "channel"},
+		"postgres/enqueue":        {"key", "autocommit"},
 		"postgres/guard":          {"key", "token"},
 		"mysql/acquire":           unitMySQLAcquireRoles,
 		"mysql/acquire_in_tx": {
@@ -768,6 +772,8 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 						fromCode = append(fromCode, "hold")
 					case unitRecChannel:
 						fromCode = append(fromCode, "channel")
+					case true, false:
+						fromCode = append(fromCode, "autocommit")
 					case nil:
 						fromCode = append(fromCode, "NULL")
 					default:
