@@ -106,6 +106,7 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/waiting.md", "../example_test.go", "example_test.go", 5},
 		{"docs/guarantees.md", "../example_test.go", "example_test.go", 1},
 		{"docs/migrations.md", "../dbkit_example_test.go", "dbkit_example_test.go", 1},
+		{"docs/scale-out.md", "../pgnotify/example_test.go", "pgnotify/example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {
