@@ -2,7 +2,9 @@ package distrlock
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -361,7 +363,9 @@ func TestScaleFailover(t *testing.T) {
 	standby := scaleOpen(t, "DISTRLOCK_PG_STANDBY_DSN", "")
 	ctx := t.Context()
 	// The table is created on the primary and dropped on the node promoted in its place.
-	m, err := NewDBManager(DialectPgx, WithTableName("distrlock_test_failover"))
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	m, err := NewDBManager(DialectPgx, WithTableName("distrlock_test_failover_"+hex.EncodeToString(b[:])))
 	if err != nil {
 		t.Fatal(err)
 	}
