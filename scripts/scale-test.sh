@@ -91,12 +91,12 @@ readonly GO_TEST_RESULTS='^(ok|FAIL)[[:space:]].*|^ *--- FAIL.*'
 readonly TORTURE_COUNTS='^[a-z]+: acquisitions [0-9]+|election terms [0-9]+ by [0-9]+ processes|faults map\[[^]]*\]|overlaps [0-9]+, fence regressions [0-9]+, stale writes accepted [0-9]+, stranded locks [0-9]+, period violations [0-9]+'
 
 postgres() {
+	started+=(postgres) # before start: a start that fails half-way leaves servers to stop
 	if ! scripts/scale/postgres.sh start; then
 		summary+=("postgres  FAIL  start" "")
 		failed=1
 		return
 	fi
-	started+=(postgres)
 	eval "$(scripts/scale/postgres.sh env)"
 	local bouncer="$DISTRLOCK_PGBOUNCER_DSN&default_query_exec_mode=exec"
 
@@ -116,12 +116,12 @@ postgres() {
 }
 
 galera() {
+	started+=(galera) # before start: a start that fails half-way leaves servers to stop
 	if ! scripts/scale/galera.sh start; then
 		summary+=("galera  FAIL  start" "")
 		failed=1
 		return
 	fi
-	started+=(galera)
 	eval "$(scripts/scale/galera.sh env)"
 	step galera "root package tests ($GALERA_TESTS)" "$GO_TEST_RESULTS" \
 		"$GO" test -race -count=1 -v -run "$GALERA_TESTS" .
