@@ -1,5 +1,6 @@
 # make test: what CI runs (.ci/run) and what a fresh clone needs to go green.
 # make bench: the benchmarks. make quickstart: the zero-setup demo on SQLite. make torture: the long fault run.
+# make scale-test: the scale-out topologies (PgBouncer, a standby and failover, Galera); not part of test.
 
 GO ?= go
 
@@ -10,7 +11,7 @@ NESTED_MODULES = $(sort $(patsubst %/go.mod,%,$(shell find . -mindepth 2 -name g
 # The steps of test run in order, even under make -j.
 .NOTPARALLEL:
 
-.PHONY: test databases fmt-check vet unit nested bench quickstart torture
+.PHONY: test databases fmt-check vet unit nested bench quickstart torture scale-test
 
 test: databases fmt-check vet unit nested
 
@@ -57,3 +58,9 @@ quickstart:
 TORTURE_FLAGS ?=
 torture: databases
 	$(GO) run ./internal/torture/cmd/torture -duration 5m $(TORTURE_FLAGS)
+
+# The integration tests and a short torture run through each scale-out topology (scripts/scale/*.sh: PgBouncer
+# in transaction mode, a primary with a synchronous standby and its failover, a Galera cluster), on servers of
+# their own that it installs when missing (needs root), starts and stops; see the top of scripts/scale-test.sh.
+scale-test:
+	scripts/scale-test.sh

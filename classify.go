@@ -28,6 +28,11 @@ const (
 	// failSchema: the statement did not run because the table or a column it names does not exist (a
 	// table not created, or not migrated to this version).
 	failSchema
+	// failPreparedStatement: the statement did not run because the driver's prepared statement was missing
+	// on the server connection or already there under its name: a transaction-mode pooler (PgBouncer)
+	// hands a client's statements to whichever server connection is free, and distrlock names no prepared
+	// statement itself, so it is always the driver's statement cache behind a pooler.
+	failPreparedStatement
 )
 
 // The drivers' error codes that classify knows are in dialect_postgres.go, dialect_mysql.go and
@@ -153,7 +158,7 @@ func walkErrors(err error, visit func(error) bool) bool {
 	return false
 }
 
-// classified returns err with ErrReadOnly or ErrSessionClock in front of it when the server refused the
+// classified returns err with ErrReadOnly, ErrSessionClock, ErrSchemaMismatch or ErrPreparedStatementPooling in front of it when the server refused the
 // statement for that reason, so that callers match the sentinel and still reach the driver's error.
 func classified(err error, f failure) error {
 	var sentinel error
@@ -164,6 +169,8 @@ func classified(err error, f failure) error {
 		sentinel = ErrSessionClock
 	case failSchema:
 		sentinel = ErrSchemaMismatch
+	case failPreparedStatement:
+		sentinel = ErrPreparedStatementPooling
 	}
 	if sentinel == nil || errors.Is(err, sentinel) {
 		return err

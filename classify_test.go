@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -47,6 +49,10 @@ var unitClassified = []struct {
 	{"joined", errors.Join(context.Canceled, &mysql.MySQLError{Number: 1213}), failTransient},
 	{"postgres undefined column", &pgconn.PgError{Code: "42703"}, failSchema},
 	{"postgres undefined table", &pgconn.PgError{Code: "42P01"}, failSchema},
+	{"pgx statement cache behind PgBouncer, duplicate", &pgconn.PgError{Code: "42P05",
+		Message: `prepared statement "stmtcache_3d1e0c2a" already exists`}, failPreparedStatement},
+	{"pgx statement cache behind PgBouncer, missing", &pgconn.PgError{Code: "26000",
+		Message: `prepared statement "stmtcache_3d1e0c2a" does not exist`}, failPreparedStatement},
 	{"mysql unknown column", &mysql.MySQLError{Number: 1054, Message: "Unknown column 'c.freed_at' in 'where clause'"}, failSchema},
 	{"mysql no such table", &mysql.MySQLError{Number: 1146}, failSchema},
 	{"context deadline", context.DeadlineExceeded, failUnknown},
@@ -92,6 +98,10 @@ func TestAcquireClassifiedError(t *testing.T) {
 				}
 				if errors.Is(err, ErrSessionClock) != (c.want == failSessionClock) {
 					t.Fatalf("Acquire = %v: matches ErrSessionClock %v, want %v", err, errors.Is(err, ErrSessionClock), c.want == failSessionClock)
+				}
+				if errors.Is(err, ErrPreparedStatementPooling) != (c.want == failPreparedStatement) {
+					t.Fatalf("Acquire = %v: matches ErrPreparedStatementPooling %v, want %v", err,
+						errors.Is(err, ErrPreparedStatementPooling), c.want == failPreparedStatement)
 				}
 				if kept := f.lock.pending != ""; kept != (c.want == failUnknown) {
 					t.Fatalf("after %v: pending token kept %v, want %v", err, kept, c.want == failUnknown)
@@ -150,5 +160,79 @@ func TestAcquireWaitRetriesTransient(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestPreparedStatementErrorSaysWhatToSet: the error of an acquire that PgBouncer's transaction pooling
+// refused names the settings that fix it, and the driver's own message stays in it.
+func TestPreparedStatementErrorSaysWhatToSet(t *testing.T) {
+	f := newUnitFixture(t, DialectPgx, "")
+	pgErr := &pgconn.PgError{Severity: "ERROR", Code: "42P05", Message: `prepared statement "stmtcache_3d1e0c2a" already exists`}
+	f.expectAcquire(&unitToken{}, time.Minute).fails(pgErr)
+	err := f.lock.Acquire(context.Background(), f.db, time.Minute)
+	want := `distrlock: acquire "job": ` + ErrPreparedStatementPooling.Error() + `: ERROR: prepared statement ` +
+		`"stmtcache_3d1e0c2a" already exists (SQLSTATE 42P05)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Acquire = %v\nwant        %s", err, want)
+	}
+	for _, setting := range []string{"default_query_exec_mode=exec", "cache_describe", "simple_protocol", "max_prepared_statements"} {
+		if !strings.Contains(err.Error(), setting) {
+			t.Errorf("the error does not name %s: %v", setting, err)
+		}
+	}
+}
+
+// TestNoReleaseAfterUnchangedAcquire: when DoExclusively's or Hold's acquire fails with an error that proves
+// nothing changed (a standby's read-only refusal, PgBouncer's lost prepared statement, a deadlock, a refused
+// connection), they return it without sending a release (sqlmock refuses any statement not expected, and
+// the logger would record the failed release); after an error that proves nothing, they release the
+// attempt's token.
+func TestNoReleaseAfterUnchangedAcquire(t *testing.T) {
+	calls := map[string]func(f *unitFixture, o ...DoOption) error{
+		"DoExclusively": func(f *unitFixture, o ...DoOption) error {
+			return f.lock.DoExclusively(context.Background(), f.db, func(context.Context) error {
+				t.Error("fn ran")
+				return nil
+			}, o...)
+		},
+		"Hold": func(f *unitFixture, o ...DoOption) error {
+			lease, err := f.lock.Hold(context.Background(), f.db, o...)
+			if lease != nil {
+				t.Error("Hold returned a lease")
+			}
+			return err
+		},
+	}
+	released := 0
+	for name, call := range calls {
+		for _, c := range unitClassified {
+			if c.err == driver.ErrBadConn || isDeadlock(c.err) && errors.As(c.err, new(*mysql.MySQLError)) {
+				continue // retried by database/sql or by the MySQL acquire: TestAcquireClassifiedError covers them
+			}
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				f := newUnitFixture(t, DialectPgx, "")
+				tok := &unitToken{}
+				f.expectAcquire(tok, time.Minute).fails(c.err)
+				if c.want == failUnknown {
+					f.mock.ExpectExec(unitQuery(t, DialectPgx, "release", "")).
+						WithArgs(unitReleaseArgs(DialectPgx, unitKey, tok)...).WillReturnResult(sqlmock.NewResult(0, 1))
+					released++
+				}
+				logger := &unitPlainLogger{}
+				err := call(f, WithLockTTL(time.Minute), WithLogger(logger))
+				if !errors.Is(err, c.err) || errors.Is(err, ErrLockAlreadyAcquired) {
+					t.Fatalf("%s = %v; want the driver's error %v and not contention", name, err, c.err)
+				}
+				if len(logger.messages) != 0 {
+					t.Fatalf("logged %q", logger.messages)
+				}
+				if err := f.mock.ExpectationsWereMet(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+	if released == 0 {
+		t.Fatal("no case made an unknown outcome: the release path was never exercised")
 	}
 }

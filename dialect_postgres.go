@@ -62,4 +62,8 @@ var postgresStates = map[string]failure{
 	"25006": failReadOnly,  // read_only_sql_transaction: a standby, or a read-only transaction or session
 	"42703": failSchema,    // undefined_column
 	"42P01": failSchema,    // undefined_table
+	// duplicate_prepared_statement and invalid_sql_statement_name: pgx's statement cache behind PgBouncer's
+	// transaction pooling (prepared statement "stmtcache_…" already exists, or does not exist).
+	"42P05": failPreparedStatement,
+	"26000": failPreparedStatement,
 }

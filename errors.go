@@ -83,6 +83,15 @@ var (
 	// statements run in autocommit mode: a guard protects the writes of the transaction it runs in.
 	ErrNotInTransaction = errors.New("guard needs the caller's transaction")
 
+	// ErrPreparedStatementPooling is returned by the calls that run a statement when PostgreSQL refused it
+	// because the driver's prepared statement did not exist on the server connection, or already existed
+	// there (SQLSTATE 26000, 42P05): the driver caches prepared statements behind a transaction-mode pooler
+	// such as PgBouncer. Nothing was changed; it wraps the driver's error, and its text says what to set.
+	ErrPreparedStatementPooling = errors.New("prepared statement missing or duplicated on the server connection " +
+		"(a transaction-mode pooler such as PgBouncer in front of a driver's statement cache): with pgx set " +
+		"default_query_exec_mode=exec (or cache_describe, or simple_protocol) in the DSN, or max_prepared_statements " +
+		"in PgBouncer 1.21 or later")
+
 	// ErrNotLeader is returned by [Election.Proclaim] when the candidate does not lead: it never won, it
 	// resigned, or its lease has ended. It is also the cause of an [Election.Context] outside a term.
 	ErrNotLeader = errors.New("not the leader of the election")

@@ -32,6 +32,10 @@ var unitSentinels = []struct {
 	{ErrInvalidOption, "invalid option"},
 	{ErrNotLeader, "not the leader of the election"},
 	{ErrNoLeader, "no leader elected"},
+	{ErrPreparedStatementPooling, "prepared statement missing or duplicated on the server connection (a " +
+		"transaction-mode pooler such as PgBouncer in front of a driver's statement cache): with pgx set " +
+		"default_query_exec_mode=exec (or cache_describe, or simple_protocol) in the DSN, or " +
+		"max_prepared_statements in PgBouncer 1.21 or later"},
 }
 
 // TestSentinelTexts: the texts stay as they are (go-dbkit's exactly), and say "distrlock:" nowhere, since

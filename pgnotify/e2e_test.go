@@ -26,7 +26,9 @@ import (
 // and running Listener) on one table of a real PostgreSQL server, so that the only way a waiter of one
 // learns of a release by another is a notice or a poll.
 
-// e2eDefaultDSN is the database of these tests; DISTRLOCK_POSTGRES_DSN overrides it.
+// e2eDefaultDSN is the database of these tests; DISTRLOCK_POSTGRES_DSN overrides it. The listeners connect
+// to DISTRLOCK_PGNOTIFY_LISTEN_DSN when it is set: make scale-test points the managers at PgBouncer in
+// transaction mode and the listeners straight at the server, since LISTEN needs a session.
 const e2eDefaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // e2eTimeout bounds every wait for something that should happen promptly.
@@ -37,6 +39,13 @@ func e2eDSN() string {
 		return v
 	}
 	return e2eDefaultDSN
+}
+
+func e2eListenDSN() string {
+	if v := os.Getenv("DISTRLOCK_PGNOTIFY_LISTEN_DSN"); v != "" {
+		return v
+	}
+	return e2eDSN()
 }
 
 // e2eOpen opens the test database through pgx's database/sql driver. An unreachable database skips the
@@ -99,7 +108,7 @@ type process struct {
 // run, it runs the listener in a goroutine owned by the test and waits until it listens.
 func newProcess(t *testing.T, db *sql.DB, table, channel string, run bool, opts ...distrlock.DBManagerOption) *process {
 	t.Helper()
-	l, err := pgnotify.New(e2eDSN(), pgnotify.WithChannel(channel),
+	l, err := pgnotify.New(e2eListenDSN(), pgnotify.WithChannel(channel),
 		pgnotify.WithReconnectDelay(20*time.Millisecond, 100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)

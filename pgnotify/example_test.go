@@ -56,3 +56,45 @@ func Example() {
 	defer func() { _ = lock.Release(context.WithoutCancel(ctx), db) }()
 	// … the work that needs the lock …
 }
+
+// Example_pgBouncer runs the locks through PgBouncer in transaction mode and the listener on a connection
+// straight to the server: LISTEN needs a session, which transaction pooling does not keep. It needs the
+// servers, so its output is not checked.
+func Example_pgBouncer() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// pgx's default statement cache fails behind transaction pooling (distrlock.ErrPreparedStatementPooling):
+	// exec, cache_describe or simple_protocol work.
+	const pooled = "postgres://app@pgbouncer:6432/app?default_query_exec_mode=exec"
+	const direct = "postgres://app@db-primary:5432/app"
+
+	listener, err := pgnotify.New(direct)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	wg.Go(func() { _ = listener.Run(runCtx) })
+
+	manager, err := distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithNotifier(listener))
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err := sql.Open("pgx", pooled)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := manager.NewLock(ctx, db, "nightly-report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = lock.DoExclusively(ctx, db, func(ctx context.Context) error {
+		return nil // … the work that needs the lock …
+	}, distrlock.WithWait(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+}
