@@ -52,6 +52,8 @@ type dialectSpec struct {
 	notify bool
 	// gapLocks: the gate of acquire.sql takes gap locks, so a caller's transaction gets acquire_in_tx.sql.
 	gapLocks bool
+	// syncWait: the dialect has sync_wait.sql, for a manager WithGalera.
+	syncWait bool
 	// dequeueArgs orders the bound values of dequeue.sql.
 	dequeueArgs func(key string, ticket int64) []any
 	// enqueue runs enqueue.sql and returns the caller's ticket.

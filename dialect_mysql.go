@@ -20,6 +20,7 @@ var mysqlSpec = &dialectSpec{
 	extended:    lastInsertIDSet,
 	extendBatch: extendBatchMySQL,
 	pairList:    true,
+	syncWait:    true,
 }
 
 // acquireMySQL runs INSERT … SELECT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why
