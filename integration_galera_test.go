@@ -1,0 +1,455 @@
+package distrlock
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The Galera tests run against the three nodes of a MariaDB Galera cluster named by DISTRLOCK_GALERA_DSN1,
+// DISTRLOCK_GALERA_DSN2 and DISTRLOCK_GALERA_DSN3 (go-sql-driver DSNs, root@tcp(127.0.0.1:43306)/test…), which
+// scripts/scale/galera.sh starts and prints (make scale-test). They skip when a DSN is unset, also in CI: the
+// cluster is not part of make test.
+
+// galeraCluster is the three nodes, one *sql.DB each.
+type galeraCluster [3]*sql.DB
+
+// openGalera opens the three nodes, or skips the test when a DSN is unset; an unreachable node fails it.
+func openGalera(t testing.TB) galeraCluster {
+	t.Helper()
+	var c galeraCluster
+	for i := range c {
+		name := fmt.Sprintf("DISTRLOCK_GALERA_DSN%d", i+1)
+		dsn := os.Getenv(name)
+		if dsn == "" {
+			t.Skipf("%s is unset (scripts/scale/galera.sh start; eval \"$(scripts/scale/galera.sh env)\")", name)
+		}
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		var size string
+		if err := db.QueryRowContext(t.Context(), "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size'").Scan(new(string), &size); err != nil {
+			t.Fatalf("%s (%s): %v", name, dsn, err)
+		}
+		if size != "3" {
+			t.Fatalf("%s (%s): wsrep_cluster_size %s, want 3", name, dsn, size)
+		}
+		c[i] = db
+	}
+	return c
+}
+
+// galeraManager creates a table of its own, through the first node, for a manager made WithGalera, and
+// drops it afterwards.
+func galeraManager(t testing.TB, c galeraCluster, options ...DBManagerOption) *DBManager {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	m, err := NewDBManager(DialectMariaDB, append([]DBManagerOption{WithTableName("distrlock_galera_" + hex.EncodeToString(b[:])), WithGalera()}, options...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateTable(t.Context(), c[0]); err != nil {
+		t.Fatal(err)
+	}
+	// The other nodes apply the DDL a moment later: wait for it there.
+	for _, db := range c[1:] {
+		if _, err := db.ExecContext(t.Context(), "SET STATEMENT wsrep_sync_wait = 1 FOR SELECT COUNT(*) FROM "+m.quoted); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if _, err := c[0].ExecContext(context.Background(), m.DropTableSQL()); err != nil {
+			t.Errorf("drop table: %v", err)
+		}
+	})
+	return m
+}
+
+// galeraSetGlobal sets a global variable on every node and restores each node's value when the test ends.
+// Sessions opened before the change keep their old value of a session variable, so it also closes the
+// pools' idle connections.
+func galeraSetGlobal(t testing.TB, c galeraCluster, name string, value int) {
+	t.Helper()
+	for _, db := range c {
+		var old int
+		if err := db.QueryRowContext(t.Context(), "SELECT @@GLOBAL."+name).Scan(&old); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(t.Context(), fmt.Sprintf("SET GLOBAL %s = %d", name, value)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := db.ExecContext(context.Background(), fmt.Sprintf("SET GLOBAL %s = %d", name, old)); err != nil {
+				t.Errorf("restore %s: %v", name, err)
+			}
+		})
+		db.SetMaxIdleConns(0)
+		db.SetMaxIdleConns(2)
+	}
+}
+
+// galeraConflicts sums, over the nodes, the certification failures and the local transactions aborted by
+// replicated ones (wsrep_local_cert_failures + wsrep_local_bf_aborts): the conflicts the cluster raised.
+func galeraConflicts(t testing.TB, c galeraCluster) int64 {
+	t.Helper()
+	var sum int64
+	for _, db := range c {
+		for _, name := range []string{"wsrep_local_cert_failures", "wsrep_local_bf_aborts"} {
+			var n int64
+			if err := db.QueryRowContext(t.Context(), "SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(new(string), &n); err != nil {
+				t.Fatal(err)
+			}
+			sum += n
+		}
+	}
+	return sum
+}
+
+// galeraRetryAutocommit runs fn, on a table of its own, with wsrep_retry_autocommit at 0 (a certification
+// conflict reaches the client at once) and at 1 (the default: the server retries the statement once first).
+func galeraRetryAutocommit(t *testing.T, c galeraCluster, fn func(t *testing.T, m *DBManager)) {
+	for _, retry := range []int{0, 1} {
+		t.Run(fmt.Sprintf("wsrep_retry_autocommit=%d", retry), func(t *testing.T) {
+			galeraSetGlobal(t, c, "wsrep_retry_autocommit", retry)
+			fn(t, galeraManager(t, c))
+		})
+	}
+}
+
+// TestGaleraRaces: 200 rounds of two clients, on two different nodes, acquiring one key at the same
+// moment (each key twice: once when the race creates its row, once when the row exists): exactly one wins
+// each round, the other gets ErrLockAlreadyAcquired, and no raw error (a certification conflict, 1213)
+// leaves Acquire; the winner's release, through the other node, finds the lock.
+func TestGaleraRaces(t *testing.T) {
+	c := openGalera(t)
+	galeraRetryAutocommit(t, c, func(t *testing.T, m *DBManager) {
+		ctx := t.Context()
+		const rounds = 200
+		var raw, doubles, none, falseReleased int
+		conflicts := galeraConflicts(t, c)
+		for round := range rounds {
+			key := fmt.Sprintf("race-%d", round/2)
+			nodes := [2]*sql.DB{c[round%3], c[(round+1)%3]}
+			var locks [2]*DBLock
+			var errs [2]error
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range locks {
+				locks[i] = integLock(t, m, nodes[i], key)
+				wg.Go(func() {
+					<-start
+					errs[i] = locks[i].Acquire(ctx, nodes[i], time.Minute)
+				})
+			}
+			close(start)
+			wg.Wait()
+			won := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && won >= 0:
+					doubles++
+				case err == nil:
+					won = i
+				case !errors.Is(err, ErrLockAlreadyAcquired):
+					raw++
+					t.Logf("round %d: racer on node %d: %v", round, (round+i)%3+1, err)
+				}
+			}
+			if won < 0 {
+				none++
+				continue
+			}
+			// Released through the loser's node.
+			if err := locks[won].Release(ctx, nodes[1-won]); err != nil {
+				falseReleased++
+				t.Logf("round %d: release through the other node: %v", round, err)
+			}
+		}
+		t.Logf("%d rounds: %d raw errors, %d rounds with two winners, %d with none, %d failed releases; the cluster raised %d conflicts",
+			rounds, raw, doubles, none, falseReleased, galeraConflicts(t, c)-conflicts)
+		if raw != 0 || doubles != 0 || none != 0 || falseReleased != 0 {
+			t.Fatalf("%d raw errors, %d double wins, %d rounds without a winner, %d failed releases in %d rounds", raw, doubles, none, falseReleased, rounds)
+		}
+	})
+}
+
+// TestGaleraCycles: 700 cycles of acquire on node 1, release on node 2, acquire on node 3 (by another
+// DBLock) and release on node 1: every release finds the lock it releases (no false
+// ErrLockAlreadyReleased, which would strand the lock for its TTL), every acquire finds the lock free, and
+// the fences grow by one each time. A step that fails is counted and tried again until it succeeds, so
+// that one failure does not spoil the cycles after it.
+func TestGaleraCycles(t *testing.T) {
+	c := openGalera(t)
+	ctx := t.Context()
+	m := galeraManager(t, c)
+	const cycles = 700
+	var falseReleased, falseContention, raw int
+	var last int64
+	step := func(cycle int, what string, fn func() error) {
+		t.Helper()
+		for try := 0; ; try++ {
+			err := fn()
+			switch {
+			case err == nil:
+				return
+			case try == 100:
+				t.Fatalf("cycle %d: %s: still failing after 100 tries: %v", cycle, what, err)
+			case try > 0:
+			case errors.Is(err, ErrLockAlreadyReleased):
+				falseReleased++
+				t.Logf("cycle %d: %s: %v", cycle, what, err)
+			case errors.Is(err, ErrLockAlreadyAcquired):
+				falseContention++
+				t.Logf("cycle %d: %s: %v", cycle, what, err)
+			default:
+				raw++
+				t.Logf("cycle %d: %s: %v", cycle, what, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	acquire := func(cycle int, what string, l *DBLock, exec SQLExecutor) {
+		t.Helper()
+		step(cycle, what, func() error { return l.Acquire(ctx, exec, time.Minute) })
+		if l.Fence() <= last {
+			t.Fatalf("cycle %d: %s: fence %d after %d", cycle, what, l.Fence(), last)
+		}
+		last = l.Fence()
+	}
+	start := time.Now()
+	for cycle := range cycles {
+		a := integLock(t, m, c[0], "cycle")
+		acquire(cycle, "acquire on node 1", a, c[0])
+		step(cycle, "release on node 2", func() error { return a.Release(ctx, c[1]) })
+		b := integLock(t, m, c[2], "cycle")
+		acquire(cycle, "acquire on node 3", b, c[2])
+		step(cycle, "release on node 1", func() error { return b.Release(ctx, c[0]) })
+	}
+	t.Logf("%d cycles in %v: %d false ErrLockAlreadyReleased, %d false contention, %d raw errors, fences 1 to %d",
+		cycles, time.Since(start).Round(time.Millisecond), falseReleased, falseContention, raw, last)
+	if falseReleased != 0 || falseContention != 0 || raw != 0 {
+		t.Fatalf("%d false ErrLockAlreadyReleased, %d false contention, %d raw errors", falseReleased, falseContention, raw)
+	}
+}
+
+// TestGaleraGetAnyNode: a lock acquired on one node is seen held, under its token and fence, by Get on
+// each other node called after the acquire returned; and seen free after the release returned.
+func TestGaleraGetAnyNode(t *testing.T) {
+	c := openGalera(t)
+	ctx := t.Context()
+	m := galeraManager(t, c)
+	const rounds = 600
+	missed := 0
+	for round := range rounds {
+		on := round % 3
+		l := integLock(t, m, c[on], fmt.Sprintf("get-%d", round))
+		integAcquire(ctx, t, l, c[on], time.Minute)
+		for _, other := range []int{(on + 1) % 3, (on + 2) % 3} {
+			info, err := m.Get(ctx, c[other], l.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !info.Held || info.Token != l.Token() || info.Fence != l.Fence() {
+				missed++
+				t.Logf("round %d: node %d acquired fence %d; node %d read held %v, fence %d", round, on+1, l.Fence(), other+1, info.Held, info.Fence)
+			}
+		}
+		if err := l.Release(ctx, c[on]); err != nil {
+			t.Fatal(err)
+		}
+		info, err := m.Get(ctx, c[(on+1)%3], l.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Held {
+			missed++
+			t.Logf("round %d: released on node %d, node %d still reads it held", round, on+1, (on+1)%3+1)
+		}
+	}
+	t.Logf("%d reads after a change on another node: %d missed it", 3*rounds, missed)
+	if missed != 0 {
+		t.Fatalf("%d of %d reads missed a change made on another node before them", missed, 3*rounds)
+	}
+}
+
+// TestGaleraAcquireWait: three clients, one per node, take one key with AcquireWait 30 times each, hold it
+// a moment and release it: every wait ends with the lock (no raw error from a certification conflict), and
+// no two hold it at once.
+func TestGaleraAcquireWait(t *testing.T) {
+	c := openGalera(t)
+	galeraRetryAutocommit(t, c, func(t *testing.T, m *DBManager) {
+		ctx := t.Context()
+		const each = 30
+		var holders, overlaps, acquired, failed atomic.Int64
+		conflicts := galeraConflicts(t, c)
+		var wg sync.WaitGroup
+		for node := range c {
+			wg.Go(func() {
+				for range each {
+					l := integLock(t, m, c[node], "wait")
+					if err := l.AcquireWait(ctx, c[node], 10*time.Second, 20*time.Second); err != nil {
+						failed.Add(1)
+						t.Errorf("node %d: acquire wait: %v", node+1, err)
+						continue
+					}
+					if holders.Add(1) > 1 {
+						overlaps.Add(1)
+					}
+					acquired.Add(1)
+					time.Sleep(time.Millisecond)
+					holders.Add(-1)
+					if err := l.Release(ctx, c[node]); err != nil {
+						t.Errorf("node %d: release: %v", node+1, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		t.Logf("%d acquisitions, %d failed waits, %d overlaps; the cluster raised %d conflicts", acquired.Load(), failed.Load(), overlaps.Load(),
+			galeraConflicts(t, c)-conflicts)
+		if acquired.Load() != 3*each || overlaps.Load() != 0 {
+			t.Fatalf("%d acquisitions (want %d), %d overlaps", acquired.Load(), 3*each, overlaps.Load())
+		}
+	})
+}
+
+// TestGaleraHeartbeatsUnderContention: two leases held through node 1 (their heartbeats share the batched
+// extend) keep their leases for 3 s of 250 ms extends while clients on nodes 2 and 3 try to acquire both
+// keys without pause, by Acquire and by AcquireWait for 50 ms (whose queue tickets write the keys' rows,
+// and so conflict with the extends): no lease is lost, and the contenders get only ErrLockAlreadyAcquired.
+func TestGaleraHeartbeatsUnderContention(t *testing.T) {
+	c := openGalera(t)
+	galeraSetGlobal(t, c, "wsrep_retry_autocommit", 0)
+	ctx := t.Context()
+	m := galeraManager(t, c)
+	keys := []string{"beat-a", "beat-b"}
+	var leases []*Lease
+	for _, key := range keys {
+		lease, err := m.Hold(ctx, c[0], key, WithLockTTL(time.Second), WithPeriodicExtendInterval(250*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, lease)
+	}
+	conflicts := galeraConflicts(t, c)
+	var attempts, raw atomic.Int64
+	stop := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for _, node := range c[1:] {
+		for _, key := range keys {
+			wg.Go(func() {
+				for i := 0; time.Now().Before(stop); i++ {
+					l := integLock(t, m, node, key)
+					var err error
+					if i%2 == 0 {
+						err = l.Acquire(ctx, node, time.Second)
+					} else {
+						err = l.AcquireWait(ctx, node, time.Second, 50*time.Millisecond)
+					}
+					attempts.Add(1)
+					if !errors.Is(err, ErrLockAlreadyAcquired) {
+						raw.Add(1)
+						t.Errorf("contender: %v", err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, lease := range leases {
+		if err := lease.Context().Err(); err != nil {
+			t.Errorf("%s: lease lost: %v", lease.Key(), context.Cause(lease.Context()))
+		}
+		if err := lease.Release(ctx); err != nil {
+			t.Errorf("%s: release: %v", lease.Key(), err)
+		}
+	}
+	t.Logf("%d contending attempts, %d not ErrLockAlreadyAcquired; the cluster raised %d conflicts", attempts.Load(), raw.Load(), galeraConflicts(t, c)-conflicts)
+	if attempts.Load() < 100 {
+		t.Fatalf("only %d contending attempts", attempts.Load())
+	}
+}
+
+// BenchmarkGaleraSyncWait measures what WithGalera costs each statement: Get, Extend and an acquire and
+// release cycle through node 2 of a lock acquired on node 1, with and without the option, on an idle
+// cluster (go test -run '^$' -bench GaleraSyncWait -benchtime 2000x .).
+func BenchmarkGaleraSyncWait(b *testing.B) {
+	c := openGalera(b)
+	for _, galera := range []bool{false, true} {
+		m := galeraManager(b, c)
+		if !galera {
+			var err error
+			if m, err = NewDBManager(DialectMariaDB, WithTableName(m.TableName())); err != nil {
+				b.Fatal(err)
+			}
+		}
+		name := fmt.Sprintf("WithGalera=%v", galera)
+		ctx := b.Context()
+		held := integLock(b, m, c[0], "held")
+		integAcquire(ctx, b, held, c[0], time.Hour)
+		b.Run(name+"/get", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.Get(ctx, c[1], held.Key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/extend", func(b *testing.B) {
+			for b.Loop() {
+				if err := held.Extend(ctx, c[1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/acquire+release", func(b *testing.B) {
+			l := integLock(b, m, c[1], "cycle")
+			for b.Loop() {
+				if err := l.Acquire(ctx, c[1], time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Release(ctx, c[1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestIntegrationGaleraOptionOnPlainMariaDB: a manager made WithGalera works on a MariaDB server that is not
+// a Galera node (wsrep_sync_wait does nothing while wsrep is off), so the option is safe where a cluster
+// is only likely: acquire, get, extend and release on the integration tests' MariaDB.
+func TestIntegrationGaleraOptionOnPlainMariaDB(t *testing.T) {
+	t.Parallel()
+	for _, tdb := range []*testDB{openMySQL(t, ""), openMySQL(t, "interpolateParams=true")} {
+		t.Run(tdb.name, func(t *testing.T) {
+			ctx := t.Context()
+			base := newTestManager(t, tdb)
+			m, err := NewDBManager(DialectMariaDB, WithTableName(base.TableName()), WithGalera())
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := integLock(t, m, tdb.db, "plain")
+			integAcquire(ctx, t, l, tdb.db, time.Minute)
+			if info, err := m.Get(ctx, tdb.db, l.Key); err != nil || !info.Held || info.Fence != l.Fence() {
+				t.Fatalf("Get = %+v, %v", info, err)
+			}
+			if err := l.Extend(ctx, tdb.db); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Release(ctx, tdb.db); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
