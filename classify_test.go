@@ -28,6 +28,7 @@ var unitClassified = []struct {
 	{"postgres unique violation", &pgconn.PgError{Code: "23505"}, failUnknown},
 	{"mysql deadlock", &mysql.MySQLError{Number: 1213}, failTransient},
 	{"mysql lock wait timeout", &mysql.MySQLError{Number: 1205}, failTransient},
+	{"galera node not ready", &mysql.MySQLError{Number: 1047, Message: "WSREP has not yet prepared node for application use"}, failTransient},
 	{"mysql read-only transaction", &mysql.MySQLError{Number: 1792}, failReadOnly},
 	{"mysql innodb_read_only", &mysql.MySQLError{Number: 1836}, failReadOnly},
 	{"mysql read_only", &mysql.MySQLError{Number: 1290,

@@ -381,6 +381,65 @@ func TestGaleraHeartbeatsUnderContention(t *testing.T) {
 	}
 }
 
+// TestGaleraIsolatedNode: a node cut off from the others (gmcast.isolate, so it leaves the primary
+// component) refuses the lock's statements at once, and the library knows they changed nothing: an
+// Acquire through it keeps no token that may hold the lock, an AcquireWait through it waits and ends with
+// the wait's timeout, and Get fails instead of answering from a stale copy. The node rejoins afterwards.
+func TestGaleraIsolatedNode(t *testing.T) {
+	c := openGalera(t)
+	ctx := t.Context()
+	m := galeraManager(t, c)
+	held := integLock(t, m, c[0], "isolated")
+	integAcquire(ctx, t, held, c[0], time.Minute)
+	node := c[2]
+	galeraIsolate(t, node, true)
+	t.Cleanup(func() { galeraIsolate(t, node, false) })
+
+	l := integLock(t, m, node, "isolated")
+	err := l.Acquire(ctx, node, time.Minute)
+	if err == nil || errors.Is(err, ErrLockAlreadyAcquired) || l.pending != "" {
+		t.Fatalf("Acquire through an isolated node = %v (token kept: %v), want an error that changed nothing", err, l.pending != "")
+	}
+	t.Logf("Acquire: %v", err)
+	err = l.AcquireWait(ctx, node, time.Minute, 300*time.Millisecond)
+	if !errors.Is(err, ErrWaitTimeout) || l.pending != "" {
+		t.Fatalf("AcquireWait through an isolated node = %v, want the wait's timeout and nothing kept", err)
+	}
+	t.Logf("AcquireWait: %v", err)
+	if info, err := m.Get(ctx, node, held.Key); err == nil {
+		t.Fatalf("Get through an isolated node answered %+v", info)
+	} else {
+		t.Logf("Get: %v", err)
+	}
+	if err := held.Extend(ctx, c[0]); err != nil {
+		t.Fatalf("extend on the primary component: %v", err)
+	}
+}
+
+// galeraIsolate cuts node off from the cluster (gmcast.isolate=1) and waits until it knows it is outside
+// the primary component, or lets it rejoin and waits until the cluster has 3 synced nodes again.
+func galeraIsolate(t testing.TB, node *sql.DB, isolate bool) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := node.ExecContext(ctx, fmt.Sprintf("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=%d'", boolInt(isolate))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var status, size, state string
+		err := node.QueryRowContext(ctx, "SELECT (SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'wsrep_cluster_status'),"+
+			" (SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'wsrep_cluster_size'),"+
+			" (SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'wsrep_local_state_comment')").Scan(&status, &size, &state)
+		if err == nil && (isolate && status == "non-Primary" || !isolate && status == "Primary" && size == "3" && state == "Synced") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("isolate %v: the node is %s, %s, cluster size %s after 30 s (%v)", isolate, status, state, size, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // BenchmarkGaleraSyncWait measures what WithGalera costs each statement: Get, Extend, and an Acquire and
 // Release, through node 2, of locks acquired on node 1, by a manager with and one without the option, in
 // turn at each iteration so that both see the same load; it reports the mean of each in µs
