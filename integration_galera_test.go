@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distrlock/distrlock/internal/stmtcount"
 )
 
 // The Galera tests run against the three nodes of a MariaDB Galera cluster named by DISTRLOCK_GALERA_DSN1,
@@ -437,6 +439,46 @@ func galeraIsolate(t testing.TB, node *sql.DB, isolate bool) {
 			t.Fatalf("isolate %v: the node is %s, %s, cluster size %s after 30 s (%v)", isolate, status, state, size, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestGaleraStatementsPerOperation: a manager made WithGalera still sends one statement per operation
+// (acquire, refused acquire, get, extend, release), counted through node 2 on a pinned connection with
+// interpolateParams, so that nothing but the statements themselves is counted.
+func TestGaleraStatementsPerOperation(t *testing.T) {
+	c := openGalera(t)
+	ctx := t.Context()
+	m := galeraManager(t, c)
+	var counter stmtcount.Counter
+	db, err := stmtcount.Open("mysql", withParams(os.Getenv("DISTRLOCK_GALERA_DSN2"), "interpolateParams=true"), &counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	l, other := integLock(t, m, conn, "count"), integLock(t, m, conn, "count")
+	for _, step := range []struct {
+		what    string
+		run     func() error
+		wantErr error
+	}{
+		{"acquire", func() error { return l.Acquire(ctx, conn, time.Minute) }, nil},
+		{"refused acquire", func() error { return other.Acquire(ctx, conn, time.Minute) }, ErrLockAlreadyAcquired},
+		{"get", func() error { _, err := m.Get(ctx, conn, l.Key); return err }, nil},
+		{"extend", func() error { return l.Extend(ctx, conn) }, nil},
+		{"release", func() error { return l.Release(ctx, conn) }, nil},
+	} {
+		before := counter.Counts()
+		if err := step.run(); step.wantErr == nil && err != nil || step.wantErr != nil && !errors.Is(err, step.wantErr) {
+			t.Fatalf("%s: %v, want %v", step.what, err, step.wantErr)
+		}
+		if got := counter.Counts().Sub(before); got != (stmtcount.Counts{Statements: 1}) {
+			t.Errorf("%s sent %+v, want one statement", step.what, got)
+		}
 	}
 }
 
