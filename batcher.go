@@ -235,7 +235,11 @@ func (b *extendBatcher) extend(ctx context.Context, start time.Time, reqs []*ext
 		}
 		return
 	}
-	held, err := b.m.spec.extendBatch(attempt, b.db, &b.m.q, reqs[0].ttl.Microseconds(), pairs)
+	var held map[lockPair]bool
+	err := retryConflicts(attempt, b.db, func() (err error) {
+		held, err = b.m.spec.extendBatch(attempt, b.db, &b.m.q, reqs[0].ttl.Microseconds(), pairs)
+		return err
+	})
 	if err != nil {
 		err = classified(withContext(attempt, err), classify(err))
 	}

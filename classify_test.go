@@ -30,6 +30,7 @@ var unitClassified = []struct {
 	{"postgres unique violation", &pgconn.PgError{Code: "23505"}, failUnknown},
 	{"mysql deadlock", &mysql.MySQLError{Number: 1213}, failTransient},
 	{"mysql lock wait timeout", &mysql.MySQLError{Number: 1205}, failTransient},
+	{"galera node not ready", &mysql.MySQLError{Number: 1047, Message: "WSREP has not yet prepared node for application use"}, failTransient},
 	{"mysql read-only transaction", &mysql.MySQLError{Number: 1792}, failReadOnly},
 	{"mysql innodb_read_only", &mysql.MySQLError{Number: 1836}, failReadOnly},
 	{"mysql read_only", &mysql.MySQLError{Number: 1290,
@@ -68,8 +69,9 @@ func TestClassify(t *testing.T) {
 }
 
 // TestAcquireClassifiedError: an acquire whose error proves that nothing changed leaves the DBLock as it
-// was (no token kept for a release, nothing reported as contention); a read-only refusal matches
-// ErrReadOnly and the driver's error; an error that proves nothing keeps the attempt's token.
+// was (no token kept for a release, nothing reported as contention but a deadlock or certification
+// conflict that persists through the retries); a read-only refusal matches ErrReadOnly and the driver's
+// error; an error that proves nothing keeps the attempt's token.
 func TestAcquireClassifiedError(t *testing.T) {
 	for _, c := range unitClassified {
 		if c.err == driver.ErrBadConn {
@@ -80,15 +82,15 @@ func TestAcquireClassifiedError(t *testing.T) {
 				f := newUnitFixture(t, d, "")
 				f.hold()
 				f.expectAcquire(&unitToken{}, time.Minute).fails(c.err)
-				if unitIsMySQL(d) && isDeadlock(c.err) {
+				if isDeadlock(c.err) {
 					// A deadlock outside a transaction is sent again, a bounded number of times.
 					for range deadlockRetries {
 						f.expectAcquire(&unitToken{}, time.Minute).fails(c.err)
 					}
 				}
 				err := f.lock.Acquire(context.Background(), f.db, time.Minute)
-				if errors.Is(err, ErrLockAlreadyAcquired) || !errors.Is(err, c.err) {
-					t.Fatalf("Acquire = %v; want the driver's error %v and not contention", err, c.err)
+				if errors.Is(err, ErrLockAlreadyAcquired) != isDeadlock(c.err) || !errors.Is(err, c.err) {
+					t.Fatalf("Acquire = %v; want the driver's error %v, and contention only for a deadlock", err, c.err)
 				}
 				if errors.Is(err, ErrReadOnly) != (c.want == failReadOnly) {
 					t.Fatalf("Acquire = %v: matches ErrReadOnly %v, want %v", err, errors.Is(err, ErrReadOnly), c.want == failReadOnly)
@@ -114,15 +116,16 @@ func TestAcquireClassifiedError(t *testing.T) {
 	}
 }
 
-// TestAcquireWaitRetriesTransient: AcquireWait tries again after a deadlock or a lock wait timeout, within
-// its wait, and takes the lock; a read-only refusal ends the wait at once with ErrReadOnly.
+// TestAcquireWaitRetriesTransient: AcquireWait tries again after a lock wait timeout, within its wait, and
+// takes the lock; a read-only refusal ends the wait at once with ErrReadOnly. (A deadlock is contention:
+// TestAcquireWaitConflictIsContention.)
 func TestAcquireWaitRetriesTransient(t *testing.T) {
 	for _, d := range unitDialects {
 		t.Run(string(d), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newUnitFixture(t, d, "")
 				// Nothing changed, so nothing is kept: each attempt has a token of its own.
-				f.expectAcquire(&unitToken{}, time.Minute).fails(&pgconn.PgError{Code: "40P01"})
+				f.expectAcquire(&unitToken{}, time.Minute).fails(&pgconn.PgError{Code: "55P03"})
 				f.expectAcquire(&unitToken{}, time.Minute).fails(&mysql.MySQLError{Number: 1205})
 				tok := &unitToken{}
 				f.expectAcquire(tok, time.Minute).granted(4)
@@ -146,17 +149,17 @@ func TestAcquireWaitRetriesTransient(t *testing.T) {
 		t.Run(string(d)+"/wait ends on transient errors", func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newUnitFixture(t, d, "")
-				deadlock := &mysql.MySQLError{Number: 1213, Message: "Deadlock found"}
+				timeout := &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded"}
 				// Attempts of 50 ms and pauses of 20 to 40 ms: the second attempt ends after the 100 ms wait.
 				f.lock.manager.backoffMin, f.lock.manager.backoffMax = 40*time.Millisecond, 40*time.Millisecond
 				for range 2 {
 					a := f.expectAcquire(&unitToken{}, time.Minute)
-					a.fails(deadlock)
+					a.fails(timeout)
 					a.delay(50 * time.Millisecond)
 				}
 				err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, 100*time.Millisecond)
-				if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, deadlock) || errors.Is(err, ErrLockAlreadyAcquired) {
-					t.Fatalf("AcquireWait = %v; want the wait's timeout and the last deadlock, not contention", err)
+				if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, timeout) || errors.Is(err, ErrLockAlreadyAcquired) {
+					t.Fatalf("AcquireWait = %v; want the wait's timeout and the last lock wait timeout, not contention", err)
 				}
 			})
 		})

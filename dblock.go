@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -60,7 +61,8 @@ func (l *DBLock) Fence() int64 { return l.fence }
 // Acquire takes the lock for ttl under a new random token, in one statement on exec that also creates the
 // key's row on first use. It returns [ErrLockAlreadyAcquired] when another token, or this DBLock (each
 // Acquire uses a new token), holds an unexpired lease or, outside a transaction, while [DBLock.AcquireWait]'s
-// waiters are queued for a lock freed moments ago; [ErrReadOnly] when the database refuses writes, and
+// waiters are queued for a lock freed moments ago, or when other clients' writes to the key made every retry
+// fail with a deadlock or a Galera certification conflict; [ErrReadOnly] when the database refuses writes, and
 // [ErrSchemaMismatch] when the table is missing or not migrated. Inside a transaction the statement locks
 // the key's row until the transaction ends, even when refused: keep such transactions short.
 func (l *DBLock) Acquire(ctx context.Context, exec SQLExecutor, ttl time.Duration) error {
@@ -101,22 +103,39 @@ const (
 )
 
 func (l *DBLock) acquire(ctx context.Context, exec SQLExecutor, op, token string, ttl time.Duration) (outcome, error) {
-	out, err := l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
-	if _, inTx := exec.(*sql.Tx); !inTx && out == unchanged && l.manager.spec.gapLocks {
-		// Two acquires of a key's first row can deadlock on MySQL's gap locks. The loser's statement was
-		// rolled back whole, so it can run again, outside a caller's transaction (which the deadlock
-		// ended). Once the row exists the gate locks one record and cannot deadlock; a short jittered
-		// pause lets the first insert commit. AcquireWait retries on its own, within its wait.
-		for retry := 1; retry <= deadlockRetries && isDeadlock(err) && ctx.Err() == nil; retry++ {
-			time.Sleep(rand.N(time.Duration(retry) * time.Millisecond))
-			out, err = l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
-		}
+	var out outcome
+	err := retryConflicts(ctx, exec, func() (err error) {
+		out, err = l.acquireTicket(ctx, exec, op, token, ttl, 0, 0)
+		return err
+	})
+	if _, inTx := exec.(*sql.Tx); !inTx && out == unchanged && isDeadlock(err) {
+		// Other clients wrote the key's row at the same moment every time: contention. Inside a
+		// transaction the error stays as it is: the deadlock ended the caller's transaction.
+		return out, opError(op, l.Key, fmt.Errorf("%w: %w", ErrLockAlreadyAcquired, errors.Unwrap(err)))
 	}
 	return out, err
 }
 
-// deadlockRetries bounds how many times Acquire sends its statement again after MySQL deadlocks, with a
-// pause of up to as many milliseconds as the retry's number (about 0.2 s in all).
+// retryConflicts runs send, and outside a caller's transaction runs it again, after a short jittered pause,
+// while it fails with a deadlock or a Galera certification conflict (both MySQL's 1213, PostgreSQL's 40P01),
+// at most deadlockRetries times: the server rolled the statement back whole, so it changed nothing. Two
+// acquires of a key's first row can deadlock on MySQL's gap locks; on Galera any statement that writes a
+// row another node wrote at the same moment fails certification, unless the server's own retry
+// (wsrep_retry_autocommit) succeeded. A deadlock inside a transaction has ended it: the caller decides.
+func retryConflicts(ctx context.Context, exec SQLExecutor, send func() error) error {
+	err := send()
+	if _, inTx := exec.(*sql.Tx); inTx {
+		return err
+	}
+	for retry := 1; retry <= deadlockRetries && isDeadlock(err) && ctx.Err() == nil; retry++ {
+		time.Sleep(rand.N(time.Duration(retry) * time.Millisecond))
+		err = send()
+	}
+	return err
+}
+
+// deadlockRetries bounds how many times retryConflicts sends a statement again, with a pause of up to as
+// many milliseconds as the retry's number (about 0.2 s in all).
 const deadlockRetries = 20
 
 // acquireTicket is acquire for a waiter holding ticket in the key's queue (0: none); grace 0 is the
@@ -205,8 +224,13 @@ func (l *DBLock) extendCause(ctx context.Context, exec SQLExecutor, ttl time.Dur
 	m := l.manager
 	// After a lost acquire outcome on a DBLock that never held the lock, only that attempt's token can.
 	token := cmp.Or(l.token, l.pending)
-	sent := time.Now()
-	res, err := m.stmts.executor(exec).ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
+	var res sql.Result
+	var sent time.Time // the start of the attempt that ran: the lease counts from there
+	err := retryConflicts(ctx, exec, func() (err error) {
+		sent = time.Now()
+		res, err = m.stmts.executor(exec).ExecContext(ctx, m.q.extend, m.spec.extendArgs(l.Key, token, ttl.Microseconds())...)
+		return err
+	})
 	if err != nil {
 		return classified(withContext(ctx, err), classify(err))
 	}
@@ -260,7 +284,9 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 	var released bool
 	if m.notifier != nil {
 		// The same UPDATE, which also publishes the key to the waiters of other processes.
-		err := exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel())...).Scan(new(string))
+		err := retryConflicts(ctx, exec, func() error {
+			return exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel())...).Scan(new(string))
+		})
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -269,7 +295,11 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 			released = true
 		}
 	} else {
-		res, err := m.stmts.executor(exec).ExecContext(ctx, m.q.release, args...)
+		var res sql.Result
+		err := retryConflicts(ctx, exec, func() (err error) {
+			res, err = m.stmts.executor(exec).ExecContext(ctx, m.q.release, args...)
+			return err
+		})
 		if err != nil {
 			return classified(withContext(ctx, err), classify(err))
 		}

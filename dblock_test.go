@@ -228,25 +228,31 @@ func (a unitAcquire) delay(d time.Duration) {
 
 // unitFixture is a lock on key "job" of a manager for one dialect, on a sqlmock database.
 type unitFixture struct {
-	t     testing.TB
-	d     Dialect
-	table string
-	db    *sql.DB
-	mock  sqlmock.Sqlmock
-	m     *DBManager
-	lock  DBLock
+	t      testing.TB
+	d      Dialect
+	table  string
+	galera bool // the manager was made WithGalera
+	db     *sql.DB
+	mock   sqlmock.Sqlmock
+	m      *DBManager
+	lock   DBLock
 }
 
 const unitKey = "job"
 
 func newUnitFixture(t testing.TB, d Dialect, table string) *unitFixture {
 	t.Helper()
+	return newUnitFixtureWith(t, d, table)
+}
+
+// newUnitFixtureWith is newUnitFixture for a manager made with options besides the table name.
+func newUnitFixtureWith(t testing.TB, d Dialect, table string, options ...DBManagerOption) *unitFixture {
+	t.Helper()
 	db, mock := unitMock(t)
-	var opts []DBManagerOption
 	if table != "" {
-		opts = append(opts, WithTableName(table))
+		options = append(options, WithTableName(table))
 	}
-	m, err := NewDBManager(d, opts...)
+	m, err := NewDBManager(d, options...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +263,16 @@ func newUnitFixture(t testing.TB, d Dialect, table string) *unitFixture {
 	return &unitFixture{t: t, d: d, table: table, db: db, mock: mock, m: m, lock: lock}
 }
 
+// query is the statement of schema/<dir>/queries/<name>.sql that the fixture's manager sends: behind
+// sync_wait.sql's prefix when it was made WithGalera.
+func (f *unitFixture) query(name string) string {
+	q := unitQuery(f.t, f.d, name, f.table)
+	if f.galera {
+		q = unitQuery(f.t, f.d, "sync_wait", "") + q
+	}
+	return q
+}
+
 // expectAcquireInTx expects the acquire a lock sends inside a caller's *sql.Tx: on MySQL the statement
 // without the gate (acquire_in_tx.sql).
 func (f *unitFixture) expectAcquireInTx(token any, ttl time.Duration) unitAcquire {
@@ -265,12 +281,12 @@ func (f *unitFixture) expectAcquireInTx(token any, ttl time.Duration) unitAcquir
 	}
 	gated := unitAcquireArgs(f.d, unitKey, token, ttl)
 	args := append(append([]driver.Value{}, gated[:6]...), gated[11:]...)
-	return unitAcquire{e: f.mock.ExpectExec(unitQuery(f.t, f.d, "acquire_in_tx", f.table)).WithArgs(args...)}
+	return unitAcquire{e: f.mock.ExpectExec(f.query("acquire_in_tx")).WithArgs(args...)}
 }
 
 // expectEnqueue expects a waiter to take its ticket in the key's queue, and hands it ticket.
 func (f *unitFixture) expectEnqueue(ticket int64) {
-	query := unitQuery(f.t, f.d, "enqueue", f.table)
+	query := f.query("enqueue")
 	if unitIsMySQL(f.d) {
 		f.mock.ExpectExec(query).WithArgs(unitKey).WillReturnResult(sqlmock.NewResult(ticket, 1))
 		return
@@ -295,7 +311,7 @@ func (f *unitFixture) expectAcquire(token any, ttl time.Duration) unitAcquire {
 
 // expectAcquireTicket expects the acquire of a waiter holding ticket in the key's queue.
 func (f *unitFixture) expectAcquireTicket(token any, ttl time.Duration, ticket int64) unitAcquire {
-	query := unitQuery(f.t, f.d, "acquire", f.table)
+	query := f.query("acquire")
 	args := unitAcquireArgs(f.d, unitKey, token, ttl)
 	roles := []string{"key", "token", "ttl", "owner", "data", "ticket", "grace"}
 	if unitIsMySQL(f.d) {
@@ -326,11 +342,11 @@ func (f *unitFixture) expectExtend(token string, ttl time.Duration) *sqlmock.Exp
 	if unitIsMySQL(f.d) {
 		args = []driver.Value{us, us, unitKey, token}
 	}
-	return f.mock.ExpectExec(unitQuery(f.t, f.d, "extend", f.table)).WithArgs(args...)
+	return f.mock.ExpectExec(f.query("extend")).WithArgs(args...)
 }
 
 func (f *unitFixture) expectRelease(token string) *sqlmock.ExpectedExec {
-	return f.mock.ExpectExec(unitQuery(f.t, f.d, "release", f.table)).WithArgs(unitReleaseArgs(f.d, unitKey, token)...)
+	return f.mock.ExpectExec(f.query("release")).WithArgs(unitReleaseArgs(f.d, unitKey, token)...)
 }
 
 // The state every fixture lock is brought to by hold before the operation under test.

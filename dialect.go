@@ -53,6 +53,8 @@ type dialectSpec struct {
 	notify bool
 	// gapLocks: the gate of acquire.sql takes gap locks, so a caller's transaction gets acquire_in_tx.sql.
 	gapLocks bool
+	// syncWait: the dialect has sync_wait.sql, for a manager WithGalera.
+	syncWait bool
 	// prepare: the manager prepares its hot statements once per connection (stmtcache.go).
 	prepare bool
 	// dequeueArgs orders the bound values of dequeue.sql.

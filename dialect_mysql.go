@@ -21,6 +21,7 @@ var mysqlSpec = &dialectSpec{
 	extended:    lastInsertIDSet,
 	extendBatch: extendBatchMySQL,
 	pairList:    true,
+	syncWait:    true,
 }
 
 // acquireMySQL runs INSERT … SELECT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why
@@ -122,7 +123,8 @@ func extendBatchMySQL(ctx context.Context, db batchExecutor, q *queries, ttlMicr
 // mysqlNumbers classifies the Numbers of go-sql-driver's MySQLErrors.
 var mysqlNumbers = map[int64]failure{
 	1205: failTransient, // ER_LOCK_WAIT_TIMEOUT: InnoDB rolls back the statement
-	1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction
+	1213: failTransient, // ER_LOCK_DEADLOCK: InnoDB rolls back the transaction; also a Galera certification conflict
+	1047: failTransient, // ER_UNKNOWN_COM_ERROR: a Galera node outside the primary component refuses it unrun
 	1792: failReadOnly,  // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
 	1836: failReadOnly,  // ER_READ_ONLY_MODE (innodb_read_only)
 	1054: failSchema,    // ER_BAD_FIELD_ERROR: unknown column

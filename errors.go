@@ -11,7 +11,8 @@ import (
 // error) with the operation and the key, so match them with [errors.Is], never by text.
 var (
 	// ErrLockAlreadyAcquired is returned by [DBLock.Acquire] and [DBLock.AcquireWithStaticToken] when another
-	// token holds an unexpired lease on the key, and by [DoExclusively] when it could not take the lock.
+	// token holds an unexpired lease on the key (or other clients' writes to it conflicted with every retry),
+	// and by [DoExclusively] when it could not take the lock.
 	// Its text is go-dbkit's.
 	ErrLockAlreadyAcquired = errors.New("distributed lock already acquired")
 

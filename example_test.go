@@ -522,3 +522,20 @@ func ExampleDBLock_ExtendTTL() {
 	fmt.Println(left > 59*time.Minute, lock.TTL)
 	// Output: true 1h0m0s
 }
+
+func ExampleWithGalera() {
+	// Every node of the cluster serves the same manager: open the *sql.DB on any node, or on a proxy in
+	// front of them (go-sql-driver/mysql: "user:password@tcp(node1:3306)/app").
+	manager, err := distrlock.NewDBManager(distrlock.DialectMariaDB, distrlock.WithGalera())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(manager.Dialect())
+
+	// MySQL has no SET STATEMENT: on a MySQL-based Galera cluster, set wsrep_sync_wait=7 in the DSN instead.
+	_, err = distrlock.NewDBManager(distrlock.DialectMySQL, distrlock.WithGalera())
+	fmt.Println("rejected:", errors.Is(err, distrlock.ErrInvalidOption))
+	// Output:
+	// mariadb
+	// rejected: true
+}

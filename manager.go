@@ -49,9 +49,18 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 			return nil, opError("new manager", o.tableName, err)
 		}
 	}
+	if o.galera && dialect != DialectMariaDB {
+		// MySQL has no SET STATEMENT: on a MySQL-based Galera (Percona XtraDB Cluster) the session's
+		// wsrep_sync_wait, set in the DSN, does the same for every statement.
+		return nil, opError("new manager", o.tableName, fmt.Errorf("%w: WithGalera needs DialectMariaDB, not %q (MySQL-based Galera: set wsrep_sync_wait=7 in the DSN)",
+			ErrInvalidOption, string(dialect)))
+	}
 	q, err := renderQueries(spec, quoted)
 	if err != nil {
 		return nil, err
+	}
+	if o.galera {
+		q.withSyncWait()
 	}
 	m := &DBManager{
 		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q, notifier: o.notifier,

@@ -15,6 +15,7 @@ type dbManagerOptions struct {
 	backoffMin, backoffMax time.Duration
 	notifier               Notifier
 	notifierSet            bool
+	galera                 bool
 }
 
 // WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
@@ -44,6 +45,14 @@ const (
 // a nil notifier or an invalid channel makes [NewDBManager] return [ErrInvalidOption]. Default: none.
 func WithNotifier(n Notifier) DBManagerOption {
 	return func(o *dbManagerOptions) { o.notifier, o.notifierSet = n, true }
+}
+
+// WithGalera makes every statement of the manager but the DDL wait until the node it reaches has applied
+// what the cluster committed before it (MariaDB's wsrep_sync_wait, for this statement only), so that locks
+// read, extended and released through any node of a MariaDB Galera Cluster are seen as they are; see
+// docs/galera.md. [DialectMariaDB] only, else [NewDBManager] returns [ErrInvalidOption]. Default: off.
+func WithGalera() DBManagerOption {
+	return func(o *dbManagerOptions) { o.galera = true }
 }
 
 // Defaults of the DoOption values.

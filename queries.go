@@ -34,6 +34,19 @@ type queries struct {
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
 	// schema/mysql/queries/acquire_in_tx.sql); the other dialects send acquire.
 	acquireInTx string
+	// syncWait is MariaDB's prefix that makes a Galera node catch up with the cluster before the statement
+	// (sync_wait.sql), for a manager made WithGalera.
+	syncWait string
+}
+
+// withSyncWait puts q.syncWait before every statement but the DDL.
+func (q *queries) withSyncWait() {
+	for _, s := range []*string{&q.acquire, &q.acquireInTx, &q.extend, &q.extendBatch, &q.extendBatchHeld, &q.release,
+		&q.get, &q.list, &q.peek, &q.proclaim, &q.enqueue, &q.dequeue, &q.guard} {
+		if *s != "" {
+			*s = q.syncWait + *s
+		}
+	}
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -76,6 +89,14 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 			return queries{}, err
 		}
 		q.releaseNotify = text
+	}
+	if spec.syncWait {
+		// The prefix names no table.
+		b, err := schemaFS.ReadFile(path.Join("schema", spec.dir, "queries", "sync_wait.sql"))
+		if err != nil {
+			return queries{}, fmt.Errorf("distrlock: embedded schema: %w", err)
+		}
+		q.syncWait = string(b)
 	}
 	if spec.pairList {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "extend_batch_held.sql"), quotedTable)

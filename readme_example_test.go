@@ -105,6 +105,7 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"README.md", "election_example_test.go", "election_example_test.go", 1},
 		{"docs/waiting.md", "../example_test.go", "example_test.go", 5},
 		{"docs/guarantees.md", "../example_test.go", "example_test.go", 1},
+		{"docs/galera.md", "../example_test.go", "example_test.go", 1},
 		{"docs/migrations.md", "../dbkit_example_test.go", "dbkit_example_test.go", 1},
 		{"docs/guard.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},

@@ -103,7 +103,9 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			out, err = l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
 		}
 		switch {
-		case out == refused:
+		case out == refused, out == unchanged && isDeadlock(err) && ctx.Err() == nil:
+			// A deadlock or a Galera certification conflict: another client wrote the key's row at the
+			// same moment, which is contention too.
 			if !contended || (w.ticket == 0 && !w.enqueueFailed) {
 				contended = true
 				w.enqueue(ctx)
@@ -178,7 +180,11 @@ type waitState struct {
 // queue; so a failure here only costs the waiter its place.
 func (w *waitState) enqueue(ctx context.Context) {
 	m := w.lock.manager
-	ticket, err := m.spec.enqueue(ctx, m.stmts.executor(w.exec), m.q.enqueue, w.lock.Key)
+	var ticket int64
+	err := retryConflicts(ctx, w.exec, func() (err error) {
+		ticket, err = m.spec.enqueue(ctx, m.stmts.executor(w.exec), m.q.enqueue, w.lock.Key)
+		return err
+	})
 	if err != nil {
 		w.enqueueFailed = true
 		return

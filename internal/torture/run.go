@@ -46,6 +46,10 @@ type Config struct {
 	FaultEvery time.Duration // pause between faults
 	RestartCmd string        // for FaultRestart: a shell command that restarts the database
 	Log        io.Writer
+	// Nodes are the DSNs of the other nodes of a MariaDB Galera cluster whose first node is DSN: worker i
+	// takes its locks through node i % (1 + len(Nodes)), each node behind a fault proxy of its own, with
+	// managers made WithGalera. The witness and the checker stay on DSN.
+	Nodes []string
 }
 
 type worker struct {
@@ -78,7 +82,8 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 	defer w.Drop(context.WithoutCancel(ctx), db)
 	table := LockTable(run)
-	m, err := newManager(c.Dialect, table)
+	galera := len(c.Nodes) > 0
+	m, err := newManager(c.Dialect, table, galera)
 	if err != nil {
 		return r, err
 	}
@@ -87,23 +92,41 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	}
 	defer func() { _, _ = db.ExecContext(context.WithoutCancel(ctx), m.DropTableSQL()) }()
 
-	target, err := dsnAddr(c.Dialect, c.DSN)
-	if err != nil {
-		return r, err
+	// One fault proxy per node, each before the lock connections of its workers.
+	nodes := []*sql.DB{db}
+	for _, dsn := range c.Nodes {
+		ndb, err := sql.Open(c.Dialect.Driver, dsn)
+		if err != nil {
+			return r, err
+		}
+		defer ndb.Close()
+		nodes = append(nodes, ndb)
 	}
-	proxy, err := faultproxy.Start(target)
-	if err != nil {
-		return r, err
+	var proxies []*faultproxy.Proxy
+	var lockBases []string
+	for _, dsn := range append([]string{c.DSN}, c.Nodes...) {
+		target, err := dsnAddr(c.Dialect, dsn)
+		if err != nil {
+			return r, err
+		}
+		proxy, err := faultproxy.Start(target)
+		if err != nil {
+			return r, err
+		}
+		defer proxy.Close()
+		proxies = append(proxies, proxy)
+		lockBases = append(lockBases, withAddr(c.Dialect, dsn, proxy.Addr()))
 	}
-	defer proxy.Close()
 	appName := "distrlock-torture-" + run
-	lockBase := withAddr(c.Dialect, c.DSN, proxy.Addr())
 	if c.Dialect.Name == MySQL.Name {
 		// MariaDB shows no connection attributes without performance_schema: the workers get a user of
-		// their own, by which the terminate fault finds their sessions.
+		// their own, by which the terminate fault finds their sessions (on a Galera cluster the user is
+		// replicated to every node).
 		user := "dt_" + run
-		if lockBase, err = mysqlUser(ctx, db, lockBase, user); err != nil {
-			return r, err
+		for i := range lockBases {
+			if lockBases[i], err = mysqlUser(ctx, db, lockBases[i], user); err != nil {
+				return r, err
+			}
 		}
 		defer func() {
 			_, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP USER IF EXISTS '"+user+"'@'127.0.0.1'")
@@ -117,8 +140,8 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	start := func(i, gen int) {
 		id := fmt.Sprintf("w%d.%d", i, gen)
 		mode := c.Modes[i%len(c.Modes)]
-		lockDSN := sessionDSN(c.Dialect, lockBase, i, appName)
-		cmd := exec.Command(c.Binary, "worker", "-id", id, "-dialect", c.Dialect.Name, "-lock-dsn", lockDSN,
+		lockDSN := sessionDSN(c.Dialect, lockBases[i%len(lockBases)], i, appName)
+		cmd := exec.Command(c.Binary, "worker", "-id", id, "-dialect", c.Dialect.Name, "-galera="+fmt.Sprint(galera), "-lock-dsn", lockDSN,
 			"-witness-dsn", witnessDSN(c.Dialect, c.DSN), "-table", table, "-run", run, "-keys", fmt.Sprint(c.Keys),
 			"-until", until.Format(time.RFC3339Nano), "-mode", mode, "-ttl", c.TTL.String(), "-margin", c.Margin.String(),
 			"-holders", fmt.Sprint(c.Holders))
@@ -148,16 +171,15 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		kind := c.Faults[n%len(c.Faults)]
 		switch kind {
 		case FaultBlackhole:
-			proxy.SetMode(faultproxy.Blackhole)
+			eachProxy(proxies, func(p *faultproxy.Proxy) { p.SetMode(faultproxy.Blackhole) })
 			sleep(ctx, c.TTL+c.TTL/2)
-			proxy.SetMode(faultproxy.Forward)
-			proxy.ResetAll()
+			eachProxy(proxies, func(p *faultproxy.Proxy) { p.SetMode(faultproxy.Forward); p.ResetAll() })
 		case FaultReset:
-			proxy.ResetAll()
+			eachProxy(proxies, (*faultproxy.Proxy).ResetAll)
 		case FaultDelay:
-			proxy.SetDelay(150 * time.Millisecond)
+			eachProxy(proxies, func(p *faultproxy.Proxy) { p.SetDelay(150 * time.Millisecond) })
 			sleep(ctx, 2*time.Second)
-			proxy.SetDelay(0)
+			eachProxy(proxies, func(p *faultproxy.Proxy) { p.SetDelay(0) })
 		case FaultKill:
 			// From the last worker backwards, so that the first kills of a short run hit the workers of
 			// the last modes (in DefaultConfig the periodic job and the election).
@@ -173,12 +195,14 @@ func Run(ctx context.Context, c Config) (Report, error) {
 				start(i, gens[i])
 			}
 		case FaultTerminate:
-			n, err := terminateSessions(ctx, c.Dialect, db, appName)
-			if err != nil {
-				fmt.Fprintf(c.Log, "terminate sessions: %v\n", err)
-				continue
+			for _, ndb := range nodes { // a session lives on the node it reached
+				n, err := terminateSessions(ctx, c.Dialect, ndb, appName)
+				if err != nil {
+					fmt.Fprintf(c.Log, "terminate sessions: %v\n", err)
+					continue
+				}
+				r.Faults["sessions-terminated"] += n
 			}
-			r.Faults["sessions-terminated"] += n
 		case FaultRestart:
 			if c.RestartCmd == "" {
 				continue
@@ -229,11 +253,21 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	return r, w.Check(ctx, db, &r)
 }
 
-func newManager(d Dialect, table string) (*distrlock.DBManager, error) {
+// newManager is the manager of the run and of its workers; on a Galera cluster made WithGalera.
+func newManager(d Dialect, table string, galera bool) (*distrlock.DBManager, error) {
 	if d.Name == MySQL.Name {
+		if galera {
+			return distrlock.NewDBManager(distrlock.DialectMariaDB, distrlock.WithTableName(table), distrlock.WithGalera())
+		}
 		return distrlock.NewDBManager(distrlock.DialectMariaDB, distrlock.WithTableName(table))
 	}
 	return distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithTableName(table))
+}
+
+func eachProxy(proxies []*faultproxy.Proxy, fn func(*faultproxy.Proxy)) {
+	for _, p := range proxies {
+		fn(p)
+	}
 }
 
 func randomName() string {
@@ -365,6 +399,23 @@ func DefaultConfig(d Dialect, duration time.Duration) Config {
 		Faults:     []string{FaultBlackhole, FaultReset, FaultKill, FaultDelay, FaultTerminate},
 		FaultEvery: 2 * time.Second, Log: io.Discard,
 	}
+}
+
+// GaleraConfig is DefaultConfig for the MariaDB Galera cluster of scripts/scale/galera.sh, whose nodes'
+// DSNs are DISTRLOCK_GALERA_DSN1 to DISTRLOCK_GALERA_DSN3: the workers spread over the three nodes. It
+// reports false when one of them is unset.
+func GaleraConfig(duration time.Duration) (Config, bool) {
+	c := DefaultConfig(MySQL, duration)
+	var dsns []string
+	for i := 1; i <= 3; i++ {
+		dsn := os.Getenv(fmt.Sprintf("DISTRLOCK_GALERA_DSN%d", i))
+		if dsn == "" {
+			return c, false
+		}
+		dsns = append(dsns, dsn)
+	}
+	c.DSN, c.Nodes = dsns[0], dsns[1:]
+	return c, true
 }
 
 func envOr(name, def string) string {

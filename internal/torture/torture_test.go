@@ -61,14 +61,40 @@ func config(t *testing.T, d Dialect, duration time.Duration) Config {
 	return c
 }
 
-// TestTortureShort is the suite's short form, run by make test: 25 s per database (both at once), a fault
+// galeraConfig is GaleraConfig for the cluster of scripts/scale/galera.sh, or a skip when
+// DISTRLOCK_GALERA_DSN1..3 are unset, also in CI: only make scale-test starts the cluster.
+func galeraConfig(t *testing.T, duration time.Duration) Config {
+	t.Helper()
+	c, ok := GaleraConfig(duration)
+	if !ok {
+		t.Skip("DISTRLOCK_GALERA_DSN1..3 are unset (scripts/scale/galera.sh start; eval \"$(scripts/scale/galera.sh env)\")")
+	}
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Binary = bin
+	return c
+}
+
+// TestTortureShort is the suite's short form, run by make test: 25 s per database (all at once), a fault
 // of each kind but a server restart every 2 s, and not one violation; with several processes waiting for
-// one key at once, terms of the election won by at least two processes, and periodic jobs.
+// one key at once, terms of the election won by at least two processes, and periodic jobs. A MariaDB
+// Galera cluster, when DISTRLOCK_GALERA_DSN1..3 name its nodes, is a third database, its workers spread
+// over the nodes.
 func TestTortureShort(t *testing.T) {
-	for _, d := range []Dialect{Postgres, MySQL} {
-		t.Run(d.Name, func(t *testing.T) {
+	for _, name := range []string{Postgres.Name, MySQL.Name, "galera"} {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c := config(t, d, 25*time.Second)
+			var c Config
+			switch name {
+			case "galera":
+				c = galeraConfig(t, 25*time.Second)
+			case MySQL.Name:
+				c = config(t, MySQL, 25*time.Second)
+			default:
+				c = config(t, Postgres, 25*time.Second)
+			}
 			var log syncBuffer
 			c.Log = &log
 			r, err := Run(context.Background(), c)
@@ -80,7 +106,7 @@ func TestTortureShort(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s: %v", d.Name, r)
+			t.Logf("%s: %v", name, r)
 			for _, e := range r.Examples {
 				t.Log(e)
 			}

@@ -64,6 +64,8 @@ type WorkerConfig struct {
 	// Holders is how many goroutines of the process take locks at once, through one manager and one
 	// *sql.DB, so that the heartbeats of their leases share statements.
 	Holders int
+	// Galera: the lock DSN reaches a node of a MariaDB Galera cluster (the manager is made WithGalera).
+	Galera bool
 }
 
 // RunWorker takes locks and works under them until c.Until, recording each step with the witness.
@@ -81,11 +83,7 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 		return 0, 0, err
 	}
 	defer wdb.Close()
-	dialect := distrlock.DialectPgx
-	if c.Dialect.Name == MySQL.Name {
-		dialect = distrlock.DialectMariaDB
-	}
-	m, err := distrlock.NewDBManager(dialect, distrlock.WithTableName(c.Table))
+	m, err := newManager(c.Dialect, c.Table, c.Galera)
 	if err != nil {
 		return 0, 0, err
 	}

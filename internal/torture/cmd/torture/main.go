@@ -1,6 +1,6 @@
 // Command torture runs distrlock's torture suite (make torture), and is the worker process the suite starts.
 //
-//	torture [-duration 5m] [-db postgres|mysql|both] [-restart]   run the suite and print its report
+//	torture [-duration 5m] [-db postgres|mysql|both|galera] [-restart]   run the suite and print its report
 //	torture worker ...                                          one worker (started by the suite)
 //
 // It exits 1 when the checker finds a violation.
@@ -47,6 +47,7 @@ func worker(ctx context.Context, args []string) int {
 	fs.DurationVar(&c.TTL, "ttl", 2*time.Second, "lease")
 	fs.DurationVar(&c.Margin, "margin", 600*time.Millisecond, "safety margin")
 	fs.IntVar(&c.Holders, "holders", 1, "goroutines taking locks")
+	fs.BoolVar(&c.Galera, "galera", false, "the lock DSN reaches a node of a MariaDB Galera cluster")
 	_ = fs.Parse(args)
 	c.Dialect = dialectOf(dialect)
 	for i := range keys {
@@ -74,7 +75,7 @@ func dialectOf(name string) torture.Dialect {
 func suite(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("torture", flag.ExitOnError)
 	duration := fs.Duration("duration", 5*time.Minute, "how long each database is tortured")
-	dbs := fs.String("db", "both", "postgres, mysql or both")
+	dbs := fs.String("db", "both", "postgres, mysql or both; or galera, the 3 nodes of DISTRLOCK_GALERA_DSN1..3 (scripts/scale/galera.sh)")
 	restart := fs.Bool("restart", false, "also restart the database servers (needs root; the local Debian services)")
 	workers := fs.Int("workers", torture.DefaultConfig(torture.Postgres, 0).Workers, "worker processes per database")
 	verbose := fs.Bool("v", false, "show the workers' output")
@@ -87,11 +88,18 @@ func suite(ctx context.Context, args []string) int {
 		return 2
 	}
 	failed := false
-	for _, name := range []string{"postgres", "mysql"} {
-		if *dbs != "both" && *dbs != name {
+	for _, name := range []string{"postgres", "mysql", "galera"} {
+		if (*dbs != "both" || name == "galera") && *dbs != name {
 			continue
 		}
 		c := torture.DefaultConfig(dialectOf(name), *duration)
+		if name == "galera" {
+			var ok bool
+			if c, ok = torture.GaleraConfig(*duration); !ok {
+				fmt.Fprintln(os.Stderr, "galera: set DISTRLOCK_GALERA_DSN1..3 (eval \"$(scripts/scale/galera.sh env)\")")
+				return 2
+			}
+		}
 		c.Binary, c.Workers = self, *workers
 		if *verbose {
 			c.Log = os.Stderr
