@@ -209,8 +209,8 @@ func TestNoReleaseAfterUnchangedAcquire(t *testing.T) {
 	released := 0
 	for name, call := range calls {
 		for _, c := range unitClassified {
-			if c.err == driver.ErrBadConn || isDeadlock(c.err) && errors.As(c.err, new(*mysql.MySQLError)) {
-				continue // retried by database/sql or by the MySQL acquire: TestAcquireClassifiedError covers them
+			if c.err == driver.ErrBadConn || isDeadlock(c.err) {
+				continue // retried by database/sql or by retryConflicts: TestAcquireClassifiedError covers them
 			}
 			t.Run(name+"/"+c.name, func(t *testing.T) {
 				f := newUnitFixture(t, DialectPgx, "")
