@@ -109,6 +109,9 @@ func (a *app) explain(c *conn, err error) int {
 		table := c.m.TableName()
 		return a.fail(exitConfig, fmt.Sprintf("the lock table %s in %s lacks columns this version uses: %s", table, c.t.display, describe(err)),
 			fmt.Sprintf("upgrade it once with `distrlock migrate%s` and the same --dsn", tableHint(table)))
+	case errors.Is(err, distrlock.ErrPreparedStatementPooling):
+		return a.fail(exitConfig, describe(err),
+			"behind PgBouncer in transaction mode add default_query_exec_mode=exec to the --dsn")
 	case errors.Is(err, distrlock.ErrInvalidKey), errors.Is(err, distrlock.ErrInvalidToken),
 		errors.Is(err, distrlock.ErrInvalidTTL), errors.Is(err, distrlock.ErrInvalidOption):
 		return a.failf(exitUsage, "%s", describe(err))

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/distrlock/distrlock"
 )
 
 // TestClassify: the server's refusals of a login, a database or a table are told apart from a server that
@@ -41,6 +44,20 @@ func TestClassify(t *testing.T) {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestExplainPooledStatements: the error of pgx's statement cache behind PgBouncer is a configuration error
+// whose hint says what to add to the DSN.
+func TestExplainPooledStatements(t *testing.T) {
+	var stderr strings.Builder
+	a := newApp(io.Discard, &stderr, func(string) string { return "" })
+	err := fmt.Errorf("distrlock: acquire \"k\": %w", distrlock.ErrPreparedStatementPooling)
+	if code := a.explain(nil, err); code != exitConfig {
+		t.Errorf("exit code %d, want %d (configuration)", code, exitConfig)
+	}
+	if !strings.Contains(stderr.String(), "default_query_exec_mode=exec") {
+		t.Errorf("stderr %q does not say what to set", stderr.String())
 	}
 }
 
