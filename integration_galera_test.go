@@ -17,7 +17,7 @@ import (
 )
 
 // The Galera tests run against the three nodes of a MariaDB Galera cluster named by DISTRLOCK_GALERA_DSN1,
-// DISTRLOCK_GALERA_DSN2 and DISTRLOCK_GALERA_DSN3 (go-sql-driver DSNs, root@tcp(127.0.0.1:43306)/test…), which
+// DISTRLOCK_GALERA_DSN2 and DISTRLOCK_GALERA_DSN3 (go-sql-driver DSNs, root@tcp(127.0.0.1:23306)/test…), which
 // scripts/scale/galera.sh starts and prints (make scale-test). They skip when a DSN is unset, also in CI: the
 // cluster is not part of make test.
 

@@ -7,9 +7,9 @@
 #   scripts/scale/galera.sh env     print the DSNs the Galera tests read: eval "$(scripts/scale/galera.sh env)"
 #
 #   node   SQL port  gcomm port  IST port  SST (rsync) port  data directory
-#   n1     43306     44567       44577     44587             $DISTRLOCK_SCALE_DIR/galera/n1
-#   n2     43307     44568       44578     44588             $DISTRLOCK_SCALE_DIR/galera/n2
-#   n3     43308     44569       44579     44589             $DISTRLOCK_SCALE_DIR/galera/n3
+#   n1     23306     24567       24577     24587             $DISTRLOCK_SCALE_DIR/galera/n1
+#   n2     23307     24568       24578     24588             $DISTRLOCK_SCALE_DIR/galera/n2
+#   n3     23308     24569       24579     24589             $DISTRLOCK_SCALE_DIR/galera/n3
 #
 # DISTRLOCK_SCALE_DIR defaults to /tmp/distrlock-scale. Each node is mariadbd --no-defaults with a socket, pid
 # file and log of its own, so neither it nor the server on 3306 reads or touches the other's files. The user
@@ -21,16 +21,18 @@ readonly SCALE_DIR="${DISTRLOCK_SCALE_DIR:-/tmp/distrlock-scale}"
 readonly BASE="$SCALE_DIR/galera"
 readonly NODES=(1 2 3)
 readonly PROVIDER=/usr/lib/galera/libgalera_smm.so
-readonly CLUSTER_ADDRESS="gcomm://127.0.0.1:44567,127.0.0.1:44568,127.0.0.1:44569"
+readonly CLUSTER_ADDRESS="gcomm://127.0.0.1:24567,127.0.0.1:24568,127.0.0.1:24569"
 readonly WAIT_SECONDS=120
 
 log() { echo "galera.sh: $*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-sql_port() { echo $((43305 + $1)); }
-gcomm_port() { echo $((44566 + $1)); }
-ist_port() { echo $((44576 + $1)); }
-sst_port() { echo $((44586 + $1)); }
+# Ports below 32768, outside Linux's ephemeral range: a client connection to the other servers could
+# otherwise hold one of them as its local port (seen: the rsync SST daemon failed to bind 44588).
+sql_port() { echo $((23305 + $1)); }
+gcomm_port() { echo $((24566 + $1)); }
+ist_port() { echo $((24576 + $1)); }
+sst_port() { echo $((24586 + $1)); }
 dir() { echo "$BASE/n$1"; }
 # The pid file mariadbd writes once it runs; before that, the pid start_node recorded.
 pid_of() { cat "$(dir "$1")/mariadbd.pid" 2>/dev/null || cat "$(dir "$1")/started.pid" 2>/dev/null || true; }

@@ -2,9 +2,9 @@
 # scale/postgres.sh runs the PostgreSQL scale-out topology of `make scale-test`, on loopback ports and data
 # directories of its own (never the servers on 5432/3306):
 #
-#   primary   127.0.0.1:55432  PostgreSQL, synchronous_standby_names = 'standby1', database test, trust auth
-#   standby   127.0.0.1:55433  hot standby streaming from the primary as standby1 (synchronous)
-#   pgbouncer 127.0.0.1:56432  PgBouncer, pool_mode = transaction, in front of the primary's database test
+#   primary   127.0.0.1:25432  PostgreSQL, synchronous_standby_names = 'standby1', database test, trust auth
+#   standby   127.0.0.1:25433  hot standby streaming from the primary as standby1 (synchronous)
+#   pgbouncer 127.0.0.1:26432  PgBouncer, pool_mode = transaction, in front of the primary's database test
 #
 # Usage: scripts/scale/postgres.sh start|stop|env|status|stop-primary|promote|unsync|failover
 #
@@ -25,7 +25,9 @@
 set -euo pipefail
 
 readonly BASE="${DISTRLOCK_SCALE_DIR:-/tmp/distrlock-scale}/postgres"
-readonly PRIMARY_PORT=55432 STANDBY_PORT=55433 BOUNCER_PORT=56432
+# Ports below 32768, outside Linux's ephemeral range: a client connection to the other servers could
+# otherwise hold one of them as its local port and make the server fail to bind.
+readonly PRIMARY_PORT=25432 STANDBY_PORT=25433 BOUNCER_PORT=26432
 readonly HOST=127.0.0.1 DB=test SUPERUSER=postgres
 readonly PRIMARY="$BASE/primary" STANDBY="$BASE/standby" BOUNCER="$BASE/pgbouncer" RUN="$BASE/run"
 readonly SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
