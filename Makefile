@@ -1,6 +1,7 @@
 # make test: what CI runs (.ci/run) and what a fresh clone needs to go green.
 # make bench: the benchmarks. make quickstart: the zero-setup demo on SQLite. make torture: the long fault run.
-# make scale-test: the scale-out topologies (PgBouncer, a standby and failover, Galera); not part of test.
+# make scale-test: the scale-out topologies (PgBouncer, a standby and failover, Galera): not part of test,
+# since it installs and runs servers as root; CI (.ci/run) runs it after test, with 10 s torture runs.
 
 GO ?= go
 
