@@ -18,6 +18,7 @@ var postgresSpec = &dialectSpec{
 	notify:      true,
 	enqueue:     enqueueReturning,
 	dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
+	pruneInOne:  true,
 }
 
 // extendBatchPostgres runs an UPDATE that takes the pairs as one JSON document, skips the rows another

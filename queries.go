@@ -34,6 +34,9 @@ type queries struct {
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
 	// schema/mysql/queries/acquire_in_tx.sql); the other dialects send acquire.
 	acquireInTx string
+	// prune deletes a batch of free rows and raises the fence floor in one statement (PostgreSQL); the
+	// other dialects scan, raise the floor, then delete (pruneScan, pruneFloor, pruneDelete).
+	prune, pruneScan, pruneFloor, pruneDelete string
 }
 
 func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
@@ -69,6 +72,17 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 			return queries{}, err
 		}
 		q.acquireInTx = text
+	}
+	pruneFiles := map[string]*string{"prune_scan.sql": &q.pruneScan, "prune_floor.sql": &q.pruneFloor, "prune_delete.sql": &q.pruneDelete}
+	if spec.pruneInOne {
+		pruneFiles = map[string]*string{"prune.sql": &q.prune}
+	}
+	for name, dst := range pruneFiles {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", name), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		*dst = text
 	}
 	if spec.notify {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "release_notify.sql"), quotedTable)

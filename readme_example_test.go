@@ -108,6 +108,7 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/migrations.md", "../dbkit_example_test.go", "dbkit_example_test.go", 1},
 		{"docs/guard.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},
+		{"docs/operations.md", "../prune_example_test.go", "prune_example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {

@@ -1,0 +1,120 @@
+package distrlock
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DefaultPruneBatchSize is how many rows [DBManager.Prune] deletes per batch unless [WithPruneBatchSize]
+// says otherwise.
+const DefaultPruneBatchSize = 1000
+
+// MaxPruneBatchSize is the largest batch [WithPruneBatchSize] accepts.
+const MaxPruneBatchSize = 100000
+
+// PruneOption configures [DBManager.Prune].
+type PruneOption func(*pruneOptions)
+
+type pruneOptions struct {
+	batchSize int
+}
+
+// WithPruneBatchSize sets how many rows each batch of [DBManager.Prune] deletes at most, between 1 and
+// [MaxPruneBatchSize]; the default is [DefaultPruneBatchSize]. A batch locks the rows it deletes until it
+// commits, so a smaller batch makes a concurrent acquire of one of them wait less.
+func WithPruneBatchSize(n int) PruneOption {
+	return func(o *pruneOptions) { o.batchSize = n }
+}
+
+// Prune deletes the rows of keys whose lock has been free (released, or expired on the database's clock)
+// for at least freeFor and that no live waiter is queued for, in batches, and returns how many it deleted.
+// A key acquired again after its row was pruned gets a fence larger than any it had before. Each batch is
+// its own transaction when exec is a *sql.DB or a *sql.Conn outside a transaction (in a *sql.Tx they all
+// commit with it); Prune stops at the end of a batch when ctx ends, returning what it deleted so far with
+// the context's error. It fails with [ErrInvalidOption] for a negative freeFor or a bad option. It is safe
+// to run concurrently with every other call, and with itself.
+func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Duration, opts ...PruneOption) (int64, error) {
+	const op = "prune"
+	if err := checkCall(ctx, exec); err != nil {
+		return 0, opError(op, m.table, err)
+	}
+	o := pruneOptions{batchSize: DefaultPruneBatchSize}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if freeFor < 0 {
+		return 0, opError(op, m.table, fmt.Errorf("%w: negative free-for %v", ErrInvalidOption, freeFor))
+	}
+	if o.batchSize < 1 || o.batchSize > MaxPruneBatchSize {
+		return 0, opError(op, m.table, fmt.Errorf("%w: prune batch size %d: need 1 to %d",
+			ErrInvalidOption, o.batchSize, MaxPruneBatchSize))
+	}
+	b := pruneBatch{
+		freeForMicros: freeFor.Microseconds(),
+		graceMicros:   m.handoverGrace().Microseconds(),
+		size:          int64(o.batchSize),
+	}
+	var total int64
+	for {
+		if err := contextError(ctx); err != nil {
+			return total, opError(op, m.table, err)
+		}
+		found, deleted, err := m.pruneBatch(ctx, exec, &b)
+		total += deleted
+		if err != nil {
+			return total, opError(op, m.table, withContext(ctx, err))
+		}
+		if found < b.size {
+			return total, nil
+		}
+	}
+}
+
+// pruneBatch is the state of one Prune call between its batches.
+type pruneBatch struct {
+	freeForMicros, graceMicros, size int64
+	// after is the last key of the previous batch: every batch starts after it, in key order, so that a
+	// row left in place (held again, or skipped) is not read again by the same call.
+	after string
+}
+
+// pruneBatch runs one batch: it returns how many prunable rows it found and how many of them it deleted,
+// and moves b.after past them.
+func (m *DBManager) pruneBatch(ctx context.Context, exec SQLExecutor, b *pruneBatch) (found, deleted int64, err error) {
+	if m.spec.pruneInOne {
+		// PostgreSQL locks the rows it deletes (skipping those another transaction has locked), so the
+		// statement deletes all it found.
+		var last string
+		err := exec.QueryRowContext(ctx, m.q.prune, b.freeForMicros, b.graceMicros, b.after, b.size).Scan(&deleted, &last)
+		if err != nil {
+			return 0, 0, err
+		}
+		if deleted > 0 {
+			b.after = last
+		}
+		return deleted, deleted, nil
+	}
+	var (
+		floor int64
+		last  string
+	)
+	err = exec.QueryRowContext(ctx, m.q.pruneScan, b.after, b.freeForMicros, b.graceMicros, b.size).Scan(&found, &floor, &last)
+	if err != nil || found == 0 {
+		return 0, 0, err
+	}
+	// The floor is raised, and committed, before any row goes: see schema/mysql/queries/acquire.sql.
+	if _, err := exec.ExecContext(ctx, m.q.pruneFloor, m.spec.pruneFloorArgs(floor)...); err != nil {
+		return found, 0, err
+	}
+	res, err := exec.ExecContext(ctx, m.q.pruneDelete, m.spec.pruneDeleteArgs(b.after, last, floor, b.freeForMicros, b.graceMicros)...)
+	if err != nil {
+		return found, 0, err
+	}
+	deleted, err = res.RowsAffected()
+	if err != nil {
+		return found, 0, err
+	}
+	b.after = last
+	return found, deleted, nil
+}

@@ -1,0 +1,146 @@
+package distrlock
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+)
+
+// expectPruneBatch expects one batch of Prune after key after: found prunable rows up to last, the largest
+// fence among them floor, deleted of them deleted (on PostgreSQL, all that it found).
+func (f *unitFixture) expectPruneBatch(freeFor time.Duration, size int64, after string, found, floor int64, last string, deleted int64) {
+	grace := (2 * DefaultWaitMaxBackoff).Microseconds()
+	if f.d == DialectPostgres || f.d == DialectPgx {
+		f.mock.ExpectQuery(unitQuery(f.t, f.d, "prune", f.table)).WithArgs(freeFor.Microseconds(), grace, after, size).
+			WillReturnRows(sqlmock.NewRows([]string{"count", "last"}).AddRow(found, last))
+		return
+	}
+	f.mock.ExpectQuery(unitQuery(f.t, f.d, "prune_scan", f.table)).WithArgs(after, freeFor.Microseconds(), grace, size).
+		WillReturnRows(sqlmock.NewRows([]string{"count", "floor", "last"}).AddRow(found, floor, last))
+	if found == 0 {
+		return
+	}
+	floorArgs := []driver.Value{floor}
+	if unitIsMySQL(f.d) {
+		floorArgs = append(floorArgs, floor)
+	}
+	f.mock.ExpectExec(unitQuery(f.t, f.d, "prune_floor", f.table)).WithArgs(floorArgs...).
+		WillReturnResult(sqlmock.NewResult(0, 1))
+	f.mock.ExpectExec(unitQuery(f.t, f.d, "prune_delete", f.table)).
+		WithArgs(after, last, floor, freeFor.Microseconds(), grace).WillReturnResult(sqlmock.NewResult(0, deleted))
+}
+
+// TestPrune: Prune sends the dialect's statements batch after batch, each starting after the last key of
+// the one before, raises the floor before it deletes (except on PostgreSQL, where one statement does
+// both), stops after a batch that found fewer rows than the batch size, and returns the rows deleted.
+func TestPrune(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			f := newUnitFixture(t, d, "app.my_locks")
+			freeFor := 24 * time.Hour
+			f.expectPruneBatch(freeFor, 2, "", 2, 5, "a/2", 2)
+			f.expectPruneBatch(freeFor, 2, "a/2", 2, 9, "b/7", 1) // one was acquired again since the scan
+			f.expectPruneBatch(freeFor, 2, "b/7", 1, 3, "c", 1)
+			deleted, err := f.m.Prune(context.Background(), f.db, freeFor, WithPruneBatchSize(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := int64(4)
+			if d == DialectPostgres || d == DialectPgx {
+				want = 5 // the statement locks what it deletes: found is deleted
+			}
+			if deleted != want {
+				t.Errorf("deleted %d, want %d", deleted, want)
+			}
+		})
+	}
+}
+
+// TestPruneNothing: a table with nothing to prune costs one read.
+func TestPruneNothing(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			f := newUnitFixture(t, d, "")
+			f.expectPruneBatch(time.Minute, DefaultPruneBatchSize, "", 0, 0, "", 0)
+			deleted, err := f.m.Prune(context.Background(), f.db, time.Minute)
+			if err != nil || deleted != 0 {
+				t.Fatalf("Prune = %d, %v; want 0, nil", deleted, err)
+			}
+		})
+	}
+}
+
+// TestPruneErrors: invalid arguments send nothing; a driver error in a later batch is returned wrapped,
+// with the rows deleted before it; an ended context stops before the next batch.
+func TestPruneErrors(t *testing.T) {
+	errDriver := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			f := newUnitFixture(t, d, "my_locks")
+			ctx := context.Background()
+			for _, c := range []struct {
+				freeFor time.Duration
+				opts    []PruneOption
+			}{
+				{-time.Second, nil},
+				{time.Hour, []PruneOption{WithPruneBatchSize(0)}},
+				{time.Hour, []PruneOption{WithPruneBatchSize(MaxPruneBatchSize + 1)}},
+			} {
+				_, err := f.m.Prune(ctx, f.db, c.freeFor, c.opts...)
+				unitWantErr(t, err, "prune", "my_locks", ErrInvalidOption)
+			}
+			if _, err := f.m.Prune(ctx, nil, time.Hour); !errors.Is(err, ErrNilExecutor) {
+				t.Errorf("nil executor: %v", err)
+			}
+
+			f.expectPruneBatch(time.Hour, 1, "", 1, 4, "k", 1)
+			grace := (2 * DefaultWaitMaxBackoff).Microseconds()
+			if d == DialectPostgres || d == DialectPgx {
+				f.mock.ExpectQuery(unitQuery(t, d, "prune", "my_locks")).WithArgs(time.Hour.Microseconds(), grace, "k", int64(1)).WillReturnError(errDriver)
+			} else {
+				f.mock.ExpectQuery(unitQuery(t, d, "prune_scan", "my_locks")).WithArgs("k", time.Hour.Microseconds(), grace, int64(1)).WillReturnError(errDriver)
+			}
+			deleted, err := f.m.Prune(ctx, f.db, time.Hour, WithPruneBatchSize(1))
+			unitWantErr(t, err, "prune", "my_locks", errDriver)
+			if deleted != 1 {
+				t.Errorf("deleted %d before the error, want 1", deleted)
+			}
+
+			cctx, cancel := context.WithCancel(ctx)
+			f.expectPruneBatch(time.Hour, 1, "", 1, 4, "k", 1)
+			exec := &pruneCanceller{SQLExecutor: f.db, cancel: cancel}
+			deleted, err = f.m.Prune(cctx, exec, time.Hour, WithPruneBatchSize(1))
+			unitWantErr(t, err, "prune", "my_locks", context.Canceled)
+			if deleted != 1 {
+				t.Errorf("deleted %d before the context ended, want 1", deleted)
+			}
+		})
+	}
+}
+
+// pruneCanceller ends the context after the last statement of a batch (the only one on PostgreSQL),
+// which itself runs on a context that does not end.
+type pruneCanceller struct {
+	SQLExecutor
+	cancel context.CancelFunc
+}
+
+func (p *pruneCanceller) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer p.cancel()
+	return p.SQLExecutor.ExecContext(context.WithoutCancel(ctx), query, args...)
+}
+
+func (p *pruneCanceller) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if !strings.Contains(query, "WITH doomed") { // prune_scan.sql
+		return p.SQLExecutor.QueryRowContext(ctx, query, args...)
+	}
+	defer p.cancel()
+	return p.SQLExecutor.QueryRowContext(context.WithoutCancel(ctx), query, args...)
+}
