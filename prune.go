@@ -2,6 +2,8 @@ package distrlock
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -61,6 +63,19 @@ func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Du
 			return total, opError(op, m.table, err)
 		}
 		found, deleted, err := m.pruneBatch(ctx, exec, &b)
+		// A deadlock with acquires (MySQL's next-key locks) or a busy SQLite file changed nothing: the
+		// batch runs again, a few times, after the wait backoff.
+		_, inTx := exec.(*sql.Tx) // a failed statement may have ended the caller's transaction
+		for try := 1; err != nil && try < pruneTries && classify(err) == failTransient && !inTx; try++ {
+			timer := time.NewTimer(m.backoffMin << try)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return total, opError(op, m.table, errors.Join(err, ctx.Err()))
+			case <-timer.C:
+			}
+			found, deleted, err = m.pruneBatch(ctx, exec, &b)
+		}
 		total += deleted
 		if err != nil {
 			return total, opError(op, m.table, withContext(ctx, err))
@@ -70,6 +85,9 @@ func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Du
 		}
 	}
 }
+
+// pruneTries is how many times Prune sends a batch that failed without changing anything.
+const pruneTries = 4
 
 // pruneBatch is the state of one Prune call between its batches.
 type pruneBatch struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/go-sql-driver/mysql"
 )
 
 // expectPruneBatch expects one batch of Prune after key after: found prunable rows up to last, the largest
@@ -143,4 +144,28 @@ func (p *pruneCanceller) QueryRowContext(ctx context.Context, query string, args
 	}
 	defer p.cancel()
 	return p.SQLExecutor.QueryRowContext(context.WithoutCancel(ctx), query, args...)
+}
+
+// TestPruneRetriesTransient: a batch that failed without changing anything (a MySQL deadlock) is sent
+// again; inside a transaction it is not.
+func TestPruneRetriesTransient(t *testing.T) {
+	deadlock := &mysql.MySQLError{Number: 1213, Message: "Deadlock found when trying to get lock"}
+	f := newUnitFixture(t, DialectMariaDB, "")
+	grace := (2 * DefaultWaitMaxBackoff).Microseconds()
+	f.mock.ExpectQuery(unitQuery(t, f.d, "prune_scan", "")).WithArgs("", int64(0), grace, int64(DefaultPruneBatchSize)).WillReturnError(deadlock)
+	f.expectPruneBatch(0, DefaultPruneBatchSize, "", 0, 0, "", 0)
+	if deleted, err := f.m.Prune(context.Background(), f.db, 0); err != nil || deleted != 0 {
+		t.Fatalf("Prune = %d, %v; want 0, nil after one retry", deleted, err)
+	}
+
+	f.mock.ExpectBegin()
+	f.mock.ExpectQuery(unitQuery(t, f.d, "prune_scan", "")).WithArgs("", int64(0), grace, int64(DefaultPruneBatchSize)).WillReturnError(deadlock)
+	f.mock.ExpectRollback()
+	tx, err := f.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.m.Prune(context.Background(), tx, 0)
+	unitWantErr(t, err, "prune", DefaultTableName, deadlock)
+	_ = tx.Rollback()
 }
