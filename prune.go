@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// DefaultPruneBatchSize is how many rows [DBManager.Prune] deletes per batch unless [WithPruneBatchSize]
-// says otherwise.
+// DefaultPruneBatchSize is how many keys a batch of [DBManager.Prune] reads (and so deletes at most) unless
+// [WithPruneBatchSize] says otherwise.
 const DefaultPruneBatchSize = 1000
 
 // MaxPruneBatchSize is the largest batch [WithPruneBatchSize] accepts.
@@ -22,9 +22,9 @@ type pruneOptions struct {
 	batchSize int
 }
 
-// WithPruneBatchSize sets how many rows each batch of [DBManager.Prune] deletes at most, between 1 and
-// [MaxPruneBatchSize]; the default is [DefaultPruneBatchSize]. A batch locks the rows it deletes until it
-// commits, so a smaller batch makes a concurrent acquire of one of them wait less.
+// WithPruneBatchSize sets how many keys each batch of [DBManager.Prune] reads, in key order, and so deletes
+// at most, between 1 and [MaxPruneBatchSize]; the default is [DefaultPruneBatchSize]. A batch locks the rows
+// it deletes until it commits, so a smaller batch makes a concurrent acquire of one of them wait less.
 func WithPruneBatchSize(n int) PruneOption {
 	return func(o *pruneOptions) { o.batchSize = n }
 }
@@ -62,7 +62,7 @@ func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Du
 		if err := contextError(ctx); err != nil {
 			return total, opError(op, m.table, err)
 		}
-		found, deleted, err := m.pruneBatch(ctx, exec, &b)
+		read, deleted, err := m.pruneBatch(ctx, exec, &b)
 		// A deadlock with acquires (MySQL's next-key locks) or a busy SQLite file changed nothing: the
 		// batch runs again, a few times, after the wait backoff.
 		_, inTx := exec.(*sql.Tx) // a failed statement may have ended the caller's transaction
@@ -74,13 +74,13 @@ func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Du
 				return total, opError(op, m.table, errors.Join(err, ctx.Err()))
 			case <-timer.C:
 			}
-			found, deleted, err = m.pruneBatch(ctx, exec, &b)
+			read, deleted, err = m.pruneBatch(ctx, exec, &b)
 		}
 		total += deleted
 		if err != nil {
 			return total, opError(op, m.table, withContext(ctx, err))
 		}
-		if found < b.size {
+		if read < b.size {
 			return total, nil
 		}
 	}
@@ -93,46 +93,43 @@ const pruneTries = 4
 type pruneBatch struct {
 	freeForMicros, graceMicros, size int64
 	// after is the last key of the previous batch: every batch starts after it, in key order, so that a
-	// row left in place (held again, or skipped) is not read again by the same call.
+	// call reads each row once and a batch reads and locks a bounded range of keys, however few are free.
 	after string
 }
 
-// pruneBatch runs one batch: it returns how many prunable rows it found and how many of them it deleted,
-// and moves b.after past them.
-func (m *DBManager) pruneBatch(ctx context.Context, exec SQLExecutor, b *pruneBatch) (found, deleted int64, err error) {
+// pruneBatch runs one batch: it reads the next keys after b.after in key order, at most b.size, deletes
+// those that are prunable, returns how many keys it read and how many rows it deleted, and moves b.after to
+// the last key read.
+func (m *DBManager) pruneBatch(ctx context.Context, exec SQLExecutor, b *pruneBatch) (read, deleted int64, err error) {
+	var last string
 	if m.spec.pruneInOne {
-		// PostgreSQL locks the rows it deletes (skipping those another transaction has locked), so the
-		// statement deletes all it found.
-		var last string
-		err := exec.QueryRowContext(ctx, m.q.prune, b.freeForMicros, b.graceMicros, b.after, b.size).Scan(&deleted, &last)
+		err := exec.QueryRowContext(ctx, m.q.prune, b.freeForMicros, b.graceMicros, b.after, b.size).Scan(&read, &last, &deleted)
 		if err != nil {
 			return 0, 0, err
 		}
-		if deleted > 0 {
+		if read > 0 {
 			b.after = last
 		}
-		return deleted, deleted, nil
+		return read, deleted, nil
 	}
-	var (
-		floor int64
-		last  string
-	)
-	err = exec.QueryRowContext(ctx, m.q.pruneScan, b.after, b.freeForMicros, b.graceMicros, b.size).Scan(&found, &floor, &last)
-	if err != nil || found == 0 {
+	var floor sql.NullInt64 // the largest fence among the prunable rows; NULL when there are none
+	err = exec.QueryRowContext(ctx, m.q.pruneScan, b.freeForMicros, b.graceMicros, b.after, b.size).Scan(&read, &floor, &last)
+	if err != nil || read == 0 {
 		return 0, 0, err
 	}
-	// The floor is raised, and committed, before any row goes: see schema/mysql/queries/acquire.sql.
-	if _, err := exec.ExecContext(ctx, m.q.pruneFloor, m.spec.pruneFloorArgs(floor)...); err != nil {
-		return found, 0, err
-	}
-	res, err := exec.ExecContext(ctx, m.q.pruneDelete, m.spec.pruneDeleteArgs(b.after, last, floor, b.freeForMicros, b.graceMicros)...)
-	if err != nil {
-		return found, 0, err
-	}
-	deleted, err = res.RowsAffected()
-	if err != nil {
-		return found, 0, err
+	if floor.Valid {
+		// The floor is raised, and committed, before any row goes: see schema/mysql/queries/acquire.sql.
+		if _, err := exec.ExecContext(ctx, m.q.pruneFloor, m.spec.pruneFloorArgs(floor.Int64)...); err != nil {
+			return read, 0, err
+		}
+		res, err := exec.ExecContext(ctx, m.q.pruneDelete, m.spec.pruneDeleteArgs(b.after, last, floor.Int64, b.freeForMicros, b.graceMicros)...)
+		if err != nil {
+			return read, 0, err
+		}
+		if deleted, err = res.RowsAffected(); err != nil {
+			return read, 0, err
+		}
 	}
 	b.after = last
-	return found, deleted, nil
+	return read, deleted, nil
 }
