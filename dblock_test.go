@@ -121,10 +121,10 @@ func (u *unitToken) Match(v driver.Value) bool {
 	return true
 }
 
-// unitMySQLAcquireRoles is the order of the MySQL acquire's 26 bound values, as schema/mysql/queries/acquire.sql
+// unitMySQLAcquireRoles is the order of the MySQL acquire's 27 bound values, as schema/mysql/queries/acquire.sql
 // places its placeholders (TestSchemaPlaceholderRoles derives the same list from the file).
 var unitMySQLAcquireRoles = []string{
-	"key", "token", "ttl", "ttl", "owner", "data", // the inserted row
+	"key", "token", "ttl", "ttl", "key", "owner", "data", // the inserted row
 	"key", "token", "grace", "ticket", "ticket", // the gate
 	"token", "token", // token = IF(… OR token = ?, ?, token)
 	"token",        // fence
@@ -280,7 +280,7 @@ func (f *unitFixture) expectAcquireInTx(token any, ttl time.Duration) unitAcquir
 		return f.expectAcquire(token, ttl)
 	}
 	gated := unitAcquireArgs(f.d, unitKey, token, ttl)
-	args := append(append([]driver.Value{}, gated[:6]...), gated[11:]...)
+	args := append(append([]driver.Value{}, gated[:4]...), append(gated[5:7], gated[12:]...)...)
 	return unitAcquire{e: f.mock.ExpectExec(f.query("acquire_in_tx")).WithArgs(args...)}
 }
 

@@ -61,6 +61,12 @@ type dialectSpec struct {
 	dequeueArgs func(key string, ticket int64) []any
 	// enqueue runs enqueue.sql and returns the caller's ticket.
 	enqueue func(ctx context.Context, exec SQLExecutor, query, key string) (int64, error)
+	// pruneInOne: prune.sql deletes a batch and raises the fence floor in one statement (PostgreSQL);
+	// otherwise pruneBatchSteps runs prune_scan.sql, prune_floor.sql and prune_delete.sql.
+	pruneInOne bool
+	// pruneFloorArgs and pruneDeleteArgs order the bound values of prune_floor.sql and prune_delete.sql.
+	pruneFloorArgs  func(floor int64) []any
+	pruneDeleteArgs func(after, last string, floor, freeForMicros, graceMicros int64) []any
 }
 
 // acquireArgs are the values the acquire statement binds.

@@ -10,31 +10,39 @@ import (
 
 var mysqlSpec = &dialectSpec{
 	dir: "mysql", quote: '`', migrateID: "mysql",
-	acquire:     acquireMySQL,
-	extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
-	releaseArgs: func(key, token string, hold int64, _ bool) []any { return []any{hold, hold, key, token} },
-	listArgs:    func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
-	enqueue:     enqueueMySQL,
-	dequeueArgs: func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
-	gapLocks:    true,
-	prepare:     true,
-	extended:    lastInsertIDSet,
-	extendBatch: extendBatchMySQL,
-	pairList:    true,
-	syncWait:    true,
+	acquire:        acquireMySQL,
+	extendArgs:     func(key, token string, ttl int64) []any { return []any{ttl, ttl, key, token} },
+	releaseArgs:    func(key, token string, hold int64, _ bool) []any { return []any{hold, hold, key, token} },
+	listArgs:       func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
+	enqueue:        enqueueMySQL,
+	dequeueArgs:    func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
+	gapLocks:       true,
+	prepare:        true,
+	extended:       lastInsertIDSet,
+	extendBatch:    extendBatchMySQL,
+	pairList:       true,
+	syncWait:       true,
+	pruneFloorArgs: func(floor int64) []any { return []any{floor, floor} },
+	pruneDeleteArgs: func(after, last string, floor, freeFor, grace int64) []any {
+		return []any{after, last, floor, freeFor, grace}
+	},
 }
 
 // acquireMySQL runs INSERT … SELECT … ON DUPLICATE KEY UPDATE (see schema/mysql/queries/acquire.sql for why
-// it is correct whatever the order of assignment) and reads the outcome from the OK packet: a new fence
-// in LastInsertId when an existing row was taken; LastInsertId 0 and one affected row when the row was
-// created (fence 1); no affected row when the gate found the lock held or not the caller's turn; and
-// LastInsertId 0 and two affected rows when the update found it held (the statement bumps the contended
-// counter so that the row changes under either clientFoundRows setting).
+// it is correct whatever the order of assignment) and reads the outcome from the OK packet: the new fence
+// in LastInsertId when the lock was taken, whether its row existed or was created above the fence floor;
+// no affected row when the gate found the lock held or not the caller's turn; and LastInsertId 0 and two
+// affected rows when the update found it held (the statement bumps the contended counter so that the row
+// changes under either clientFoundRows setting). LastInsertId 0 and one affected row, a created row whose
+// fence the server did not report, reads as fence 1, as before the floor existed.
 func acquireMySQL(ctx context.Context, exec SQLExecutor, query string, a acquireArgs) (int64, error) {
 	t := a.token
-	args := []any{a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data} // the inserted row
-	if !a.ungated {
-		args = append(args, a.key, t, a.graceMicros, a.ticket, a.ticket) // the gate
+	var args []any
+	if a.ungated {
+		args = []any{a.key, t, a.ttlMicros, a.ttlMicros, a.owner, a.data} // the inserted row
+	} else {
+		args = []any{a.key, t, a.ttlMicros, a.ttlMicros, a.key, a.owner, a.data, // the inserted row
+			a.key, t, a.graceMicros, a.ticket, a.ticket} // the gate
 	}
 	res, err := exec.ExecContext(ctx, query, append(args,
 		t, t, // token

@@ -18,6 +18,7 @@ var postgresSpec = &dialectSpec{
 	notify:      true,
 	enqueue:     enqueuePostgres,
 	dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
+	pruneInOne:  true,
 }
 
 // enqueuePostgres takes a ticket with enqueue.sql, committed asynchronously in autocommit.

@@ -8,14 +8,18 @@ import (
 
 var sqliteSpec = &dialectSpec{
 	dir: "sqlite", quote: '"', migrateID: "sqlite3",
-	acquire:     acquireReturning,
-	extendArgs:  func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
-	releaseArgs: func(key, token string, hold int64, _ bool) []any { return []any{key, token, hold} },
-	listArgs:    func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
-	extended:    oneRowAffected,
-	extendBatch: extendBatchReturning,
-	enqueue:     enqueueReturning,
-	dequeueArgs: func(key string, t int64) []any { return []any{key, t} },
+	acquire:        acquireReturning,
+	extendArgs:     func(key, token string, ttl int64) []any { return []any{ttl, key, token} },
+	releaseArgs:    func(key, token string, hold int64, _ bool) []any { return []any{key, token, hold} },
+	listArgs:       func(p string, held bool, n int64) []any { return []any{p, boolInt(held), n} },
+	extended:       oneRowAffected,
+	extendBatch:    extendBatchReturning,
+	enqueue:        enqueueReturning,
+	dequeueArgs:    func(key string, t int64) []any { return []any{key, t} },
+	pruneFloorArgs: func(floor int64) []any { return []any{floor} },
+	pruneDeleteArgs: func(after, last string, floor, freeFor, grace int64) []any {
+		return []any{after, last, floor, freeFor, grace}
+	},
 }
 
 // extendBatchReturning runs an UPDATE that takes the pairs as one JSON document and returns the rows it

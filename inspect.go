@@ -66,7 +66,7 @@ func (m *DBManager) Get(ctx context.Context, exec SQLExecutor, key string) (Lock
 }
 
 // List reads the locks that opts selects, ordered by key, in one statement. Keys that were released stay
-// in the table (their rows carry the fence forward) and are listed as free unless opts.HeldOnly is set.
+// in the table until [DBManager.Prune] deletes them and are listed as free unless opts.HeldOnly is set.
 func (m *DBManager) List(ctx context.Context, exec SQLQueryer, opts ListOptions) ([]LockInfo, error) {
 	const op = "list"
 	if isNilExecutor(exec) {

@@ -23,7 +23,7 @@ func unitMigrationIDs(d Dialect) []string {
 	if unitIsMySQL(d) {
 		ids = append(ids, "distrlock_00003_expiry_in_microseconds")
 	}
-	return append(ids, "distrlock_00004_wait_queue")
+	return append(ids, "distrlock_00004_wait_queue", "distrlock_00005_fence_floor")
 }
 
 // unitMigrationVersion splits a migration ID, distrlock_<5-digit version>_<title>, into its parts.

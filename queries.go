@@ -34,6 +34,10 @@ type queries struct {
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
 	// schema/mysql/queries/acquire_in_tx.sql); the other dialects send acquire.
 	acquireInTx string
+	// prune deletes a batch of free rows and raises the fence floor in one statement (PostgreSQL); the
+	// other dialects scan, raise the floor, then delete (pruneScan, pruneFloor, pruneDelete).
+	prune, pruneScan, pruneFloor, pruneDelete string
+
 	// syncWait is MariaDB's prefix that makes a Galera node catch up with the cluster before the statement
 	// (sync_wait.sql), for a manager made WithGalera.
 	syncWait string
@@ -42,7 +46,8 @@ type queries struct {
 // withSyncWait puts q.syncWait before every statement but the DDL.
 func (q *queries) withSyncWait() {
 	for _, s := range []*string{&q.acquire, &q.acquireInTx, &q.extend, &q.extendBatch, &q.extendBatchHeld, &q.release,
-		&q.get, &q.list, &q.peek, &q.proclaim, &q.enqueue, &q.dequeue, &q.guard} {
+		&q.get, &q.list, &q.peek, &q.proclaim, &q.enqueue, &q.dequeue, &q.guard,
+		&q.prune, &q.pruneScan, &q.pruneFloor, &q.pruneDelete} {
 		if *s != "" {
 			*s = q.syncWait + *s
 		}
@@ -82,6 +87,17 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 			return queries{}, err
 		}
 		q.acquireInTx = text
+	}
+	pruneFiles := map[string]*string{"prune_scan.sql": &q.pruneScan, "prune_floor.sql": &q.pruneFloor, "prune_delete.sql": &q.pruneDelete}
+	if spec.pruneInOne {
+		pruneFiles = map[string]*string{"prune.sql": &q.prune}
+	}
+	for name, dst := range pruneFiles {
+		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", name), quotedTable)
+		if err != nil {
+			return queries{}, err
+		}
+		*dst = text
 	}
 	if spec.notify {
 		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "release_notify.sql"), quotedTable)

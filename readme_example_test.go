@@ -110,6 +110,7 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/guard.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/scale-out.md", "../pgnotify/example_test.go", "pgnotify/example_test.go", 1},
+		{"docs/operations.md", "../prune_example_test.go", "prune_example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {

@@ -35,15 +35,17 @@ var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend",
 
 // unitQueryNamesFor adds the queries a dialect has of its own: on MySQL which locks a batched extend left
 // held, the acquire sent in a caller's transaction and the prefix of a manager WithGalera (which names no
-// table); on PostgreSQL the release that notifies waiters.
+// table); on PostgreSQL the release that notifies waiters and the one-statement prune, where the others have
+// three.
 func unitQueryNamesFor(d Dialect) []string {
+	prune := []string{"prune_scan", "prune_floor", "prune_delete"}
 	switch {
 	case unitIsMySQL(d):
-		return append(slices.Clone(unitQueryNames), "extend_batch_held", "acquire_in_tx", "sync_wait")
+		return append(slices.Concat(unitQueryNames, prune), "extend_batch_held", "acquire_in_tx", "sync_wait")
 	case d == DialectPostgres || d == DialectPgx:
-		return append(slices.Clone(unitQueryNames), "release_notify")
+		return append(slices.Clone(unitQueryNames), "release_notify", "prune")
 	}
-	return unitQueryNames
+	return slices.Concat(unitQueryNames, prune)
 }
 
 // unitCall is one statement an SQLExecutor received.
@@ -319,7 +321,8 @@ func TestSchemaGolden(t *testing.T) {
 				}
 				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
 					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "dequeue": m.q.dequeue, "proclaim": m.q.proclaim, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld,
-					"sync_wait": m.q.syncWait}
+					"sync_wait": m.q.syncWait,
+					"prune":     m.q.prune, "prune_scan": m.q.pruneScan, "prune_floor": m.q.pruneFloor, "prune_delete": m.q.pruneDelete}
 				// The dialects without a file of their own send acquire.sql in a transaction, and have no
 				// release that notifies.
 				if !unitIsMySQL(d) && m.q.acquireInTx != m.q.acquire {
@@ -561,8 +564,9 @@ func TestSchemaPlaceholderCounts(t *testing.T) {
 			}
 		})
 	}
-	// The MySQL acquires' counts, spelled out: acquire_in_tx.sql is acquire.sql without the gate's 5.
-	for name, want := range map[string]int{"acquire": 26, "acquire_in_tx": 21} {
+	// The MySQL acquires' counts, spelled out: acquire_in_tx.sql is acquire.sql without the gate's 5 and the
+	// key of the locking read before the floor.
+	for name, want := range map[string]int{"acquire": 27, "acquire_in_tx": 21} {
 		if _, n := unitPlaceholders(t, DialectMySQL, name, unitFile(t, DialectMySQL, "queries/"+name+".sql")); n != want {
 			t.Errorf("schema/mysql/queries/%s.sql has %d placeholders, want %d", name, n, want)
 		}
@@ -662,7 +666,7 @@ func unitIsWordByte(b byte) bool {
 }
 
 // unitPlaceholderRoles reads from the SQL alone which value each bound position stands for: a placeholder
-// in the inserted row stands for its column's value; elsewhere one right after `column =` (or `<=>`, `IS
+// in the inserted row stands for its column's value, unless compared with another column there; elsewhere one right after `column =` (or `<=>`, `IS
 // DISTINCT FROM`, `IS NOT`) for that column's value; one that no column holds for the ticket, grace, least
 // hold or channel its expression shows; and any other for the value of the column its line assigns
 // (`expire_at = … + ?`).
@@ -691,7 +695,13 @@ placeholders:
 	for _, p := range phs {
 		for i, it := range items {
 			if p.pos >= it[0] && p.pos < it[1] {
-				setColumn(p, columns[i])
+				// A value compared within the row's expression (MySQL's fence asks whether the key has a
+				// row) is the compared column's.
+				if m := unitComparedWith.FindStringSubmatch(code[it[0]:p.pos]); m != nil {
+					setColumn(p, m[1])
+				} else {
+					setColumn(p, columns[i])
+				}
 				continue placeholders
 			}
 		}

@@ -249,6 +249,11 @@ by migrate.`)
 		if err := c.m.CreateTable(ctx, c.db); err != nil {
 			return a.explain(c, err)
 		}
+		// The fence floor too, which CreateTableSQL makes on MySQL only, so that a later migrate has nothing
+		// to do.
+		if _, err := applyFrom(ctx, c, floorVersion, true); err != nil {
+			return a.failf(exitInternal, "creating table %s: %v", c.m.TableName(), err)
+		}
 		status = "created"
 	case isMissingColumn(err.Error()):
 		if applied, err = upgradeDBkit(ctx, c); err != nil {
@@ -297,27 +302,47 @@ func upgradeDBkit(ctx context.Context, c *conn) ([]string, error) {
 const queueVersion = "distrlock_00004"
 
 // upgradeFrom applies the migrations from the one whose ID starts with first on, if the table lacks the
-// columns that step adds (read with a query that selects them), and returns their IDs.
+// columns that step adds (read with a query that selects them), and returns their IDs. A table that has
+// them gets the steps from distrlock_00005_fence_floor on, which insert rows only where they are missing.
 func upgradeFrom(ctx context.Context, c *conn, first string) ([]string, error) {
 	probe := "SELECT queue_head, queue_tail, freed_at FROM " + quoteTable(c.m) + " WHERE 1 = 0"
 	rows, err := c.db.QueryContext(ctx, probe)
 	if err == nil {
-		return nil, rows.Close()
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		return applyFrom(ctx, c, floorVersion, true)
 	}
 	if !isMissingColumn(err.Error()) {
 		return nil, err
 	}
+	return applyFrom(ctx, c, first, false)
+}
+
+// floorVersion is the first migration that only inserts a row (the fence floor), idempotently.
+const floorVersion = "distrlock_00005"
+
+// applyFrom applies the migrations from the one whose ID starts with first on and returns their IDs; with
+// ifChanged, only the IDs of those whose statements changed a row.
+func applyFrom(ctx context.Context, c *conn, first string, ifChanged bool) ([]string, error) {
 	var ids []string
 	for _, mig := range c.m.Migrations() {
 		if mig.ID() < first {
 			continue
 		}
+		changed := false
 		for _, stmt := range mig.UpSQL() {
-			if _, err := c.db.ExecContext(ctx, stmt); err != nil {
+			res, err := c.db.ExecContext(ctx, stmt)
+			if err != nil {
 				return ids, fmt.Errorf("%s: %w", mig.ID(), err)
 			}
+			if n, err := res.RowsAffected(); err == nil && n > 0 {
+				changed = true
+			}
 		}
-		ids = append(ids, mig.ID())
+		if changed || !ifChanged {
+			ids = append(ids, mig.ID())
+		}
 	}
 	return ids, nil
 }

@@ -87,7 +87,7 @@ func (a *app) main(ctx context.Context, stopSignals func(), args []string) int {
 }
 
 // commands are the commands main dispatches, in the order help lists them.
-var commands = []string{"run", "migrate", "list", "inspect", "release"}
+var commands = []string{"run", "migrate", "list", "inspect", "release", "prune"}
 
 func isCommand(name string) bool {
 	for _, c := range commands {
@@ -114,6 +114,8 @@ func (a *app) dispatch(ctx context.Context, stopSignals func(), cmd string, args
 		return a.cmdList(ctx, args)
 	case "inspect":
 		return a.cmdInspect(ctx, args)
+	case "prune":
+		return a.cmdPrune(ctx, args)
 	default:
 		return a.cmdRelease(ctx, args)
 	}
@@ -149,7 +151,7 @@ func (a *app) usage(w io.Writer) {
 		path = "(none: " + err.Error() + ")"
 	}
 	fmt.Fprintf(w, `distrlock runs a command while holding a distributed lock stored in a SQL database,
-so that jobs on several hosts never overlap; and it lists, inspects and releases those locks.
+so that jobs on several hosts never overlap; and it lists, inspects, releases and prunes those locks.
 
 Usage:
   distrlock run --key KEY [--ttl 1m] [--wait D] [--owner NAME] [--grace D] -- COMMAND [ARG...]
@@ -157,6 +159,7 @@ Usage:
   distrlock list [--prefix PREFIX] [--held]
   distrlock inspect KEY
   distrlock release KEY (--token TOKEN | --force)
+  distrlock prune --free-for D [--batch N]
   distrlock help [COMMAND]
 
 run fails at once if another holds the lock; --wait D makes it wait for the lock for up to D.

@@ -418,22 +418,7 @@ func TestMigrateAddsWaitQueue(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			c := &cli{t: t, dsn: b.dsn, table: "cli_queue_" + strings.ToLower(b.name)}
-			db, m := openBackendTable(t, b, c.table)
-			ctx := context.Background()
-			if _, err := db.ExecContext(ctx, m.DropTableSQL()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _, _ = db.Exec(m.DropTableSQL()) })
-			for _, mig := range m.Migrations() {
-				if strings.HasPrefix(mig.ID(), "distrlock_00004") {
-					break
-				}
-				for _, stmt := range mig.UpSQL() {
-					if _, err := db.ExecContext(ctx, stmt); err != nil {
-						t.Fatalf("%s: %v", mig.ID(), err)
-					}
-				}
-			}
+			migrateBefore(t, b, c.table, "distrlock_00004")
 			if res := c.run("run", "--key", "job", "--", "true"); res.code != exitConfig || !strings.Contains(res.stderr, "distrlock migrate") {
 				t.Fatalf("run on a table without the queue: %d %q, want %d and the migrate hint", res.code, res.stderr, exitConfig)
 			}
@@ -449,6 +434,63 @@ func TestMigrateAddsWaitQueue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMigrateAddsFenceFloor: migrate upgrades a table at distrlock_00004 by inserting the fence floor
+// (distrlock_00005_fence_floor), once; a table it creates has the floor already.
+func TestMigrateAddsFenceFloor(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := &cli{t: t, dsn: b.dsn, table: "cli_floor_" + strings.ToLower(b.name)}
+			db, m := migrateBefore(t, b, c.table, "distrlock_00005")
+			floors := func() int {
+				var n int
+				if err := db.QueryRow(`SELECT count(*) FROM "` + c.table + `" WHERE lock_key = ''`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			res := c.run("migrate")
+			if res.code != 0 || !strings.Contains(res.stdout, "upgraded (distrlock_00005_fence_floor)") || floors() != 1 {
+				t.Fatalf("migrate of a table without the floor: %d %q %q, %d floors", res.code, res.stdout, res.stderr, floors())
+			}
+			if res := c.run("migrate"); res.code != 0 || !strings.Contains(res.stdout, "is ready") {
+				t.Fatalf("second migrate: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+			if _, err := db.Exec(m.DropTableSQL()); err != nil {
+				t.Fatal(err)
+			}
+			if res := c.run("migrate"); res.code != 0 || !strings.Contains(res.stdout, "is created") || floors() != 1 {
+				t.Fatalf("migrate of no table: %d %q %q, %d floors", res.code, res.stdout, res.stderr, floors())
+			}
+			if res := c.run("migrate"); res.code != 0 || !strings.Contains(res.stdout, "is ready") {
+				t.Fatalf("migrate of a created table: %d %q %q", res.code, res.stdout, res.stderr)
+			}
+		})
+	}
+}
+
+// migrateBefore makes table anew on b's database with the migrations before the one whose ID starts with
+// stop, drops it at the test's end, and returns the database and a manager for the table.
+func migrateBefore(t *testing.T, b backend, table, stop string) (*sql.DB, *distrlock.DBManager) {
+	t.Helper()
+	db, m := openBackendTable(t, b, table)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, m.DropTableSQL()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = db.Exec(m.DropTableSQL()) })
+	for _, mig := range m.Migrations() {
+		if strings.HasPrefix(mig.ID(), stop) {
+			break
+		}
+		for _, stmt := range mig.UpSQL() {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				t.Fatalf("%s: %v", mig.ID(), err)
+			}
+		}
+	}
+	return db, m
 }
 
 // openBackendTable opens b's database directly (PostgreSQL through pgx, else its SQLite file) and returns

@@ -178,6 +178,19 @@ func checkLocks(t *testing.T, m *distrlock.DBManager, db *sql.DB) {
 	if err := b.Release(ctx, db); err != nil {
 		t.Fatal(err)
 	}
+	// The migrated table prunes, and the pruned key comes back above its fences.
+	if n, err := m.Prune(ctx, db, 0); err != nil || n < 1 {
+		t.Fatalf("prune on the migrated table: %d, %v", n, err)
+	}
+	if err := a.Acquire(ctx, db, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if a.Fence() <= b.Fence() {
+		t.Fatalf("fence %d after pruning, %d before", a.Fence(), b.Fence())
+	}
+	if err := a.Release(ctx, db); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // quoteIdent quotes a version-table name the way the target's dialect quotes identifiers.

@@ -35,6 +35,8 @@ type Report struct {
 	// the lock table showed another fence), which the period check skips.
 	PeriodUnchecked int
 
+	Pruned int64 // rows deleted by the pruner (Config.PruneEvery) during the run
+
 	Overlaps      int // pairs of holds of one key whose steps interleave in time; terms of the election too
 	Regressions   int // holds of a key whose fence is not larger than the previous hold's; terms too
 	StaleAccepted int // writes the resource accepted while the lock table already held a newer fence
@@ -58,9 +60,9 @@ func (r Report) String() string {
 		"%d through a wait, up to %d processes waiting for one key), election terms %d by %d processes, "+
 		"periodic jobs %d (least %v between acquisitions, %v from one to the next job's first step, lag to the first step up to %v, %d unchecked), "+
 		"steps %d, faults %v, refused stale writes %d; overlaps %d, fence regressions %d, "+
-		"stale writes accepted %d, stranded locks %d, period violations %d", r.Acquisitions, r.SharedHolds,
+		"stale writes accepted %d, stranded locks %d, period violations %d; rows pruned %d", r.Acquisitions, r.SharedHolds,
 		r.Waits, r.MaxWaiting, r.Terms, r.Leaders, r.PeriodRuns, r.MinPeriodGap, r.MinPeriodStepGap, r.MaxPeriodLag, r.PeriodUnchecked,
-		r.Steps, r.Faults, r.Refused, r.Overlaps, r.Regressions, r.StaleAccepted, r.Stranded, r.PeriodViolations)
+		r.Steps, r.Faults, r.Refused, r.Overlaps, r.Regressions, r.StaleAccepted, r.Stranded, r.PeriodViolations, r.Pruned)
 }
 
 // hold is one holder's tenure of a key, as the witness saw it.

@@ -45,7 +45,14 @@ type Config struct {
 	Faults     []string      // kinds injected in turn
 	FaultEvery time.Duration // pause between faults
 	RestartCmd string        // for FaultRestart: a shell command that restarts the database
-	Log        io.Writer
+	// PruneEvery, when set, runs DBManager.Prune with freeFor 0 (every free row with no live waiter goes)
+	// in batches of 2 that often during the run, on a direct connection: pruned keys are acquired again
+	// at once, so the fence floor is under test.
+	PruneEvery time.Duration
+	// PruneWithoutFloor makes the pruner delete released rows itself, without raising the fence floor, as
+	// deleting them by hand would: it proves that the checker sees the fences going back.
+	PruneWithoutFloor bool
+	Log               io.Writer
 	// Nodes are the DSNs of the other nodes of a MariaDB Galera cluster whose first node is DSN: worker i
 	// takes its locks through node i % (1 + len(Nodes)), each node behind a fault proxy of its own, with
 	// managers made WithGalera. The witness and the checker stay on DSN.
@@ -159,6 +166,31 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	for i := range c.Workers {
 		start(i, 0)
 	}
+	// The pruner stops with the workers, and before Run returns.
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruneDone := make(chan struct{})
+	defer func() { stopPruning(); <-pruneDone }()
+	go func() {
+		defer close(pruneDone)
+		for c.PruneEvery > 0 && pruneCtx.Err() == nil && time.Now().Before(until) {
+			var n int64
+			var err error
+			if c.PruneWithoutFloor {
+				var res sql.Result
+				res, err = db.ExecContext(pruneCtx, "DELETE FROM "+table+" WHERE expire_at IS NULL AND lock_key <> ''")
+				if err == nil {
+					n, err = res.RowsAffected()
+				}
+			} else {
+				n, err = m.Prune(pruneCtx, db, 0, distrlock.WithPruneBatchSize(2))
+			}
+			r.Pruned += n
+			if err != nil && pruneCtx.Err() == nil {
+				fmt.Fprintf(c.Log, "prune: %v\n", err)
+			}
+			sleep(pruneCtx, c.PruneEvery)
+		}
+	}()
 
 	// Faults, one kind after the other, until the end.
 	gens := map[int]int{}
@@ -233,6 +265,9 @@ func Run(ctx context.Context, c Config) (Report, error) {
 			<-wk.done
 		}
 	}
+
+	stopPruning()
+	<-pruneDone
 
 	// Stranded: once every lease has ended, every key can be taken.
 	sleep(ctx, max(c.TTL, ElectionTTL(c.TTL))+c.TTL/4)

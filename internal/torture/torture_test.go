@@ -78,10 +78,10 @@ func galeraConfig(t *testing.T, duration time.Duration) Config {
 }
 
 // TestTortureShort is the suite's short form, run by make test: 25 s per database (all at once), a fault
-// of each kind but a server restart every 2 s, and not one violation; with several processes waiting for
-// one key at once, terms of the election won by at least two processes, and periodic jobs. A MariaDB
-// Galera cluster, when DISTRLOCK_GALERA_DSN1..3 name its nodes, is a third database, its workers spread
-// over the nodes.
+// of each kind but a server restart every 2 s, a pruner deleting every free row 10 times a second (not on
+// Galera), and not one violation; with several processes waiting for one key at once, terms of the election
+// won by at least two processes, and periodic jobs. A MariaDB Galera cluster, when DISTRLOCK_GALERA_DSN1..3
+// name its nodes, is a third database, its workers spread over the nodes.
 func TestTortureShort(t *testing.T) {
 	for _, name := range []string{Postgres.Name, MySQL.Name, "galera"} {
 		t.Run(name, func(t *testing.T) {
@@ -94,6 +94,9 @@ func TestTortureShort(t *testing.T) {
 				c = config(t, MySQL, 25*time.Second)
 			default:
 				c = config(t, Postgres, 25*time.Second)
+			}
+			if name != "galera" {
+				c.PruneEvery = 100 * time.Millisecond
 			}
 			var log syncBuffer
 			c.Log = &log
@@ -126,6 +129,9 @@ func TestTortureShort(t *testing.T) {
 			if r.PeriodRuns < 3 {
 				t.Errorf("%d periodic jobs: WithLockAtLeastFor went untested", r.PeriodRuns)
 			}
+			if r.Pruned < 10 {
+				t.Errorf("%d rows pruned during the run: the fence floor went untested", r.Pruned)
+			}
 			if r.SharedHolds == 0 {
 				t.Errorf("no hold overlapped another of its process for an extend interval: the shared heartbeats went untested")
 			}
@@ -148,6 +154,22 @@ func TestTortureCatchesBrokenHolders(t *testing.T) {
 				testBroken(t, d, mode)
 			})
 		}
+	}
+}
+
+// TestTortureCatchesPruneWithoutFloor proves the checker for pruning: a pruner that deletes released rows
+// without raising the fence floor, as a DELETE by hand does, makes fences go back, and the checker reports
+// fence regressions (TestTortureShort prunes with DBManager.Prune and reports none).
+func TestTortureCatchesPruneWithoutFloor(t *testing.T) {
+	c := config(t, Postgres, 12*time.Second)
+	c.PruneEvery, c.PruneWithoutFloor = 100*time.Millisecond, true
+	r, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %v", Postgres.Name, r)
+	if r.Pruned == 0 || r.Regressions == 0 {
+		t.Errorf("%d rows deleted without the floor, %d fence regressions reported: want both above 0", r.Pruned, r.Regressions)
 	}
 }
 

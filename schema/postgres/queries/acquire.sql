@@ -10,7 +10,12 @@
 -- holds the lock, or it is not the caller's turn, nothing is locked or written. A caller that finds the row
 -- free locks it and asks again of the latest row version, so two callers that both read the lock free
 -- cannot both take it. A new key's row is made by the INSERT, which runs only when the key has no row; of
--- two callers that make it at once, the second inserts nothing and is refused.
+-- two callers that make it at once, the second inserts nothing and is refused. Its fence starts above the
+-- fence floor, the row of the empty key, which prune.sql raises in the statement that deletes rows. The
+-- floor is read FOR SHARE, which returns its latest version, not the snapshot's: a row of the key made and
+-- pruned after this statement's snapshot was taken is in neither the snapshot nor the table, and only the
+-- latest floor covers its fence. A prune that raises the floor after this read waits for this statement's
+-- transaction, and its deletions with it. The floor is read only when the INSERT runs.
 WITH taken AS (
     UPDATE "distributed_locks" AS l
     SET token       = $2::text,
@@ -33,7 +38,8 @@ WITH taken AS (
     RETURNING l.fence
 ), created AS (
     INSERT INTO "distributed_locks" (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
-    SELECT $1::text, $2::text, statement_timestamp() + $3::bigint * interval '1 microsecond', $3::bigint, 1,
+    SELECT $1::text, $2::text, statement_timestamp() + $3::bigint * interval '1 microsecond', $3::bigint,
+           1 + COALESCE((SELECT f.fence FROM "distributed_locks" AS f WHERE f.lock_key = '' FOR SHARE), 0),
            $4::text, $5::bytea, statement_timestamp()
     WHERE NOT EXISTS (SELECT FROM "distributed_locks" WHERE lock_key = $1::text)
     ON CONFLICT (lock_key) DO NOTHING

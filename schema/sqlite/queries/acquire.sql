@@ -9,11 +9,15 @@
 -- The queue is PostgreSQL's (see its acquire.sql): a free lock goes first to the ticket after queue_head,
 -- each later ticket one grace later, a caller without a ticket after up to four graces. When another holds
 -- the lock, or it is not the caller's turn, the NOT EXISTS inserts nothing and nothing is written; the
--- WHERE of the upsert asks again.
+-- WHERE of the upsert asks again. A new row's fence starts above the fence floor, the row of the empty key
+-- that prune_floor.sql raises before prune_delete.sql deletes rows whose fence is not above it; SQLite runs
+-- one writer at a time, so the statement that finds the key without a row sees every raise before it.
 INSERT INTO "distributed_locks"
     (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
 SELECT ?1, ?2, CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000 + ?3, ?3,
-       CASE WHEN julianday('now') IS NOT NULL THEN 1 END, ?4, ?5,
+       CASE WHEN julianday('now') IS NOT NULL
+            THEN 1 + COALESCE((SELECT f.fence FROM "distributed_locks" AS f WHERE f.lock_key = ''), 0) END,
+       ?4, ?5,
        CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER) * 1000
 WHERE NOT EXISTS (
     SELECT 1 FROM "distributed_locks" AS c

@@ -81,6 +81,7 @@ func suite(ctx context.Context, args []string) int {
 	verbose := fs.Bool("v", false, "show the workers' output")
 	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+", "+torture.ModeIgnoreLoss+" or "+torture.ModeUnguarded)
 	modes := fs.String("modes", "", "comma-separated worker modes instead of the default mix, e.g. "+torture.ModeGuarded)
+	prune := fs.Duration("prune", 100*time.Millisecond, "run DBManager.Prune (free for 0, batches of 2) this often during the run; 0: never")
 	_ = fs.Parse(args)
 	self, err := os.Executable()
 	if err != nil {
@@ -100,7 +101,7 @@ func suite(ctx context.Context, args []string) int {
 				return 2
 			}
 		}
-		c.Binary, c.Workers = self, *workers
+		c.Binary, c.Workers, c.PruneEvery = self, *workers, *prune
 		if *verbose {
 			c.Log = os.Stderr
 		}
@@ -114,8 +115,8 @@ func suite(ctx context.Context, args []string) int {
 			c.Faults = append(c.Faults, torture.FaultRestart)
 			c.RestartCmd = restartCommands[name]
 		}
-		fmt.Printf("%s: %d workers of %d holders (%s), %d keys, TTL %v, margin %v, %v, faults %s every %v\n", name, c.Workers, c.Holders,
-			strings.Join(c.Modes, ", "), c.Keys, c.TTL, c.Margin, c.Duration, strings.Join(c.Faults, ", "), c.FaultEvery)
+		fmt.Printf("%s: %d workers of %d holders (%s), %d keys, TTL %v, margin %v, %v, faults %s every %v, prune every %v\n", name, c.Workers, c.Holders,
+			strings.Join(c.Modes, ", "), c.Keys, c.TTL, c.Margin, c.Duration, strings.Join(c.Faults, ", "), c.FaultEvery, c.PruneEvery)
 		r, err := torture.Run(ctx, c)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)

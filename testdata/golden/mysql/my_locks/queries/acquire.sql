@@ -1,4 +1,4 @@
--- Parameters: key, token, TTL, TTL, owner, data; then the gate's key, token, hand-over grace and the
+-- Parameters: key, token, TTL, TTL, key, owner, data; then the gate's key, token, hand-over grace and the
 -- caller's ticket twice (0: none); then in the update, for each column, the token the test compares with
 -- and the value the column takes, and for queue_head the ticket twice.
 -- Times are microseconds since the epoch on the server's UTC clock, whatever the session time_zone.
@@ -31,15 +31,20 @@
 -- the row under its lock. The gate reads FOR UPDATE: InnoDB's INSERT … SELECT would otherwise take a
 -- shared lock on the row, and two callers that both passed it would deadlock upgrading it. The exclusive
 -- lock of a refused attempt writes nothing (no redo) and ends with the statement in autocommit.
--- LAST_INSERT_ID(fence + 1) hands the new fence back in the OK packet; a fresh row reports 0 and one
--- affected row (fence 1). An attempt that passed the gate but finds the lock held bumps contended, so the
+-- LAST_INSERT_ID(fence + 1) hands the new fence back in the OK packet; a fresh row's fence, also through
+-- LAST_INSERT_ID, starts above the fence floor, the row of the empty key that prune_floor.sql raises before
+-- prune_delete.sql deletes any row whose fence is not above it. The floor is read only when a locking
+-- read finds the key without a row (and locks its row, or the gap where it would be, so that it stays so),
+-- and then with a share lock: a raise waits for this statement, or this statement reads the raised floor,
+-- so the new row starts above every fence the key had. A key with a row reads and locks no floor. A held
+-- row's update calls LAST_INSERT_ID(0) to report 0 again, since the inserted row's value came first. An attempt that passed the gate but finds the lock held bumps contended, so the
 -- row always changes and the affected-rows count is 2 with or without clientFoundRows.
 INSERT INTO `my_locks`
     (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
 SELECT ?, ?,
        TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0) + ?,
        ?,
-       1 + (9223372036854775807 + (TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) NOT BETWEEN 0 AND 600000000 AND 'session_clock_moved' <> '') - 9223372036854775807),
+       LAST_INSERT_ID(IF(EXISTS (SELECT 1 FROM `my_locks` AS k WHERE k.lock_key = ? FOR UPDATE), 1, 1 + COALESCE((SELECT f.fence FROM `my_locks` AS f WHERE f.lock_key = '' LOCK IN SHARE MODE), 0)) + (9223372036854775807 + (TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) NOT BETWEEN 0 AND 600000000 AND 'session_clock_moved' <> '') - 9223372036854775807)),
        ?, ?,
        TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0)
 FROM DUAL
@@ -55,7 +60,7 @@ WHERE (9223372036854775807 + (TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) NOT
     FOR UPDATE)
 ON DUPLICATE KEY UPDATE
     token       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, token),
-    fence       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, LAST_INSERT_ID(fence + 1), fence),
+    fence       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, LAST_INSERT_ID(fence + 1), fence + LAST_INSERT_ID(0)),
     contended   = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, contended, contended + 1),
     ttl_us      = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, ttl_us),
     owner       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, owner),

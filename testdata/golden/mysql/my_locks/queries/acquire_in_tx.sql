@@ -14,7 +14,7 @@
 -- and it is a local time with no UTC twin, which UNIX_TIMESTAMP converts ambiguously in the hour a zone
 -- falls back. Its lag behind NOW(6), both local times in the session's zone, is how far the session's
 -- clock is from the real one wherever the zone's offset is the same at both instants; in an unmoved
--- session it is the time the statement has taken so far. The fence of the VALUES row, evaluated once and
+-- session it is the time the statement has taken so far. The fence of the inserted row, evaluated once and
 -- before any row lock wait, checks that lag. Below 0 (a clock moved ahead, or an offset that fell back
 -- during the statement) or above 10 minutes (moved far back, or an offset that sprang forward: daylight
 -- saving moves clocks by 30 minutes or more), 9223372036854775807 + (the check) overflows: error 1690
@@ -26,21 +26,27 @@
 -- that a clock moved back does not shorten it (one moved back by less than 10 ms shortens it by that much).
 -- The check misses a session in a zone with daylight saving time whose clock was moved across a change of
 -- the zone's offset by about that change, and a server run with --sysdate-is-now, where SYSDATE is NOW.
--- LAST_INSERT_ID(fence + 1) hands the new fence back in the OK packet; a fresh row reports 0 and one
--- affected row (fence 1). A refused attempt bumps contended, so the row always changes and the
+-- LAST_INSERT_ID(fence + 1) hands the new fence back in the OK packet; a fresh row's fence, also through
+-- LAST_INSERT_ID, starts above the fence floor, the row of the empty key that prune_floor.sql raises before
+-- prune_delete.sql deletes any row whose fence is not above it. The floor is read with a share lock: a
+-- raise waits for this statement, or this statement reads the raised floor, so a key found without a row
+-- starts above every fence it had. acquire.sql reads the floor only for a key without a row, which takes
+-- a locking read of the key: here that read would take the gap lock this file avoids, so the floor is read
+-- for every key, and stays share-locked until the caller's transaction ends (a prune batch waits for it).
+-- A held row's update calls LAST_INSERT_ID(0) to report 0 again, since the inserted row's value came first. A refused attempt bumps contended, so the row always changes and the
 -- affected-rows count is 2 with or without clientFoundRows.
 INSERT INTO `my_locks`
     (lock_key, token, expire_at, ttl_us, fence, owner, data, acquired_at)
-VALUES
-    (?, ?,
-     TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0) + ?,
-     ?,
-     1 + (9223372036854775807 + (TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) NOT BETWEEN 0 AND 600000000 AND 'session_clock_moved' <> '') - 9223372036854775807),
-     ?, ?,
-     TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0))
+SELECT ?, ?,
+       TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0) + ?,
+       ?,
+       LAST_INSERT_ID(1 + COALESCE((SELECT f.fence FROM `my_locks` AS f WHERE f.lock_key = '' LOCK IN SHARE MODE), 0) + (9223372036854775807 + (TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) NOT BETWEEN 0 AND 600000000 AND 'session_clock_moved' <> '') - 9223372036854775807)),
+       ?, ?,
+       TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) + IF(TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)) > 10000, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), 0)
+FROM DUAL
 ON DUPLICATE KEY UPDATE
     token       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, token),
-    fence       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, LAST_INSERT_ID(fence + 1), fence),
+    fence       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, LAST_INSERT_ID(fence + 1), fence + LAST_INSERT_ID(0)),
     contended   = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, contended, contended + 1),
     ttl_us      = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, ttl_us),
     owner       = IF(expire_at IS NULL OR expire_at <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) OR token = ?, ?, owner),

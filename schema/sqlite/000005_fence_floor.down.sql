@@ -1,0 +1,1 @@
+DELETE FROM "distributed_locks" WHERE lock_key = '';

@@ -1,0 +1,1 @@
+DELETE FROM `app`.`my_locks` WHERE lock_key = '';

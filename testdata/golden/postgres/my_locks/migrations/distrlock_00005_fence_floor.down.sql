@@ -1,0 +1,1 @@
+DELETE FROM "my_locks" WHERE lock_key = '';
