@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
-
-	"github.com/sirupsen/logrus"
 )
 
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
-// loggers and every logrus logger satisfy it ([logrus.FieldLogger] gets the fields distrlock_key and
-// distrlock_fence). No token is ever logged: it is a release credential.
+// loggers, every logrus logger (a FieldLogger gets the fields distrlock_key and distrlock_fence) and
+// [SlogLogger] satisfy it. No token is ever logged: it is a release credential.
 type Logger interface {
 	Errorf(format string, args ...any)
 }
@@ -192,11 +191,34 @@ func logError(ctx context.Context, logger Logger, l *DBLock, format string, args
 	case nil:
 	case *slogLogger:
 		lg.log(ctx, slog.LevelError, l.Key, l.fence, l.Owner, "distrlock: "+fmt.Sprintf(format, args...))
-	case logrus.FieldLogger:
-		lg.WithFields(logrus.Fields{"distrlock_key": l.Key, "distrlock_fence": l.fence}).Errorf("distrlock: "+format, args...)
 	default:
+		if fl, ok := withFields(lg, map[string]any{"distrlock_key": l.Key, "distrlock_fence": l.fence}); ok {
+			fl.Errorf("distrlock: "+format, args...)
+			return
+		}
 		lg.Errorf("distrlock: key %q, fence %d: "+format, append([]any{l.Key, l.fence}, args...)...)
 	}
+}
+
+// withFields returns logger.WithFields(fields) when logger has such a method that takes a map[string]any
+// type and returns a Logger: logrus's FieldLogger (Logger and Entry), recognised by its shape so that
+// users who do not log with logrus do not build it.
+func withFields(logger Logger, fields map[string]any) (Logger, bool) {
+	method := reflect.ValueOf(logger).MethodByName("WithFields")
+	if !method.IsValid() {
+		return nil, false
+	}
+	t := method.Type()
+	if t.NumIn() != 1 || t.NumOut() != 1 || t.IsVariadic() || !reflect.TypeOf(fields).ConvertibleTo(t.In(0)) ||
+		t.In(0).Kind() != reflect.Map {
+		return nil, false
+	}
+	out := method.Call([]reflect.Value{reflect.ValueOf(fields).Convert(t.In(0))})[0]
+	if !out.CanInterface() || (out.Kind() == reflect.Pointer || out.Kind() == reflect.Interface) && out.IsNil() {
+		return nil, false
+	}
+	fl, ok := out.Interface().(Logger)
+	return fl, ok
 }
 
 // logLegacyError is logError for what an [Event] also reports: a [SlogLogger] logs the event instead.
