@@ -2,19 +2,16 @@ package prometheus_test
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/internal/observetest"
 	distrlockprom "github.com/distrlock/distrlock/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	_ "modernc.org/sqlite"
 )
 
 // TestCollectorEvents: a scripted list of events, with fixed durations, gives exactly these series; the
@@ -98,54 +95,8 @@ distrlock_wait_duration_seconds_count{lock="job",outcome="ok"} 1
 // when it is released, a lease lost because its row was released behind its back) gives exactly these
 // counters and gauge, and these numbers of acquire and wait samples.
 func TestCollectorSQLite(t *testing.T) {
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "locks.db")+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	c := distrlockprom.New()
-	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.CreateTable(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	lock := func(key string) *distrlock.DBLock {
-		l, err := m.NewLock(ctx, db, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &l
-	}
-	a, b, w := lock("k"), lock("k"), lock("k")
-	if err := a.Acquire(ctx, db, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Acquire(ctx, db, time.Minute); !errors.Is(err, distrlock.ErrLockAlreadyAcquired) {
-		t.Fatalf("b.Acquire = %v, want ErrLockAlreadyAcquired", err)
-	}
-	waited := make(chan error)
-	go func() { waited <- w.AcquireWait(ctx, db, time.Minute, 10*time.Second) }()
-	time.Sleep(100 * time.Millisecond)
-	if err := a.Release(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-waited; err != nil {
-		t.Fatal(err)
-	}
-	lease, err := m.Hold(ctx, db, "lost", distrlock.WithLockTTL(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.ReleaseWithToken(ctx, db, "lost", lease.Token()); err != nil {
-		t.Fatal(err)
-	}
-	<-lease.Context().Done()
-	if err := lease.Release(ctx); !errors.Is(err, distrlock.ErrLockLost) {
-		t.Fatalf("lease.Release = %v, want ErrLockLost", err)
-	}
+	observetest.Run(t, c)
 	// Held: w's lock on k. Released: a's, the one behind the lease's back, and the lost lease's (not held).
 	want := `
 # HELP distrlock_extend_failures_total Extends of a lease that failed.
