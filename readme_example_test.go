@@ -110,6 +110,9 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/guard.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/scale-out.md", "../pgnotify/example_test.go", "pgnotify/example_test.go", 1},
+		{"docs/observability.md", "../observe_example_test.go", "observe_example_test.go", 2},
+		{"docs/observability.md", "../prometheus/example_test.go", "prometheus/example_test.go", 1},
+		{"docs/observability.md", "../otel/example_test.go", "otel/example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {
