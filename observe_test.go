@@ -205,7 +205,8 @@ func TestObserverUnsetBuildsNothing(t *testing.T) {
 
 // TestIntegrationObserver: on each database, a scripted run gives every kind of event with its fields:
 // an acquire, a contended wait that gets the lock when it is released, an extend, a release, a lease lost
-// because its row was released behind its back, and an election's start, new leader and stop.
+// because its row was released behind its back, two heartbeats' extends sharing a statement, and an
+// election's start, new leader and stop.
 func TestIntegrationObserver(t *testing.T) {
 	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
 		rec := &recObserver{}
@@ -312,6 +313,31 @@ func TestIntegrationObserver(t *testing.T) {
 			lostEvent.Fence != lease.Fence() || lostEvent.Owner != "h" {
 			t.Errorf("events of the lost lease %v; the loss %+v, want ErrLockLost because not held, fence %d, owner h",
 				kinds(lostEvents), lostEvent, lease.Fence())
+		}
+
+		// Two leases of one TTL, taken together: their heartbeats share a statement.
+		var shared []*Lease
+		for _, key := range []string{"s1", "s2"} {
+			lease, err := m.Hold(ctx, tdb.db, key, WithLockTTL(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			shared = append(shared, lease)
+		}
+		time.Sleep(1300 * time.Millisecond) // the extend is due at 1 s
+		for _, lease := range shared {
+			if err := lease.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var ext []Event
+			for _, e := range rec.of(lease.Key()) {
+				if e.Kind == EventExtend {
+					ext = append(ext, e)
+				}
+			}
+			if len(ext) != 1 || ext[0].Err != nil || !ext[0].Shared || ext[0].Fence != lease.Fence() {
+				t.Errorf("extends of %s: %+v; want one, successful, shared, fence %d", lease.Key(), ext, lease.Fence())
+			}
 		}
 
 		// An election.
