@@ -238,6 +238,10 @@ func TestIntegrationObserver(t *testing.T) {
 		if err := b.Extend(ctx, tdb.db); err != nil {
 			t.Fatal(err)
 		}
+		c := integLock(t, m, tdb.db, "k")
+		if err := c.AcquireWait(ctx, tdb.db, 10*time.Second, 100*time.Millisecond); !errors.Is(err, ErrWaitTimeout) {
+			t.Fatalf("c.AcquireWait = %v, want ErrWaitTimeout", err)
+		}
 		if err := b.Release(ctx, tdb.db); err != nil {
 			t.Fatal(err)
 		}
@@ -278,6 +282,9 @@ func TestIntegrationObserver(t *testing.T) {
 		}
 		if e := find(EventRelease, "b"); e.Err != nil || e.Fence != b.Fence() {
 			t.Errorf("b's release: %+v", e)
+		}
+		if e := es[len(es)-2]; e.Kind != EventWaitEnded || e.Outcome() != OutcomeTimeout || e.Attempts < 1 || e.Duration < 100*time.Millisecond || e.Fence != 0 {
+			t.Errorf("c's wait ended: %+v; want a timeout after 100 ms, no fence", e)
 		}
 		if i, j := slices.Index(kinds(es), EventWaitStarted), slices.Index(kinds(es), EventWaitEnded); i > j {
 			t.Errorf("wait ended before it started: %v", kinds(es))
