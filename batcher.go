@@ -248,9 +248,9 @@ func (b *extendBatcher) extend(ctx context.Context, start time.Time, reqs []*ext
 		extended, found := held[r.pair()]
 		switch {
 		case err != nil:
-			r.result <- extendResult{start: start, err: err}
+			r.result <- extendResult{start: start, err: err, shared: true}
 		case extended:
-			r.result <- extendResult{start: start}
+			r.result <- extendResult{start: start, shared: true}
 		case found:
 			skipped = append(skipped, r)
 		default:

@@ -41,6 +41,9 @@ type DBLock struct {
 	// minHold keeps the lock taken until its acquisition plus minHold when it is released sooner
 	// (WithLockAtLeastFor).
 	minHold time.Duration
+	// logger, during a call with WithLogger, receives the events of its acquire and release instead of
+	// the manager's logger.
+	logger Logger
 }
 
 // Token returns the token that holds the lock after a successful acquire, and "" while the lock is not
@@ -168,6 +171,19 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 	}
 	sent := time.Now()
 	fence, err := m.spec.acquire(ctx, m.stmts.executor(exec), query, args)
+	out, err := l.acquired(ctx, op, token, ttl, sent, fence, err)
+	if m.observing(l.logger) {
+		e := Event{Kind: EventAcquire, Key: l.Key, Err: err, Duration: time.Since(sent)}
+		if out == taken {
+			e.Fence, e.Owner = l.fence, l.Owner
+		}
+		m.emit(ctx, l.logger, e)
+	}
+	return out, err
+}
+
+// acquired records the outcome of an acquire statement sent at sent that returned fence and err.
+func (l *DBLock) acquired(ctx context.Context, op, token string, ttl time.Duration, sent time.Time, fence int64, err error) (outcome, error) {
 	switch {
 	case errors.Is(err, errAcquireRefused):
 		// The token that holds a lock takes it again, so a refused token does not hold it.
@@ -207,10 +223,19 @@ func (l *DBLock) ExtendTTL(ctx context.Context, exec SQLExecutor, ttl time.Durat
 }
 
 func (l *DBLock) extend(ctx context.Context, exec SQLExecutor, op string, ttl time.Duration) error {
-	if err := l.extendCause(ctx, exec, ttl); err != nil {
-		return opError(op, l.Key, err)
+	var start time.Time
+	observing := l.manager != nil && l.manager.observing(l.logger)
+	if observing {
+		start = time.Now()
 	}
-	return nil
+	err := l.extendCause(ctx, exec, ttl)
+	if err != nil {
+		err = opError(op, l.Key, err)
+	}
+	if observing {
+		l.manager.emit(ctx, l.logger, Event{Kind: EventExtend, Key: l.Key, Fence: l.fence, Owner: l.Owner, Err: err, Duration: time.Since(start)})
+	}
+	return err
 }
 
 // extendCause runs the extend statement and returns why it failed, unwrapped.
@@ -257,6 +282,19 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	if err := l.checkHeld(ctx, exec); err != nil {
 		return opError(op, l.Key, err)
 	}
+	m := l.manager
+	if !m.observing(l.logger) {
+		return l.releaseHeld(ctx, exec)
+	}
+	start, fence, owner := time.Now(), l.fence, l.Owner
+	err := l.releaseHeld(ctx, exec)
+	m.emit(ctx, l.logger, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner, Err: err, Duration: time.Since(start)})
+	return err
+}
+
+// releaseHeld is Release once the DBLock is known to have attempted an acquisition.
+func (l *DBLock) releaseHeld(ctx context.Context, exec SQLExecutor) error {
+	const op = "release"
 	err := ErrLockAlreadyReleased
 	if l.pending != "" {
 		if err = l.releaseToken(ctx, exec, l.pending); errors.Is(err, ErrLockAlreadyReleased) {

@@ -119,7 +119,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 	e.mu.Unlock()
 	if ended != nil {
 		// A term that ended without Resign (its lease was lost): stop its heartbeat before the next one.
-		_ = ended.Release(ctx)
+		e.stopped(ctx, ended, ended.Release(ctx))
 	}
 	var notices <-chan struct{}
 	if n := e.m.notifier; n != nil {
@@ -146,6 +146,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 				e.mu.Lock()
 				e.lease, e.value = lease, value
 				e.mu.Unlock()
+				e.emit(ctx, Event{Kind: EventStartedLeading, Key: e.name, Fence: lease.Fence(), Owner: e.o.identity})
 				return nil
 			case errors.Is(err, ErrLockAlreadyAcquired) && ctx.Err() == nil:
 				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
@@ -267,6 +268,7 @@ func (e *Election) Resign(ctx context.Context) error {
 		return nil
 	}
 	err := lease.Release(ctx)
+	e.stopped(ctx, lease, err)
 	if errors.Is(err, ErrLockAlreadyReleased) {
 		return nil // the lease ran out without being lost: nobody else could have led meanwhile
 	}
@@ -325,11 +327,12 @@ func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo) {
 					return
 				}
 				last, sent = cur, true
+				e.emit(ctx, Event{Kind: EventNewLeader, Key: e.name, Fence: cur.Term, Owner: cur.Identity})
 			}
 		} else if ctx.Err() != nil {
 			return
 		} else {
-			logError(e.o.logger, &DBLock{Key: e.name, fence: last.Term}, "observe: %v", errors.Unwrap(err))
+			logError(ctx, e.o.logger, &DBLock{Key: e.name, fence: last.Term, manager: e.m}, "observe: %v", errors.Unwrap(err))
 		}
 		if time.Now().Before(burstUntil) {
 			sleep = min(sleep, observeBurstEvery)
@@ -393,7 +396,7 @@ func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 			if ctx.Err() != nil {
 				break
 			}
-			logError(e.o.logger, &DBLock{Key: e.name}, "campaign failed: %v", errors.Unwrap(err))
+			logError(ctx, e.o.logger, &DBLock{Key: e.name, manager: e.m}, "campaign failed: %v", errors.Unwrap(err))
 			timer := time.NewTimer(e.o.poll)
 			select {
 			case <-timer.C:
@@ -429,14 +432,22 @@ func (e *Election) lead(ctx context.Context, cb Callbacks) {
 		stopAfter()
 		cancel(context.Canceled)
 		e.mu.Lock()
-		if e.lease == lease {
+		ours := e.lease == lease // else Resign ended the term, and reported it
+		if ours {
 			e.lease = nil
 		}
 		e.mu.Unlock()
-		if ctx.Err() != nil && !e.o.releaseOnCancel {
+		abandoned := ctx.Err() != nil && !e.o.releaseOnCancel
+		if abandoned {
 			lease.abandon()
-		} else if err := lease.Release(ctx); err != nil && !errors.Is(err, ErrLockAlreadyReleased) {
-			logError(e.o.logger, &DBLock{Key: e.name, fence: lease.Fence()}, "resign: %v", errors.Unwrap(err))
+		}
+		// After abandon, Release sends nothing and returns whether the lease had been lost.
+		err := lease.Release(ctx)
+		if ours {
+			e.stopped(ctx, lease, err)
+		}
+		if !abandoned && err != nil && !errors.Is(err, ErrLockAlreadyReleased) {
+			logError(ctx, e.o.logger, &DBLock{Key: e.name, fence: lease.Fence(), manager: e.m}, "resign: %v", errors.Unwrap(err))
 		}
 		if cb.OnStoppedLeading != nil {
 			cb.OnStoppedLeading()
@@ -447,4 +458,20 @@ func (e *Election) lead(ctx context.Context, cb Callbacks) {
 	} else {
 		<-termCtx.Done()
 	}
+}
+
+// emit reports an election's event to its manager's observer and logger.
+func (e *Election) emit(ctx context.Context, ev Event) {
+	if e.m.observing(e.o.logger) {
+		e.m.emit(ctx, e.o.logger, ev)
+	}
+}
+
+// stopped reports the end of lease's term, whose Release returned err: an error matching ErrLockLost is
+// the term's loss, any other a failed release that does not change that the term is over.
+func (e *Election) stopped(ctx context.Context, lease *Lease, err error) {
+	if !errors.Is(err, ErrLockLost) {
+		err = nil
+	}
+	e.emit(ctx, Event{Kind: EventStoppedLeading, Key: e.name, Fence: lease.Fence(), Owner: e.o.identity, Err: err})
 }

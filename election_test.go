@@ -42,12 +42,12 @@ func newElectionFixture(t *testing.T, managerOpts []DBManagerOption, opts ...Ele
 // clock, or free when term is 0.
 func (f *electionFixture) expectGet(term int64, value string, left time.Duration) *sqlmock.ExpectedQuery {
 	const now = int64(1_700_000_000_000_000) // µs since the epoch
-	rows := sqlmock.NewRows([]string{"lock_key", "token", "owner", "data", "fence", "ttl_us", "acquired_at", "expire_at", "now"})
+	rows := sqlmock.NewRows([]string{"lock_key", "token", "owner", "data", "fence", "ttl_us", "acquired_at", "expire_at", "now", "queued"})
 	expire := now - 1
 	if term != 0 {
 		expire = now + left.Microseconds()
 	}
-	rows.AddRow("leader", "tok", "host/1", []byte(value), term, int64(15_000_000), now-1000, expire, now)
+	rows.AddRow("leader", "tok", "host/1", []byte(value), term, int64(15_000_000), now-1000, expire, now, int64(0))
 	return f.mock.ExpectQuery(f.m.q.get).WithArgs("leader").WillReturnRows(rows)
 }
 

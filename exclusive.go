@@ -5,14 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"reflect"
 	"time"
-
-	"github.com/sirupsen/logrus"
 )
 
 // Logger receives the errors DoExclusively cannot return: failed extensions and releases. go-dbkit's
-// loggers and every logrus logger satisfy it ([logrus.FieldLogger] gets the fields distrlock_key and
-// distrlock_fence). No token is ever logged: it is a release credential.
+// loggers, every logrus logger (a FieldLogger gets the fields distrlock_key and distrlock_fence) and
+// [SlogLogger] satisfy it. No token is ever logged: it is a release credential.
 type Logger interface {
 	Errorf(format string, args ...any)
 }
@@ -114,6 +114,11 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 	if db == nil {
 		return nil, opError(op, l.Key, ErrNilExecutor)
 	}
+	if o.logger != nil {
+		// The acquire's events go to the call's logger.
+		l.logger = o.logger
+		defer func() { l.logger = nil }()
+	}
 	if o.ownerSet || o.dataSet {
 		// The options apply to this acquisition only: the caller's DBLock keeps its own Owner and Data.
 		owner, data := l.Owner, l.Data
@@ -149,35 +154,80 @@ func (l *DBLock) acquireAndBeat(ctx context.Context, op string, db *sql.DB, o do
 			case relErr == nil || errors.Is(relErr, ErrLockAlreadyReleased):
 				l.pending = ""
 			default:
-				logError(o.logger, l, "release after a lost acquire outcome failed: %v", relErr)
+				logError(ctx, o.logger, l, "release after a lost acquire outcome failed: %v", relErr)
 			}
 		}
 		return nil, err
 	}
 	if o.intervalTooLong {
-		logError(o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
+		logError(ctx, o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
 			"the lease will be lost before it is extended, and the function's context cancelled",
 			o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
 	}
-	return startHeartbeat(*l, db, o, cancelWork, start), nil
+	return startHeartbeat(ctx, *l, db, o, cancelWork, start), nil
 }
 
 func (l *DBLock) release(ctx context.Context, db *sql.DB, o doOptions) {
 	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.releaseTimeout)
 	defer cancel()
-	l.minHold = o.atLeast
-	defer func() { l.minHold = 0 }()
+	owner := l.Owner
+	if o.ownerSet {
+		l.Owner = o.owner // for the release's event: the acquisition's owner
+	}
+	l.minHold, l.logger = o.atLeast, o.logger
+	defer func() { l.minHold, l.logger, l.Owner = 0, nil, owner }()
 	if err := l.Release(relCtx, db); err != nil {
-		logError(o.logger, l, "release failed: %v", errors.Unwrap(err))
+		logLegacyError(ctx, o.logger, l, "release failed: %v", errors.Unwrap(err))
 	}
 }
 
-func logError(logger Logger, l *DBLock, format string, args ...any) {
+// logError reports what a call cannot return to logger, or else to l's manager's logger: a [SlogLogger] gets
+// it at Error with ctx and the lock's attributes.
+func logError(ctx context.Context, logger Logger, l *DBLock, format string, args ...any) {
+	if logger == nil && l.manager != nil {
+		logger = l.manager.logger
+	}
 	switch lg := logger.(type) {
 	case nil:
-	case logrus.FieldLogger:
-		lg.WithFields(logrus.Fields{"distrlock_key": l.Key, "distrlock_fence": l.fence}).Errorf("distrlock: "+format, args...)
+	case *slogLogger:
+		lg.log(ctx, slog.LevelError, l.Key, l.fence, l.Owner, "distrlock: "+fmt.Sprintf(format, args...))
 	default:
+		if fl, ok := withFields(lg, map[string]any{"distrlock_key": l.Key, "distrlock_fence": l.fence}); ok {
+			fl.Errorf("distrlock: "+format, args...)
+			return
+		}
 		lg.Errorf("distrlock: key %q, fence %d: "+format, append([]any{l.Key, l.fence}, args...)...)
 	}
+}
+
+// withFields returns logger.WithFields(fields) when logger has such a method that takes a map[string]any
+// type and returns a Logger: logrus's FieldLogger (Logger and Entry), recognised by its shape so that
+// users who do not log with logrus do not build it.
+func withFields(logger Logger, fields map[string]any) (Logger, bool) {
+	method := reflect.ValueOf(logger).MethodByName("WithFields")
+	if !method.IsValid() {
+		return nil, false
+	}
+	t := method.Type()
+	if t.NumIn() != 1 || t.NumOut() != 1 || t.IsVariadic() || !reflect.TypeOf(fields).ConvertibleTo(t.In(0)) ||
+		t.In(0).Kind() != reflect.Map {
+		return nil, false
+	}
+	out := method.Call([]reflect.Value{reflect.ValueOf(fields).Convert(t.In(0))})[0]
+	if !out.CanInterface() || (out.Kind() == reflect.Pointer || out.Kind() == reflect.Interface) && out.IsNil() {
+		return nil, false
+	}
+	fl, ok := out.Interface().(Logger)
+	return fl, ok
+}
+
+// logLegacyError is logError for what an [Event] also reports: a [SlogLogger] logs the event instead.
+func logLegacyError(ctx context.Context, logger Logger, l *DBLock, format string, args ...any) {
+	if logger == nil && l.manager != nil {
+		logger = l.manager.logger
+	}
+	if _, ok := logger.(*slogLogger); ok {
+		return
+	}
+	logError(ctx, logger, l, format, args...)
 }

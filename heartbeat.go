@@ -17,6 +17,7 @@ type heartbeat struct {
 	batcher    *extendBatcher
 	opts       doOptions
 	cancelWork context.CancelCauseFunc
+	logCtx     context.Context // the caller's values, for the events and logs
 
 	cancel context.CancelFunc // stops run
 	start  *time.Timer        // starts run when the first extend is to be requested
@@ -32,11 +33,11 @@ type heartbeat struct {
 // first extend is requested (half an interval before it is due) the heartbeat is only a timer: nothing can
 // go wrong before then, since the lease is trusted for longer than an interval, and work shorter than that
 // costs no goroutine.
-func startHeartbeat(lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc, acquiredAt time.Time) *heartbeat {
+func startHeartbeat(callCtx context.Context, lock DBLock, db *sql.DB, o doOptions, cancelWork context.CancelCauseFunc, acquiredAt time.Time) *heartbeat {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &heartbeat{
 		lock: lock, batcher: lock.manager.batchers.join(lock.manager, db), opts: o,
-		cancelWork: cancelWork, cancel: cancel, done: make(chan struct{}),
+		cancelWork: cancelWork, logCtx: context.WithoutCancel(callCtx), cancel: cancel, done: make(chan struct{}),
 	}
 	// The watchdog must run by the time the lease stops being trusted, even when an interval that is too
 	// long puts the first extend after it.
@@ -69,17 +70,24 @@ func (h *heartbeat) lostErr() error {
 // markLost records why the lease is lost and cancels the work, once.
 func (h *heartbeat) markLost(reason error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.lost != nil {
+		h.mu.Unlock()
 		return
 	}
 	h.lost = fmt.Errorf("%w: %w", ErrLockLost, reason)
 	h.cancelWork(h.lost)
+	lost := h.lost
+	h.mu.Unlock()
+	// Outside the lock: an observer may ask the Lease whether it is lost.
+	if m := h.lock.manager; m.observing(h.opts.logger) {
+		m.emit(h.logCtx, h.opts.logger, Event{Kind: EventLeaseLost, Key: h.lock.Key, Fence: h.lock.fence, Owner: h.lock.Owner, Err: lost})
+	}
 }
 
 type extendResult struct {
-	start time.Time // when the statement was sent
-	err   error
+	start  time.Time // when the statement was sent
+	err    error
+	shared bool // the statement extended other locks too
 }
 
 // run extends the lease every interval until ctx ends or the lease is lost. The extends go through the
@@ -126,6 +134,16 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 			results = r.result
 		case r := <-results:
 			results = nil
+			if m := h.lock.manager; m.observing(h.opts.logger) && (r.err == nil || ctx.Err() == nil) {
+				var err error
+				if r.err != nil {
+					err = opError("extend", h.lock.Key, r.err)
+				}
+				m.emit(h.logCtx, h.opts.logger, Event{
+					Kind: EventExtend, Key: h.lock.Key, Fence: h.lock.fence, Owner: h.lock.Owner,
+					Err: err, Duration: time.Since(r.start), Shared: r.shared,
+				})
+			}
 			switch {
 			case r.err == nil:
 				retry, failed = false, nil
@@ -142,7 +160,7 @@ func (h *heartbeat) run(ctx context.Context, acquiredAt time.Time) {
 				h.markLost(fmt.Errorf("no extension succeeded within %v of the start of the last successful one: %w", safeFor, r.err))
 				return
 			default:
-				logError(h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
+				logLegacyError(h.logCtx, h.opts.logger, &h.lock, "extend failed, retrying while the lease is safe: %v", r.err)
 				// Due after a pause, alone: a batch that failed may have failed for one of its locks, and
 				// must not fail again for it. A retry that would start after the deadline is pointless: the
 				// watchdog fires first.

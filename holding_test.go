@@ -464,3 +464,38 @@ func TestDoOwnerOptionsLeaveLockAlone(t *testing.T) {
 		t.Errorf("the DBLock's Owner and Data became %q and %q", lock.Owner, lock.Data)
 	}
 }
+
+// TestIntegrationInspectQueue: while one waiter of AcquireWait is queued for a held lock, Get and List
+// report Queued 1.
+func TestIntegrationInspectQueue(t *testing.T) {
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		holder, waiter := integLock(t, m, tdb.db, "q"), integLock(t, m, tdb.db, "q")
+		integAcquire(ctx, t, holder, tdb.db, time.Minute)
+		if info, err := m.Get(ctx, tdb.db, "q"); err != nil || info.Queued != 0 {
+			t.Fatalf("Get before the wait: queued %d, %v; want 0", info.Queued, err)
+		}
+		waitCtx, cancel := context.WithCancel(ctx)
+		waited := make(chan error, 1)
+		go func() { waited <- waiter.AcquireWait(waitCtx, tdb.db, time.Minute, WaitForever) }()
+		defer func() { cancel(); <-waited }()
+		var info LockInfo
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var err error
+			if info, err = m.Get(ctx, tdb.db, "q"); err != nil {
+				t.Fatal(err)
+			}
+			if info.Queued > 0 {
+				break
+			}
+		}
+		list, err := m.List(ctx, tdb.db, ListOptions{Prefix: "q"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Queued != 1 || len(list) != 1 || list[0].Queued != 1 {
+			t.Fatalf("Get: queued %d; List: %+v; want 1 queued in both", info.Queued, list)
+		}
+	})
+}

@@ -33,6 +33,9 @@ type LockInfo struct {
 	Remaining time.Duration
 	// ReadAt is the database's clock when the row was read.
 	ReadAt time.Time
+	// Queued is the number of [DBLock.AcquireWait] tickets issued for the key and not yet served: the
+	// waiters in its queue, counting a waiter that gave up without leaving it until the queue passes it.
+	Queued int64
 }
 
 // ListOptions selects the locks [DBManager.List] returns.
@@ -133,10 +136,12 @@ func scanLockInfo(row rowScanner) (LockInfo, error) {
 		token, owner, data         sql.NullString
 		fence                      sql.NullInt64
 		ttl, acquired, expire, now sql.NullInt64
+		queued                     sql.NullInt64
 	)
-	if err := row.Scan(&info.Key, &token, &owner, &data, &fence, &ttl, &acquired, &expire, &now); err != nil {
+	if err := row.Scan(&info.Key, &token, &owner, &data, &fence, &ttl, &acquired, &expire, &now, &queued); err != nil {
 		return LockInfo{}, err
 	}
+	info.Queued = queued.Int64
 	info.Token, info.Owner, info.Data, info.Fence = token.String, owner.String, data.String, fence.Int64
 	info.TTL = time.Duration(ttl.Int64) * time.Microsecond
 	info.ReadAt = microsTime(now)

@@ -37,7 +37,11 @@ func (l *DBLock) Hold(ctx context.Context, db *sql.DB, options ...DoOption) (*Le
 		cancel(err)
 		return nil, err
 	}
-	return &Lease{lock: *l, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
+	held := *l
+	if o.ownerSet {
+		held.Owner = o.owner // the acquisition's, for the release's event
+	}
+	return &Lease{lock: held, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
 }
 
 // Keep starts extending, on db and in the background as [DBLock.Hold] does, the lease this DBLock holds:
@@ -70,11 +74,11 @@ func (l *DBLock) Keep(ctx context.Context, db *sql.DB, options ...DoOption) (*Le
 		return nil, opError(op, l.Key, fmt.Errorf("%w: the lease was trusted until %v after its last acquire or extend", ErrLockLost, o.lockTTL-o.safetyMargin))
 	}
 	if o.intervalTooLong {
-		logError(o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
+		logError(ctx, o.logger, l, "extend interval %v is not shorter than TTL %v less safety margin %v: "+
 			"the lease will be lost before it is extended", o.periodicExtendInterval, o.lockTTL, o.safetyMargin)
 	}
 	leaseCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	hb := startHeartbeat(*l, db, o, cancel, l.since)
+	hb := startHeartbeat(ctx, *l, db, o, cancel, l.since)
 	return &Lease{lock: *l, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
 }
 
@@ -114,7 +118,7 @@ func (s *Lease) Release(ctx context.Context) error {
 		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.releaseTimeout)
 		defer cancel()
 		lock := s.lock
-		lock.minHold = s.opts.atLeast
+		lock.minHold, lock.logger = s.opts.atLeast, s.opts.logger
 		err := lock.Release(relCtx, s.db)
 		switch {
 		case lost != nil:

@@ -20,6 +20,8 @@ type DBManager struct {
 	waiters                *waitRoom
 	batchers               *batchers
 	stmts                  *stmtCache // nil unless the dialect prepares
+	observer               Observer   // nil unless WithObserver
+	logger                 Logger     // nil unless WithManagerLogger
 }
 
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
@@ -65,6 +67,7 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 	m := &DBManager{
 		dialect: dialect, spec: spec, table: o.tableName, quoted: quoted, q: q, notifier: o.notifier,
 		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{}, batchers: &batchers{},
+		observer: o.observer, logger: o.logger,
 	}
 	m.stmts = newStmtCache(m, q.acquire, q.extend, q.release, q.peek, q.enqueue)
 	return m, nil

@@ -16,6 +16,8 @@ type dbManagerOptions struct {
 	notifier               Notifier
 	notifierSet            bool
 	galera                 bool
+	observer               Observer
+	logger                 Logger
 }
 
 // WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,

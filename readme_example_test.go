@@ -111,6 +111,9 @@ func TestDocsSnippetsAreExamples(t *testing.T) {
 		{"docs/resume.md", "../guard_example_test.go", "guard_example_test.go", 2},
 		{"docs/scale-out.md", "../pgnotify/example_test.go", "pgnotify/example_test.go", 1},
 		{"docs/operations.md", "../prune_example_test.go", "prune_example_test.go", 1},
+		{"docs/observability.md", "../observe_example_test.go", "observe_example_test.go", 2},
+		{"docs/observability.md", "../prometheus/example_test.go", "prometheus/example_test.go", 1},
+		{"docs/observability.md", "../otel/example_test.go", "otel/example_test.go", 1},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {

@@ -68,6 +68,28 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			w.dequeue(ctx)
 		}
 	}()
+	observing := m.observing(l.logger)
+	var began time.Time // the first attempt's start, when observing
+	attempts := 0       // acquire statements, when observing
+	waiting := false    // EventWaitStarted was reported
+	if observing {
+		began = time.Now()
+		defer func() {
+			if waiting {
+				e := Event{Kind: EventWaitEnded, Key: l.Key, Err: err, Duration: time.Since(began), Attempts: attempts}
+				if err == nil {
+					e.Fence, e.Owner = l.fence, l.Owner
+				}
+				m.emit(ctx, l.logger, e)
+			}
+		}()
+	}
+	attempt := func() (outcome, error) {
+		if observing {
+			attempts++
+		}
+		return l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
+	}
 	contended := false  // an attempt was refused: the wait is for another holder
 	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
@@ -90,7 +112,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
 			default:
 				if sleep = w.sleepFor(view, m.notifier); sleep <= 0 {
-					out, err = l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
+					out, err = attempt()
 				} else {
 					out = refused
 				}
@@ -100,7 +122,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			// refused, so queue at once.
 			out = refused
 		} else {
-			out, err = l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
+			out, err = attempt()
 		}
 		switch {
 		case out == refused, out == unchanged && isDeadlock(err) && ctx.Err() == nil:
@@ -109,6 +131,10 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			if !contended || (w.ticket == 0 && !w.enqueueFailed) {
 				contended = true
 				w.enqueue(ctx)
+			}
+			if observing && !waiting {
+				waiting = true
+				m.emit(ctx, l.logger, Event{Kind: EventWaitStarted, Key: l.Key, Attempts: attempts})
 			}
 			transient = nil
 		case out == unchanged && !errors.Is(err, ErrReadOnly) && !errors.Is(err, ErrSchemaMismatch) && ctx.Err() == nil:

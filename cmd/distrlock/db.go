@@ -234,8 +234,12 @@ by migrate.`)
 	defer c.Close()
 	status := "ready"
 	applied := []string{}
-	// Get reads every column of the current shape: the table is missing, go-dbkit's, or ours.
+	// Get reads every column of the current shape: the table is missing, go-dbkit's, or ours (perhaps of an
+	// earlier version, which has the fence that go-dbkit's lacks).
 	_, err := c.m.Get(ctx, c.db, "distrlock-migrate-probe")
+	if err != nil && isMissingColumn(err.Error()) && hasFence(ctx, c) {
+		err = nil
+	}
 	switch {
 	case err == nil:
 		// Ours: apply the steps after the table's own (since distrlock_00004_wait_queue, the waiters' queue).
@@ -345,6 +349,15 @@ func applyFrom(ctx context.Context, c *conn, first string, ifChanged bool) ([]st
 		}
 	}
 	return ids, nil
+}
+
+// hasFence reports whether the table has the fence column that distrlock_00002 added to go-dbkit's table.
+func hasFence(ctx context.Context, c *conn) bool {
+	rows, err := c.db.QueryContext(ctx, "SELECT fence FROM "+quoteTable(c.m)+" WHERE 1 = 0")
+	if err != nil {
+		return false
+	}
+	return rows.Close() == nil
 }
 
 // quoteTable quotes the manager's table name, which NewDBManager validated (letters, digits and

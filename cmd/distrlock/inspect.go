@@ -25,6 +25,7 @@ type lockJSON struct {
 	AcquiredAt  *time.Time `json:"acquired_at,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	RemainingMS int64      `json:"remaining_ms"` // 0 when free
+	Queued      int64      `json:"queued"`       // waiters of run --wait (AcquireWait) in the key's queue
 }
 
 // millis is d in whole milliseconds, as every duration in --json output.
@@ -32,7 +33,7 @@ func millis(d time.Duration) int64 { return d.Round(time.Millisecond).Millisecon
 
 func toJSON(i distrlock.LockInfo) lockJSON {
 	j := lockJSON{Key: i.Key, Held: i.Held, Token: i.Token, Owner: i.Owner, Fence: i.Fence,
-		TTLMS: millis(i.TTL), RemainingMS: millis(i.Remaining)}
+		TTLMS: millis(i.TTL), RemainingMS: millis(i.Remaining), Queued: i.Queued}
 	if utf8.ValidString(i.Data) {
 		j.Data = i.Data
 	} else {
@@ -65,7 +66,7 @@ func state(i distrlock.LockInfo) string {
 
 func (a *app) cmdList(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("list", "list [--prefix PREFIX] [--held] [--json]",
-		"Lists the locks in the table, by key: held ones with their owner, fence and remaining lease,\nfree ones with their last fence.")
+		"Lists the locks in the table, by key: held ones with their owner, fence and remaining lease,\nfree ones with their last fence; QUEUED counts the waiters in each key's queue.")
 	prefix := fs.String("prefix", "", "only keys that start with `PREFIX`")
 	held := fs.Bool("held", false, "only locks that are held")
 	rest, code, ok := a.parseInterleaved(fs, args)
@@ -96,13 +97,13 @@ func (a *app) cmdList(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KEY\tSTATE\tOWNER\tFENCE\tREMAINING")
+	fmt.Fprintln(w, "KEY\tSTATE\tOWNER\tFENCE\tREMAINING\tQUEUED")
 	for _, i := range infos {
 		remaining := "-"
 		if i.Held {
 			remaining = i.Remaining.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", i.Key, state(i), orDash(i.Owner), i.Fence, remaining)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\n", i.Key, state(i), orDash(i.Owner), i.Fence, remaining, i.Queued)
 	}
 	_ = w.Flush()
 	return exitOK
@@ -117,7 +118,7 @@ func orDash(s string) string {
 
 func (a *app) cmdInspect(ctx context.Context, args []string) int {
 	fs, cf := a.newFlagSet("inspect", "inspect [--json] KEY",
-		"Shows one lock: whether it is held, by which owner and token, its fence, and its lease\non the database's clock.")
+		"Shows one lock: whether it is held, by which owner and token, its fence, its lease\non the database's clock, and how many waiters are queued for it.")
 	rest, code, ok := a.parseInterleaved(fs, args)
 	if !ok {
 		return code
@@ -162,6 +163,7 @@ func (a *app) printInfo(i distrlock.LockInfo) {
 	if i.Held {
 		fmt.Fprintf(w, "expires at:\t%s (in %s)\n", i.ExpiresAt.Format(time.RFC3339Nano), i.Remaining.Round(time.Millisecond))
 	}
+	fmt.Fprintf(w, "queued:\t%d waiters\n", i.Queued)
 	if len(i.Data) > 0 {
 		if utf8.ValidString(i.Data) {
 			fmt.Fprintf(w, "data:\t%s\n", i.Data)

@@ -718,7 +718,7 @@ func TestJSONDurations(t *testing.T) {
 		outputs = append(outputs, res.stdout)
 	}
 	holder.wait(t)
-	numbers := map[string]bool{"fence": true, "code": true, "exit_code": true, "command_exit_code": true}
+	numbers := map[string]bool{"fence": true, "code": true, "exit_code": true, "command_exit_code": true, "queued": true}
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		switch v := v.(type) {
@@ -752,5 +752,60 @@ func TestJSONDurations(t *testing.T) {
 	}
 	if seen < 7 { // ttl_ms and remaining_ms in inspect, list and release's overridden lock; run's waited_ms and ran_ms
 		t.Errorf("only %d *_ms fields in %q", seen, outputs)
+	}
+}
+
+// TestListShowsQueue: while a run waits with --wait for a lock another run holds, list and inspect show
+// one waiter queued for the key, in text and in JSON; a free key shows none.
+func TestListShowsQueue(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			c := newCLI(t, b)
+			holder := c.start("--key", "job", "--ttl", "10s")
+			waiter := c.command("run", "--key", "job", "--wait", "30s", "--", "true")
+			if err := waiter.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = waiter.Process.Kill(); _, _ = waiter.Process.Wait() })
+			var info struct {
+				Queued int64 `json:"queued"`
+			}
+			for deadline := time.Now().Add(10 * time.Second); info.Queued == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				res := c.run("inspect", "job", "--json")
+				if res.code != 0 {
+					t.Fatalf("inspect: %d %s", res.code, res.stderr)
+				}
+				if err := json.Unmarshal([]byte(res.stdout), &info); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if info.Queued != 1 {
+				t.Fatalf("inspect --json: queued %d, want 1", info.Queued)
+			}
+			if res := c.run("inspect", "job"); !regexp.MustCompile(`(?m)^queued:\s+1 waiters$`).MatchString(res.stdout) {
+				t.Errorf("inspect:\n%s\nwant a line queued: 1 waiters", res.stdout)
+			}
+			res := c.run("list")
+			lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+			if len(lines) != 2 || !strings.HasSuffix(strings.Join(strings.Fields(lines[0]), " "), "REMAINING QUEUED") ||
+				!strings.HasPrefix(lines[1], "job ") || !strings.HasSuffix(lines[1], " 1") {
+				t.Errorf("list:\n%s\nwant a QUEUED column with 1 for job", res.stdout)
+			}
+			var list []struct {
+				Key    string `json:"key"`
+				Queued int64  `json:"queued"`
+			}
+			if err := json.Unmarshal([]byte(c.run("list", "--json").stdout), &list); err != nil || len(list) != 1 || list[0].Queued != 1 {
+				t.Errorf("list --json: %+v, %v; want job with 1 queued", list, err)
+			}
+			_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+			holder.wait(t)
+			if err := waiter.Wait(); err != nil {
+				t.Fatalf("the waiting run: %v", err)
+			}
+			if res := c.run("inspect", "job", "--json"); json.Unmarshal([]byte(res.stdout), &info) != nil || info.Queued != 0 {
+				t.Errorf("inspect after the hand-over: %s; want queued 0", res.stdout)
+			}
+		})
 	}
 }

@@ -3,7 +3,8 @@
 SELECT lock_key, token, owner, data, fence, ttl_us,
        (extract(epoch FROM acquired_at) * 1000000)::bigint,
        (extract(epoch FROM expire_at) * 1000000)::bigint,
-       (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
+       (extract(epoch FROM statement_timestamp()) * 1000000)::bigint,
+       greatest(queue_tail - queue_head, 0)
 FROM "my_locks"
 WHERE left(lock_key, char_length($1)) = $1
   AND lock_key <> ''
