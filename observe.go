@@ -206,9 +206,9 @@ func (m *DBManager) emit(ctx context.Context, logger Logger, e Event) {
 		if e.Err == nil {
 			attrs = append(attrs, slog.Bool("shared", e.Shared))
 		} else {
-			// A heartbeat's failed extend that leaves the lease safe is retried; one that does not is
-			// followed by EventLeaseLost.
-			level, msg = slog.LevelWarn, "distrlock: extend failed, retrying while the lease is safe"
+			// A heartbeat retries a failed extend while the lease is safe, and reports EventLeaseLost when
+			// it is not; a caller's own Extend decides for itself. Either way the lock may still be held.
+			level, msg = slog.LevelWarn, "distrlock: extend failed"
 		}
 	case EventRelease:
 		if e.Err != nil && !errors.Is(e.Err, ErrLockAlreadyReleased) {

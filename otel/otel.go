@@ -83,11 +83,11 @@ func New(opts ...Option) (*Observer, error) {
 	obs := &Observer{lockLabel: o.lockLabel, tracer: o.tracers.Tracer(ScopeName), holding: make(map[string]struct{})}
 	var err error
 	if obs.acquire, err = meter.Float64Histogram("distrlock.acquire.duration", metric.WithUnit("s"),
-		metric.WithDescription("Latency of acquire statements.")); err != nil {
+		metric.WithDescription("Latency of acquire statements."), metric.WithExplicitBucketBoundaries(durationBuckets()...)); err != nil {
 		return nil, err
 	}
 	if obs.wait, err = meter.Float64Histogram("distrlock.wait.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from a wait's first refused attempt to its end.")); err != nil {
+		metric.WithDescription("Time from a wait's first refused attempt to its end."), metric.WithExplicitBucketBoundaries(durationBuckets()...)); err != nil {
 		return nil, err
 	}
 	if obs.held, err = meter.Int64UpDownCounter("distrlock.locks.held", metric.WithUnit("{lock}"),
@@ -178,3 +178,9 @@ func (o *Observer) span(ctx context.Context, name string, e distrlock.Event) {
 }
 
 var _ distrlock.Observer = (*Observer)(nil)
+
+// durationBuckets are the duration histograms' bucket boundaries in seconds, from a 1 ms acquire to a 1 min
+// wait: the SDK's default boundaries (0, 5, 10, … 10000) suit milliseconds.
+func durationBuckets() []float64 {
+	return []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+}

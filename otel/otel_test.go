@@ -3,6 +3,7 @@ package otel_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,18 @@ func TestObserverEvents(t *testing.T) {
 		if o, _ := dp.Attributes.Value("distrlock.outcome"); o.AsString() == "ok" && (dp.Count != 2 || dp.Sum != 0.375) ||
 			o.AsString() == "contended" && (dp.Count != 1 || dp.Sum != 0.5) {
 			t.Errorf("acquire data point %v: count %d, sum %v", dp.Attributes, dp.Count, dp.Sum)
+		}
+	}
+	// Seconds, not the SDK's millisecond boundaries: 0.125 s and 0.25 s fall in buckets of their own.
+	for _, dp := range ms["distrlock.acquire.duration"].Data.(metricdata.Histogram[float64]).DataPoints {
+		if want := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}; !slices.Equal(dp.Bounds, want) {
+			t.Errorf("acquire buckets %v, want %v", dp.Bounds, want)
+		}
+		if o, _ := dp.Attributes.Value("distrlock.outcome"); o.AsString() == "ok" {
+			// (0.1, 0.25]: index 7 of the counts holds both 0.125 and 0.25.
+			if want := []uint64{0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(dp.BucketCounts, want) {
+				t.Errorf("ok acquires' bucket counts %v, want %v", dp.BucketCounts, want)
+			}
 		}
 	}
 	wait := ms["distrlock.wait.duration"].Data.(metricdata.Histogram[float64]).DataPoints
