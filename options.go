@@ -150,7 +150,8 @@ func WithLockAtLeastFor(d time.Duration) DoOption {
 	return func(o *doOptions) { o.atLeast = d }
 }
 
-// WithLogger sets where failed extensions and releases are reported; by default nothing is logged.
+// WithLogger sets where failed extensions and releases are reported; by default nothing is logged. For a
+// *slog.Logger pass [SlogLogger](l), which also logs acquires, waits and releases with structured attributes.
 func WithLogger(logger Logger) DoOption {
 	return func(o *doOptions) { o.logger = logger }
 }
