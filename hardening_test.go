@@ -230,3 +230,65 @@ func TestIntegrationAcquireWaitRetriesLockTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationHolderStopsWhenServerTurnsReadOnly: a holder whose server stays up but refuses writes from
+// then on (a demoted primary, as Patroni leaves it) has its work cancelled with ErrLockLost while its lease
+// still runs on the server, so no other holder can start before it stopped.
+func TestIntegrationHolderStopsWhenServerTurnsReadOnly(t *testing.T) {
+	t.Parallel()
+	servers := []struct {
+		tdb *testDB
+		set string
+	}{
+		{openPostgres(t), "SET SESSION default_transaction_read_only = on"},
+		{openMySQL(t, ""), "SET SESSION TRANSACTION READ ONLY"},
+	}
+	for _, s := range servers {
+		t.Run(s.tdb.name, func(t *testing.T) {
+			ctx := t.Context()
+			m := newTestManager(t, s.tdb)
+			db, err := sql.Open(s.tdb.driver, s.tdb.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			db.SetMaxOpenConns(1) // the holder's every statement runs in the session that turns read-only
+			const ttl = 2 * time.Second
+			l := integLock(t, m, db, "demoted")
+			var turned, cancelled time.Time
+			var left time.Duration
+			err = l.DoExclusively(ctx, db, func(work context.Context) error {
+				if _, err := db.ExecContext(ctx, s.set); err != nil {
+					return err
+				}
+				turned = time.Now()
+				select {
+				case <-work.Done():
+				case <-time.After(3 * ttl):
+					return errors.New("the work was not cancelled within 3 TTLs")
+				}
+				cancelled = time.Now()
+				if !errors.Is(context.Cause(work), ErrLockLost) {
+					t.Errorf("the work's cause %v, want ErrLockLost", context.Cause(work))
+				}
+				// Read through another session: the lease must still have run on the server's clock when the
+				// work was cancelled. The time the read took to start is added back (a lower bound: the
+				// server computes the remainder later still).
+				read := time.Now()
+				row, ok := integReadRow(ctx, t, s.tdb, m, "demoted")
+				if !ok {
+					return errors.New("the lock's row is gone")
+				}
+				left = row.remaining() + read.Sub(cancelled)
+				return nil
+			}, WithLockTTL(ttl))
+			if !errors.Is(err, ErrLockLost) {
+				t.Fatalf("DoExclusively = %v, want ErrLockLost", err)
+			}
+			if left <= 0 {
+				t.Fatalf("the work was cancelled %v after the server turned read-only, when the lease had already ended (%v left)", cancelled.Sub(turned), left)
+			}
+			t.Logf("the work stopped %v after the server turned read-only, %v before its lease ended on the server", cancelled.Sub(turned).Round(time.Millisecond), left.Round(time.Millisecond))
+		})
+	}
+}
