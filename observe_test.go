@@ -274,13 +274,13 @@ func TestIntegrationObserver(t *testing.T) {
 		if e := find(EventWaitEnded, "b"); e.Err != nil || e.Fence != b.Fence() || e.Fence <= a.Fence() || e.Attempts < 2 || e.Duration < 100*time.Millisecond {
 			t.Errorf("wait ended: %+v; want the lock with fence %d > %d, at least 2 attempts and 100 ms", e, b.Fence(), a.Fence())
 		}
-		if e := find(EventRelease, "a"); e.Err != nil || e.Fence != a.Fence() {
+		if e := find(EventRelease, "a"); e.Err != nil || e.Fence != a.Fence() || e.Duration <= 0 {
 			t.Errorf("a's release: %+v", e)
 		}
-		if e := find(EventExtend, "b"); e.Err != nil || e.Fence != b.Fence() || e.Shared {
+		if e := find(EventExtend, "b"); e.Err != nil || e.Fence != b.Fence() || e.Shared || e.Duration <= 0 {
 			t.Errorf("b's extend: %+v", e)
 		}
-		if e := find(EventRelease, "b"); e.Err != nil || e.Fence != b.Fence() {
+		if e := find(EventRelease, "b"); e.Err != nil || e.Fence != b.Fence() || e.Duration <= 0 {
 			t.Errorf("b's release: %+v", e)
 		}
 		if e := es[len(es)-2]; e.Kind != EventWaitEnded || e.Outcome() != OutcomeTimeout || e.Attempts < 1 || e.Duration < 100*time.Millisecond || e.Fence != 0 {
