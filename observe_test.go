@@ -379,6 +379,39 @@ func TestIntegrationObserver(t *testing.T) {
 		if want := []EventKind{EventStartedLeading, EventNewLeader, EventStoppedLeading}; !slices.Equal(got, want) {
 			t.Errorf("election events %v, want %v", got, want)
 		}
+		// A term lost behind the leader's back: its lease released with its token by an operator.
+		lostEl, err := m.NewElection(tdb.db, "el-lost", WithIdentity("me"), WithElectionTTL(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lostEl.Campaign(ctx, "v"); err != nil {
+			t.Fatal(err)
+		}
+		lostTerm, termCtx := lostEl.Term(), lostEl.Context()
+		info, err := m.Get(ctx, tdb.db, "el-lost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.ReleaseWithToken(ctx, tdb.db, "el-lost", info.Token); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-termCtx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the term was not lost")
+		}
+		_ = lostEl.Resign(ctx) // reports the term's end; its lease is gone
+		var stoppedEvents []Event
+		for _, e := range rec.of("el-lost") {
+			if e.Kind == EventStoppedLeading {
+				stoppedEvents = append(stoppedEvents, e)
+			}
+		}
+		if len(stoppedEvents) != 1 || !errors.Is(stoppedEvents[0].Err, ErrLockLost) || stoppedEvents[0].Fence != lostTerm ||
+			stoppedEvents[0].Owner != "me" {
+			t.Errorf("the lost term's stopped-leading events %+v; want one, ErrLockLost, term %d, identity me", stoppedEvents, lostTerm)
+		}
+
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for i, v := range rec.ctxs {
