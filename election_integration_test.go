@@ -256,8 +256,9 @@ func TestElectionIntegrationStandbyWritesNothing(t *testing.T) {
 			t.Errorf("the standby sent %d reads in %v at a poll of %v", n, wait, electionPoll)
 		}
 		got := counter.Counts()
-		if got.Statements != int64(len(sent)) || got.Begins != 0 || got.Commits != 0 {
-			t.Errorf("the standby's database saw %+v, want %d statements (its reads) and no transactions", got, len(sent))
+		// The last read may have been cut short by the deadline between the recorder and the driver.
+		if got.Statements < int64(len(sent))-1 || got.Statements > int64(len(sent)) || got.Begins != 0 || got.Commits != 0 {
+			t.Errorf("the standby's database saw %+v, want %d statements (its reads; the last may be cut short) and no transactions", got, len(sent))
 		}
 		after, err := m.Get(ctx, tdb.db, "leader")
 		if err != nil {

@@ -345,11 +345,20 @@ func TestIntegrationPruneRace(t *testing.T) {
 				pruned   int64
 				wg       sync.WaitGroup
 			)
-			deadline := time.Now().Add(2 * time.Second)
+			// At least 2 s, and on until enough has happened to prove something (SQLite under -race on a busy
+			// machine is slow), at most 10 s.
+			start := time.Now()
+			running := func() bool {
+				mu.Lock()
+				enough := acquired >= 50 && pruned >= 5
+				mu.Unlock()
+				elapsed := time.Since(start)
+				return elapsed < 2*time.Second || !enough && elapsed < 10*time.Second
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Now().Before(deadline) {
+				for running() {
 					n, err := m.Prune(ctx, tdb.db, 0, WithPruneBatchSize(2))
 					if err != nil {
 						t.Error(err)
@@ -364,7 +373,7 @@ func TestIntegrationPruneRace(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := 0; time.Now().Before(deadline); i++ {
+					for i := 0; running(); i++ {
 						key := fmt.Sprintf("race/%d", (w+i)%keys)
 						l, _ := m.NewLock(ctx, tdb.db, key)
 						var err error
