@@ -34,7 +34,7 @@ readonly PG_TESTS="${SCALE_PG_TESTS:-Integration|StatementsPerOperation|Election
 # Tests that need a session of their own, which transaction pooling does not give: a SET SESSION (it would stay
 # on a server connection that other clients get next), a LISTEN, a lock_timeout startup parameter (PgBouncer
 # refuses it). The scale tests cover the same behaviours on the standby and the primary.
-readonly PG_SKIP="${SCALE_PG_SKIP:-TestIntegrationReadOnlySession|TestIntegrationReleasePublishes|TestIntegrationAcquireWaitRetriesLockTimeout}"
+readonly PG_SKIP="${SCALE_PG_SKIP:-TestIntegrationReadOnlySession|TestIntegrationHolderStopsWhenServerTurnsReadOnly|TestIntegrationReleasePublishes|TestIntegrationAcquireWaitRetriesLockTimeout}"
 readonly GALERA_TESTS="${SCALE_GALERA_TESTS:-Galera}"
 # The general integration tests with their MariaDB on one node of the cluster (their other databases too).
 readonly GALERA_ROOT_TESTS="${SCALE_GALERA_ROOT_TESTS:-Integration|StatementsPerOperation|Election}"
