@@ -117,7 +117,8 @@ func acquireReturning(ctx context.Context, exec SQLExecutor, query string, a acq
 	return fence, err
 }
 
-// enqueueReturning takes a ticket with an UPDATE … RETURNING (PostgreSQL, SQLite).
+// enqueueReturning takes a ticket with an UPDATE … RETURNING (SQLite; PostgreSQL's enqueuePostgres also
+// binds whether the statement runs in autocommit).
 func enqueueReturning(ctx context.Context, exec SQLExecutor, query, key string) (int64, error) {
 	var ticket int64
 	err := exec.QueryRowContext(ctx, query, key).Scan(&ticket)

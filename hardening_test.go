@@ -103,35 +103,50 @@ func TestIntegrationRetryAfterLostReply(t *testing.T) {
 	})
 }
 
+// readOnlySession is a database and the statement that makes a session of it refuse writes.
+type readOnlySession struct {
+	tdb *testDB
+	set string
+}
+
+const (
+	readOnlyPostgres = "SET SESSION default_transaction_read_only = on"
+	readOnlyMySQL    = "SET SESSION TRANSACTION READ ONLY"
+)
+
+// oneConnection opens the database again with a pool of one connection, so that a session setting holds
+// for every statement sent through it; it is closed with the test.
+func (s readOnlySession) oneConnection(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(s.tdb.driver, s.tdb.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	db.SetMaxOpenConns(1)
+	return db
+}
+
 // TestIntegrationReadOnlySession: in a read-only session (PostgreSQL default_transaction_read_only, MariaDB
 // SET SESSION TRANSACTION READ ONLY) Acquire returns ErrReadOnly, never contention, keeps no token, and
 // DoExclusively and Hold return within a second without running the function.
 func TestIntegrationReadOnlySession(t *testing.T) {
 	t.Parallel()
-	sessions := []struct {
-		tdb *testDB
-		set string
-	}{
-		{openPostgres(t), "SET SESSION default_transaction_read_only = on"},
-		{openMySQL(t, ""), "SET SESSION TRANSACTION READ ONLY"},
-		{openMySQL(t, "interpolateParams=true"), "SET SESSION TRANSACTION READ ONLY"},
+	sessions := []readOnlySession{
+		{openPostgres(t), readOnlyPostgres},
+		{openMySQL(t, ""), readOnlyMySQL},
+		{openMySQL(t, "interpolateParams=true"), readOnlyMySQL},
 	}
 	for _, s := range sessions {
 		t.Run(s.tdb.name, func(t *testing.T) {
 			ctx := t.Context()
 			m := newTestManager(t, s.tdb)
-			// One connection, so that every statement runs in the read-only session.
-			db, err := sql.Open(s.tdb.driver, s.tdb.dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			db.SetMaxOpenConns(1)
+			db := s.oneConnection(t) // every statement runs in the session made read-only
 			if _, err := db.ExecContext(ctx, s.set); err != nil {
 				t.Fatal(err)
 			}
 			l := integLock(t, m, db, "read-only")
-			err = l.Acquire(ctx, db, time.Minute)
+			err := l.Acquire(ctx, db, time.Minute)
 			if !errors.Is(err, ErrReadOnly) || errors.Is(err, ErrLockAlreadyAcquired) {
 				t.Fatalf("Acquire in a read-only session: %v, want ErrReadOnly and not contention", err)
 			}
@@ -236,28 +251,17 @@ func TestIntegrationAcquireWaitRetriesLockTimeout(t *testing.T) {
 // still runs on the server, so no other holder can start before it stopped.
 func TestIntegrationHolderStopsWhenServerTurnsReadOnly(t *testing.T) {
 	t.Parallel()
-	servers := []struct {
-		tdb *testDB
-		set string
-	}{
-		{openPostgres(t), "SET SESSION default_transaction_read_only = on"},
-		{openMySQL(t, ""), "SET SESSION TRANSACTION READ ONLY"},
-	}
+	servers := []readOnlySession{{openPostgres(t), readOnlyPostgres}, {openMySQL(t, ""), readOnlyMySQL}}
 	for _, s := range servers {
 		t.Run(s.tdb.name, func(t *testing.T) {
 			ctx := t.Context()
 			m := newTestManager(t, s.tdb)
-			db, err := sql.Open(s.tdb.driver, s.tdb.dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
-			db.SetMaxOpenConns(1) // the holder's every statement runs in the session that turns read-only
+			db := s.oneConnection(t) // the holder's every statement runs in the session that turns read-only
 			const ttl = 2 * time.Second
 			l := integLock(t, m, db, "demoted")
 			var turned, cancelled time.Time
 			var left time.Duration
-			err = l.DoExclusively(ctx, db, func(work context.Context) error {
+			err := l.DoExclusively(ctx, db, func(work context.Context) error {
 				if _, err := db.ExecContext(ctx, s.set); err != nil {
 					return err
 				}

@@ -19,10 +19,11 @@ import (
 type stmtCache struct {
 	queries map[string]bool // the queries worth preparing
 
-	mu    sync.Mutex
-	db    *sql.DB // the *sql.DB the statements belong to; nil until the first use
-	off   bool    // the server refused a prepare: run statements unprepared from then on
-	stmts map[string]*sql.Stmt
+	mu       sync.Mutex
+	db       *sql.DB     // the *sql.DB the statements belong to; nil until the first use
+	prepared SQLExecutor // preparedDB{db, c}, made once: an interface value per call would allocate
+	off      bool        // the server refused a prepare: run statements unprepared from then on
+	stmts    map[string]*sql.Stmt
 }
 
 // newStmtCache returns a cache for queries, or nil for a dialect whose driver does not need one. The cache's
@@ -48,12 +49,12 @@ func (c *stmtCache) executor(exec SQLExecutor) SQLExecutor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.db == nil {
-		c.db, c.off = db, !isMySQLDriver(db)
+		c.db, c.off, c.prepared = db, !isMySQLDriver(db), preparedDB{db, c}
 	}
 	if c.off || c.db != db {
 		return exec
 	}
-	return preparedDB{db, c}
+	return c.prepared
 }
 
 // stmt returns query's prepared statement, preparing it on first use; nil when it is not to be prepared
