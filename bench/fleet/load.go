@@ -171,15 +171,25 @@ func (m meter) diff(ctx context.Context, a, b sample) (window, error) {
 		w.deltas["WAL bytes"] = wal
 		w.deltas[tableWAL], w.deltas[tableXIDs] = 0, 0
 		if m.relations != "" && wal > 0 { // pg_walinspect fails on a range without a record
+			// pg_walinspect reads only flushed WAL, and a background record (a checkpoint's, autovacuum's)
+			// may sit in the WAL buffers for up to wal_writer_delay: wait for the flush instead of clamping
+			// the range, which could cut it before the first record that starts in it.
+			if err := m.waitFlushed(ctx, b.lsn); err != nil {
+				return w, err
+			}
 			var bytes, xids int64
-			// The end is clamped to what has been flushed, which pg_walinspect requires.
 			err := m.conn.QueryRowContext(ctx, `WITH w AS (
-					SELECT * FROM pg_get_wal_records_info($1::pg_lsn, least($2::pg_lsn, pg_current_wal_flush_lsn()))
+					SELECT * FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
 				), ours AS (
 					SELECT DISTINCT xid::text FROM w WHERE xid::text <> '0' AND block_ref ~ $3
 				)
 				SELECT coalesce(sum(record_length), 0)::bigint, (SELECT count(*) FROM ours)
 				FROM w WHERE block_ref ~ $3 OR xid::text IN (SELECT xid FROM ours)`, a.lsn, b.lsn, m.relations).Scan(&bytes, &xids)
+			// The range's bytes may all continue a record that started before it (pg_current_wal_lsn can
+			// stop inside a record): then no record of the range touches the table.
+			if err != nil && strings.Contains(err.Error(), "could not find a valid record after") {
+				bytes, xids, err = 0, 0, nil
+			}
 			if err != nil {
 				return w, fmt.Errorf("pg_walinspect: %w", err)
 			}
@@ -187,6 +197,28 @@ func (m meter) diff(ctx context.Context, a, b sample) (window, error) {
 		}
 	}
 	return w, nil
+}
+
+// waitFlushed waits, at most 5 s, until the server has flushed its WAL up to lsn and to the end of every
+// record that had started by then (the insert position), so that the last record of a range reads whole.
+func (m meter) waitFlushed(ctx context.Context, lsn string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	if err := m.conn.QueryRowContext(ctx, "SELECT greatest($1::pg_lsn, pg_current_wal_insert_lsn())::text", lsn).Scan(&lsn); err != nil {
+		return err
+	}
+	for {
+		var flushed bool
+		err := m.conn.QueryRowContext(ctx, "SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn", lsn).Scan(&flushed)
+		if err != nil || flushed {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pg_walinspect: WAL not flushed up to %s after 5 s", lsn)
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // interval reads the counters, runs begin, waits d, runs end and reads them again.
