@@ -169,6 +169,9 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 	if inTx {
 		query, args.ungated = m.q.acquireInTx, m.spec.gapLocks
 	}
+	if m.spans != nil {
+		ctx = m.startSpan(ctx, Event{Kind: EventAcquire, Key: l.Key})
+	}
 	sent := time.Now()
 	fence, err := m.spec.acquire(ctx, m.stmts.executor(exec), query, args)
 	out, err := l.acquired(ctx, op, token, ttl, sent, fence, err)
@@ -286,7 +289,11 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 	if !m.observing(l.logger) {
 		return l.releaseHeld(ctx, exec)
 	}
-	start, fence, owner := time.Now(), l.fence, l.Owner
+	fence, owner := l.fence, l.Owner
+	if m.spans != nil {
+		ctx = m.startSpan(ctx, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner})
+	}
+	start := time.Now()
 	err := l.releaseHeld(ctx, exec)
 	m.emit(ctx, l.logger, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner, Err: err, Duration: time.Since(start)})
 	return err

@@ -19,9 +19,10 @@ type DBManager struct {
 	notifier               Notifier // nil unless WithNotifier
 	waiters                *waitRoom
 	batchers               *batchers
-	stmts                  *stmtCache // nil unless the dialect prepares
-	observer               Observer   // nil unless WithObserver
-	logger                 Logger     // nil unless WithManagerLogger
+	stmts                  *stmtCache   // nil unless the dialect prepares
+	observer               Observer     // nil unless WithObserver
+	spans                  SpanObserver // observer, when it is one
+	logger                 Logger       // nil unless WithManagerLogger
 }
 
 // NewDBManager returns a manager for the dialect. It fails with [ErrUnsupportedDialect] or
@@ -69,6 +70,7 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 		backoffMin: o.backoffMin, backoffMax: o.backoffMax, waiters: &waitRoom{}, batchers: &batchers{},
 		observer: o.observer, logger: o.logger,
 	}
+	m.spans, _ = o.observer.(SpanObserver)
 	m.stmts = newStmtCache(m, q.acquire, q.extend, q.release, q.peek, q.enqueue)
 	return m, nil
 }

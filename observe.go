@@ -17,6 +17,17 @@ type Observer interface {
 	ObserveLock(ctx context.Context, e Event)
 }
 
+// SpanObserver is an [Observer] that also opens a scope, such as a trace span, around each acquire
+// statement, wait and release, so that what the driver records for the statements nests in it. StartSpan
+// gets the event that opens the scope (EventAcquire with Key alone before the statement, EventWaitStarted,
+// or EventRelease with Key, Fence and Owner before the statement); the context it returns carries the
+// operation's statements and is the one ObserveLock gets with the event that ends it (EventAcquire,
+// EventWaitEnded, EventRelease). For EventWaitStarted, ObserveLock gets that context too.
+type SpanObserver interface {
+	Observer
+	StartSpan(ctx context.Context, e Event) context.Context
+}
+
 // ObserverFunc makes a function an [Observer].
 type ObserverFunc func(ctx context.Context, e Event)
 
@@ -120,8 +131,8 @@ func (e Event) Outcome() string {
 	}
 }
 
-// WithObserver makes every lock, wait and election of the manager report its events to o; see [Event].
-// Default: none, and then no event is built.
+// WithObserver makes every lock, wait and election of the manager report its events to o; see [Event]
+// and, for scopes around the operations, [SpanObserver]. Default: none, and then no event is built.
 func WithObserver(o Observer) DBManagerOption {
 	return func(mo *dbManagerOptions) { mo.observer = o }
 }
@@ -174,6 +185,15 @@ func (m *DBManager) observing(logger Logger) bool {
 	}
 	_, ok := logger.(*slogLogger)
 	return ok
+}
+
+// startSpan opens the observer's scope for e when it is a SpanObserver, and returns the context the
+// operation runs under.
+func (m *DBManager) startSpan(ctx context.Context, e Event) context.Context {
+	if m.spans == nil {
+		return ctx
+	}
+	return m.spans.StartSpan(ctx, e)
 }
 
 // emit gives e to the manager's observer and logs it to a slog logger (logger, or else the manager's).

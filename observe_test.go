@@ -2,6 +2,7 @@ package distrlock
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"regexp"
@@ -420,4 +421,92 @@ func TestIntegrationObserver(t *testing.T) {
 			}
 		}
 	})
+}
+
+// spanRec is a SpanObserver whose scopes are context values naming the event that opened them; it keeps
+// the scope each event came with.
+type spanRec struct {
+	recObserver
+	opened []EventKind
+}
+
+type scopeKey struct{}
+
+func (s *spanRec) StartSpan(ctx context.Context, e Event) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opened = append(s.opened, e.Kind)
+	return context.WithValue(ctx, scopeKey{}, e.Kind)
+}
+
+func (s *spanRec) ObserveLock(ctx context.Context, e Event) {
+	s.recObserver.ObserveLock(context.WithValue(ctx, ctxKey{}, ctx.Value(scopeKey{})), e)
+}
+
+// scopeExec records the scope of each statement.
+type scopeExec struct {
+	SQLExecutor
+	mu     sync.Mutex
+	scopes []any
+}
+
+func (x *scopeExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	x.mu.Lock()
+	x.scopes = append(x.scopes, ctx.Value(scopeKey{}))
+	x.mu.Unlock()
+	return x.SQLExecutor.ExecContext(ctx, query, args...)
+}
+
+func (x *scopeExec) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	x.mu.Lock()
+	x.scopes = append(x.scopes, ctx.Value(scopeKey{}))
+	x.mu.Unlock()
+	return x.SQLExecutor.QueryRowContext(ctx, query, args...)
+}
+
+// TestSpanObserverScopes: with a SpanObserver, every statement of an acquire, a wait and a release runs in
+// the scope StartSpan opened for it, and the event that ends the operation comes with that scope.
+func TestSpanObserverScopes(t *testing.T) {
+	tdb := openSQLite(t)
+	obs := &spanRec{}
+	m, err := NewDBManager(DialectSQLite, WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.CreateTable(ctx, tdb.db); err != nil {
+		t.Fatal(err)
+	}
+	x := &scopeExec{SQLExecutor: tdb.db}
+	a, _ := m.NewLock(ctx, x, "k")
+	w, _ := m.NewLock(ctx, x, "k")
+	if err := a.Acquire(ctx, x, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error)
+	go func() { waited <- w.AcquireWait(ctx, x, time.Minute, 10*time.Second) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := a.Release(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range x.scopes {
+		if s == nil {
+			t.Errorf("statement %d ran outside any scope", i)
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	closes := map[EventKind]EventKind{EventAcquire: EventAcquire, EventWaitStarted: EventWaitStarted,
+		EventWaitEnded: EventWaitStarted, EventRelease: EventRelease}
+	for i, e := range obs.events {
+		if want := closes[e.Kind]; obs.ctxs[i] != want {
+			t.Errorf("%v came in scope %v, want %v", e.Kind, obs.ctxs[i], want)
+		}
+	}
+	if len(obs.events) < 5 || !slices.Contains(obs.opened, EventWaitStarted) {
+		t.Errorf("events %v, scopes opened %v", obs.events, obs.opened)
+	}
 }

@@ -128,13 +128,17 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 		case out == refused, out == unchanged && isDeadlock(err) && ctx.Err() == nil:
 			// A deadlock or a Galera certification conflict: another client wrote the key's row at the
 			// same moment, which is contention too.
+			if observing && !waiting {
+				waiting = true
+				e := Event{Kind: EventWaitStarted, Key: l.Key, Attempts: attempts}
+				// The wait's later statements, its ticket's included, and its end run in the observer's
+				// scope (the deferred EventWaitEnded reads ctx).
+				ctx = m.startSpan(ctx, e)
+				m.emit(ctx, l.logger, e)
+			}
 			if !contended || (w.ticket == 0 && !w.enqueueFailed) {
 				contended = true
 				w.enqueue(ctx)
-			}
-			if observing && !waiting {
-				waiting = true
-				m.emit(ctx, l.logger, Event{Kind: EventWaitStarted, Key: l.Key, Attempts: attempts})
 			}
 			transient = nil
 		case out == unchanged && !errors.Is(err, ErrReadOnly) && !errors.Is(err, ErrSchemaMismatch) && ctx.Err() == nil:

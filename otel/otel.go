@@ -10,10 +10,11 @@
 //	distrlock.extend.failures    counter  failed extends (a heartbeat's, or Extend)
 //	distrlock.lease.losses       counter  leases lost: the work was cancelled
 //
-// Spans: distrlock.acquire for each acquire statement and distrlock.wait for each wait, children of the
-// span in the caller's context, with the attributes distrlock.key, distrlock.fence and distrlock.outcome.
-// They are recorded when the operation ends, with its start and end times, so the acquire spans of a wait
-// are its siblings, not its children.
+// Spans: distrlock.acquire for each acquire statement, distrlock.wait for each wait (from its first refused
+// attempt) and distrlock.release for each release, children of the span in the caller's context, with the
+// attributes distrlock.key, distrlock.fence and distrlock.outcome. The Observer is a
+// [distrlock.SpanObserver]: the spans are open while their statements run, so the spans a database driver
+// records for them are their children, and the acquire attempts of a wait are children of its span.
 package otel
 
 import (
@@ -116,6 +117,33 @@ func (o *Observer) attrs(key string, withOutcome bool, outcome string) metric.Me
 	return metric.WithAttributes(kv...)
 }
 
+// spanKey is the context key of the span StartSpan opened.
+type spanKey struct{}
+
+// openSpan is a span StartSpan opened, until ObserveLock ends it.
+type openSpan struct {
+	kind distrlock.EventKind // the kind of the event that ends it
+	span trace.Span
+}
+
+// StartSpan opens the span of the acquire statement, wait or release that e begins, and returns ctx with it.
+func (o *Observer) StartSpan(ctx context.Context, e distrlock.Event) context.Context {
+	name, ends := "", e.Kind
+	switch e.Kind {
+	case distrlock.EventAcquire:
+		name = "distrlock.acquire"
+	case distrlock.EventWaitStarted:
+		name, ends = "distrlock.wait", distrlock.EventWaitEnded
+	case distrlock.EventRelease:
+		name = "distrlock.release"
+	default:
+		return ctx
+	}
+	ctx, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("distrlock.key", e.Key)))
+	return context.WithValue(ctx, spanKey{}, &openSpan{kind: ends, span: span})
+}
+
 // ObserveLock records e.
 func (o *Observer) ObserveLock(ctx context.Context, e distrlock.Event) {
 	switch e.Kind {
@@ -137,6 +165,7 @@ func (o *Observer) ObserveLock(ctx context.Context, e distrlock.Event) {
 		o.setHeld(ctx, e.Key, false)
 	case distrlock.EventRelease:
 		o.setHeld(ctx, e.Key, false)
+		o.span(ctx, "distrlock.release", e)
 	}
 }
 
@@ -156,28 +185,32 @@ func (o *Observer) setHeld(ctx context.Context, key string, held bool) {
 	}
 }
 
-// span records a finished span for e, which ended now and lasted e.Duration.
+// span ends the span StartSpan opened for e's operation, found in ctx; without one (e came from another
+// caller than the manager) it records a finished span that ended now and lasted e.Duration.
 func (o *Observer) span(ctx context.Context, name string, e distrlock.Event) {
+	var span trace.Span
 	end := time.Now()
-	_, span := o.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-e.Duration)), trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
-			attribute.String("distrlock.key", e.Key),
-			attribute.String("distrlock.outcome", e.Outcome()),
-		))
+	if open, ok := ctx.Value(spanKey{}).(*openSpan); ok && open.kind == e.Kind {
+		span = open.span
+	} else {
+		_, span = o.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-e.Duration)), trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("distrlock.key", e.Key)))
+	}
+	span.SetAttributes(attribute.String("distrlock.outcome", e.Outcome()))
 	if e.Fence != 0 {
 		span.SetAttributes(attribute.Int64("distrlock.fence", e.Fence))
 	}
 	if e.Attempts != 0 {
 		span.SetAttributes(attribute.Int("distrlock.attempts", e.Attempts))
 	}
-	if o := e.Outcome(); o != distrlock.OutcomeOK && o != distrlock.OutcomeContended {
+	if o := e.Outcome(); o != distrlock.OutcomeOK && o != distrlock.OutcomeContended && o != distrlock.OutcomeNotHeld {
 		span.RecordError(e.Err)
 		span.SetStatus(codes.Error, o)
 	}
 	span.End(trace.WithTimestamp(end))
 }
 
-var _ distrlock.Observer = (*Observer)(nil)
+var _ distrlock.SpanObserver = (*Observer)(nil)
 
 // durationBuckets are the duration histograms' bucket boundaries in seconds, from a 1 ms acquire to a 1 min
 // wait: the SDK's default boundaries (0, 5, 10, … 10000) suit milliseconds.

@@ -2,9 +2,12 @@ package otel_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	_ "modernc.org/sqlite"
 )
 
 // fixture is an Observer on an in-memory metric reader and span recorder.
@@ -141,10 +146,11 @@ func TestObserverEvents(t *testing.T) {
 	for _, s := range spans {
 		names = append(names, s.Name())
 	}
-	if want := "distrlock.acquire distrlock.acquire distrlock.acquire distrlock.wait caller"; strings.Join(names, " ") != want {
+	// Given without StartSpan, the events' spans are recorded when they arrive, from their durations.
+	if want := "distrlock.acquire distrlock.acquire distrlock.release distrlock.acquire distrlock.wait distrlock.release caller"; strings.Join(names, " ") != want {
 		t.Fatalf("spans %v, want %s", names, want)
 	}
-	w := spans[3]
+	w := spans[4]
 	if w.Parent().SpanID() != parent.SpanContext().SpanID() || w.EndTime().Sub(w.StartTime()) != 2*time.Second ||
 		w.Status().Code != codes.Unset {
 		t.Errorf("wait span: parent %v, lasted %v, status %v; want the caller's, 2s, unset", w.Parent().SpanID(), w.EndTime().Sub(w.StartTime()), w.Status())
@@ -162,6 +168,106 @@ func TestObserverEvents(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// spanRecorder is an executor that records the span in the context of each statement, as a database
+// driver's instrumentation would parent its own span there.
+type spanRecorder struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	spans []trace.SpanID
+}
+
+func (r *spanRecorder) record(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spans = append(r.spans, trace.SpanContextFromContext(ctx).SpanID())
+}
+
+func (r *spanRecorder) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r.record(ctx)
+	return r.db.ExecContext(ctx, query, args...)
+}
+
+func (r *spanRecorder) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	r.record(ctx)
+	return r.db.QueryRowContext(ctx, query, args...)
+}
+
+// TestObserverSpansEncloseStatements: through a manager on SQLite, every statement of an acquire, a wait
+// and a release runs in the context of its distrlock span, which is open while it runs; the wait's attempts
+// are children of the wait's span, and the other spans children of the caller's.
+func TestObserverSpansEncloseStatements(t *testing.T) {
+	f := newFixture(t)
+	ctx, caller := f.tracer.Tracer("test").Start(context.Background(), "caller")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "locks.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(f.obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateTable(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	rec := &spanRecorder{db: db}
+	a, _ := m.NewLock(ctx, rec, "k")
+	w, _ := m.NewLock(ctx, rec, "k")
+	if err := a.Acquire(ctx, rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error)
+	go func() { waited <- w.AcquireWait(ctx, rec, time.Minute, 10*time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	if err := a.Release(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	caller.End()
+
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	count := map[string]int{}
+	for _, s := range f.spans.Ended() {
+		byID[s.SpanContext().SpanID()] = s
+		count[s.Name()]++
+	}
+	// a's acquire, w's refused first attempt and its attempt after the release (or more, if one raced); the
+	// wait; a's release.
+	if count["distrlock.acquire"] < 3 || count["distrlock.wait"] != 1 || count["distrlock.release"] != 1 {
+		t.Fatalf("spans by name %v, want at least 3 acquire, 1 wait, 1 release", count)
+	}
+	var wait sdktrace.ReadOnlySpan
+	for _, s := range byID {
+		if s.Name() == "distrlock.wait" {
+			wait = s
+		}
+	}
+	if len(rec.spans) < 5 {
+		t.Fatalf("%d statements, want at least 5", len(rec.spans))
+	}
+	inWait := 0
+	for i, id := range rec.spans {
+		s, ok := byID[id]
+		if !ok || !strings.HasPrefix(s.Name(), "distrlock.") {
+			t.Fatalf("statement %d ran in span %v, not in one of distrlock's", i, id)
+		}
+		switch parent := s.Parent().SpanID(); {
+		case s.Name() == "distrlock.acquire" && parent == wait.SpanContext().SpanID():
+			inWait++
+		case parent != caller.SpanContext().SpanID():
+			t.Errorf("statement %d ran in %s, whose parent %v is neither the caller's nor the wait's", i, s.Name(), parent)
+		}
+	}
+	if inWait != count["distrlock.acquire"]-2 {
+		t.Errorf("%d statements in acquire spans under the wait, want %d: all but a's and w's first", inWait, count["distrlock.acquire"]-2)
+	}
+	if wait.Parent().SpanID() != caller.SpanContext().SpanID() {
+		t.Errorf("the wait's parent %v, want the caller's span", wait.Parent().SpanID())
+	}
+}
 
 // TestObserverSQLite: a scripted run on SQLite (acquire, refusal, wait, loss) through the manager gives
 // 3 successful and at least 2 refused acquires, 1 wait, 1 extend failure, 1 loss and 1 lock held, with
