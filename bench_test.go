@@ -57,6 +57,39 @@ func benchCycles(b *testing.B, releaseCtx func(context.Context) (context.Context
 	}
 }
 
+// BenchmarkAcquireReleaseInTx measures one Acquire and one Release of one key in the caller's transaction,
+// begun and committed in each iteration: four round trips at best. The manager has run on the *sql.DB once
+// before, as an application that also holds locks outside transactions has.
+func BenchmarkAcquireReleaseInTx(b *testing.B) {
+	for i, open := range benchDBs() {
+		b.Run(benchDBNames[i], func(b *testing.B) {
+			tdb, lock := benchLock(b, open)
+			ctx := context.Background()
+			if err := lock.Acquire(ctx, tdb.db, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if err := lock.Release(ctx, tdb.db); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				tx, err := tdb.db.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lock.Acquire(ctx, tx, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				if err := lock.Release(ctx, tx); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDoExclusively measures DoExclusively with an empty function: acquire, start and stop the
 // heartbeat, release.
 func BenchmarkDoExclusively(b *testing.B) {

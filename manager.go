@@ -71,7 +71,7 @@ func NewDBManager(dialect Dialect, options ...DBManagerOption) (*DBManager, erro
 		observer: o.observer, logger: o.logger,
 	}
 	m.spans, _ = o.observer.(SpanObserver)
-	m.stmts = newStmtCache(m, q.acquire, q.extend, q.release, q.peek, q.enqueue)
+	m.stmts = newStmtCache(m, map[string]string{q.acquire: q.acquireInTx}, q.acquire, q.extend, q.release, q.peek, q.enqueue)
 	return m, nil
 }
 

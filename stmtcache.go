@@ -17,7 +17,8 @@ import (
 // prepared statement breaks behind PgBouncer in transaction mode), a *sql.Tx or *sql.Conn would prepare
 // and close at every call, and a wrapping driver (a test's mock, a tracer) expects the statements as sent.
 type stmtCache struct {
-	queries map[string]bool // the queries worth preparing
+	queries    map[string]bool   // the queries worth preparing
+	companions map[string]string // a query to prepare with another: the acquire in a transaction
 
 	mu       sync.Mutex
 	db       *sql.DB     // the *sql.DB the statements belong to; nil until the first use
@@ -26,24 +27,39 @@ type stmtCache struct {
 	stmts    map[string]*sql.Stmt
 }
 
-// newStmtCache returns a cache for queries, or nil for a dialect whose driver does not need one. The cache's
-// statements are closed when m becomes unreachable.
-func newStmtCache(m *DBManager, queries ...string) *stmtCache {
+// newStmtCache returns a cache for queries, or nil for a dialect whose driver does not need one; each of
+// companions is prepared when the query it is the value of is. The cache's statements are closed when m
+// becomes unreachable.
+func newStmtCache(m *DBManager, companions map[string]string, queries ...string) *stmtCache {
 	if !m.spec.prepare {
 		return nil
 	}
-	c := &stmtCache{queries: map[string]bool{}, stmts: map[string]*sql.Stmt{}}
+	c := &stmtCache{queries: map[string]bool{}, companions: companions, stmts: map[string]*sql.Stmt{}}
 	for _, q := range queries {
+		c.queries[q] = true
+	}
+	for _, q := range companions {
 		c.queries[q] = true
 	}
 	runtime.AddCleanup(m, (*stmtCache).close, c)
 	return c
 }
 
-// executor returns exec, or for the cache's *sql.DB an executor that runs the cached queries prepared.
+// executor returns exec, or for the cache's *sql.DB an executor that runs the cached queries prepared,
+// and for a *sql.Tx, once the cache has its *sql.DB, one that runs them through [sql.Tx.StmtContext].
 func (c *stmtCache) executor(exec SQLExecutor) SQLExecutor {
+	if c == nil {
+		return exec
+	}
 	db, ok := exec.(*sql.DB)
-	if c == nil || !ok {
+	if !ok {
+		if tx, ok := exec.(*sql.Tx); ok {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.db != nil && !c.off {
+				return preparedTx{tx, c}
+			}
+		}
 		return exec
 	}
 	c.mu.Lock()
@@ -57,17 +73,37 @@ func (c *stmtCache) executor(exec SQLExecutor) SQLExecutor {
 	return c.prepared
 }
 
-// stmt returns query's prepared statement, preparing it on first use; nil when it is not to be prepared
-// or preparing failed (the caller then runs the query unprepared).
-func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
-	if !c.queries[query] {
+// ready returns query's prepared statement if it has been prepared, else nil.
+func (c *stmtCache) ready(query string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.off {
 		return nil
+	}
+	return c.stmts[query]
+}
+
+// stmt returns query's prepared statement, preparing it (and its companion, which runs only in
+// transactions, see preparedTx) on first use; nil when it is not to be prepared or preparing failed (the
+// caller then runs the query unprepared).
+func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
+	s, fresh := c.prepare(ctx, query)
+	if companion := c.companions[query]; fresh && companion != "" {
+		c.prepare(ctx, companion)
+	}
+	return s
+}
+
+// prepare is stmt without the companion; fresh reports that this call prepared it.
+func (c *stmtCache) prepare(ctx context.Context, query string) (_ *sql.Stmt, fresh bool) {
+	if !c.queries[query] {
+		return nil, false
 	}
 	c.mu.Lock()
 	s, off := c.stmts[query], c.off
 	c.mu.Unlock()
 	if s != nil || off {
-		return s
+		return s, false
 	}
 	// Prepared outside the lock: a slow server must not hold up the other queries.
 	s, err := c.db.PrepareContext(ctx, query)
@@ -80,13 +116,13 @@ func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 		if ctx.Err() == nil && classify(err) == failUnknown {
 			c.off = true
 		}
-		return nil
+		return nil, false
 	case c.stmts[query] != nil: // another call prepared it meanwhile
 		_ = s.Close()
-		return c.stmts[query]
+		return c.stmts[query], false
 	}
 	c.stmts[query] = s
-	return s
+	return s, true
 }
 
 func (c *stmtCache) close() {
@@ -127,4 +163,34 @@ func (p preparedDB) QueryRowContext(ctx context.Context, query string, args ...a
 		return s.QueryRowContext(ctx, args...)
 	}
 	return p.db.QueryRowContext(ctx, query, args...)
+}
+
+// preparedTx runs the cache's queries that return no rows in tx through their statements, which
+// database/sql prepares once per connection and shares with the *sql.DB: in a transaction too a statement
+// takes one round trip instead of a prepare, an execution and a close. Anything else runs on tx.
+type preparedTx struct {
+	tx *sql.Tx
+	c  *stmtCache
+}
+
+// errTxStmtOtherDB is the text of the error [sql.Tx.StmtContext] returns, without sending anything, for a
+// statement of another *sql.DB than the transaction's.
+const errTxStmtOtherDB = "sql: Tx.Stmt: statement from different database used"
+
+func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	// Only a statement prepared already: preparing one on the *sql.DB would wait for a free connection,
+	// for ever when the transaction holds the last one the pool may open.
+	if s := p.c.ready(query); s != nil {
+		ts := p.tx.StmtContext(ctx, s)
+		res, err := ts.ExecContext(ctx, args...)
+		_ = ts.Close() // the connection's statement stays with s
+		if err == nil || err.Error() != errTxStmtOtherDB {
+			return res, err
+		}
+	}
+	return p.tx.ExecContext(ctx, query, args...)
+}
+
+func (p preparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.tx.QueryRowContext(ctx, query, args...)
 }

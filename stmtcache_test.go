@@ -89,11 +89,36 @@ func TestIntegrationPreparedStatements(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got, want := counter.Counts().Sub(before), (stmtcount.Counts{Statements: 2 * cycles, Prepares: 2}); got != want {
+		// The acquire, the release, and with the acquire the acquire that runs in transactions.
+		if got, want := counter.Counts().Sub(before), (stmtcount.Counts{Statements: 2 * cycles, Prepares: 3}); got != want {
 			t.Errorf("%d acquire+release cycles sent %+v, want %+v", cycles, got, want)
 		}
 		if lock.Fence() != cycles {
 			t.Errorf("fence %d after %d cycles, want %d", lock.Fence(), cycles, cycles)
+		}
+		// In transactions, on the pool's one connection (a prepare on the *sql.DB would wait for it for
+		// ever), the statements prepared on it run without a prepare.
+		before = counter.Counts()
+		for range cycles {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lock.Acquire(ctx, tx, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := lock.Release(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := counter.Counts().Sub(before), (stmtcount.Counts{Statements: 2 * cycles, Begins: cycles, Commits: cycles}); got != want {
+			t.Errorf("%d acquire+release cycles in transactions sent %+v, want %+v", cycles, got, want)
+		}
+		if lock.Fence() != 2*cycles {
+			t.Errorf("fence %d after %d more cycles, want %d", lock.Fence(), cycles, 2*cycles)
 		}
 
 		// The cleanup closes the statements of a manager nobody holds any more.
