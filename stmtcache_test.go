@@ -153,3 +153,37 @@ func stmtCacheClosed(c *stmtCache) bool {
 	defer c.mu.Unlock()
 	return c.off && len(c.stmts) == 0
 }
+
+// TestIntegrationPreparedStatementsOtherDB: a transaction of another *sql.DB than the one the manager's
+// statements were prepared on runs them unprepared, and works.
+func TestIntegrationPreparedStatementsOtherDB(t *testing.T) {
+	t.Parallel()
+	first := openMySQL(t, "")
+	second := openMySQL(t, "")
+	ctx := t.Context()
+	m := newTestManager(t, first)
+	lock, err := m.NewLock(ctx, first.db, "other-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Acquire(ctx, first.db, time.Minute); err != nil { // prepares on first
+		t.Fatal(err)
+	}
+	tx, err := second.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := lock.Extend(ctx, tx); err != nil {
+		t.Fatalf("Extend in a transaction of another *sql.DB: %v", err)
+	}
+	if err := lock.Release(ctx, tx); err != nil {
+		t.Fatalf("Release in a transaction of another *sql.DB: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Acquire(ctx, first.db, time.Minute); err != nil || lock.Fence() != 2 {
+		t.Fatalf("Acquire after the release: %v, fence %d, want 2", err, lock.Fence())
+	}
+}
