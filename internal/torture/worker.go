@@ -30,6 +30,10 @@ const (
 	ModeGuarded = "guarded"
 	// ModeUnguarded is ModeGuarded without the guard. Broken on purpose.
 	ModeUnguarded = "unguarded"
+	// ModeChecked is ModeGuarded with a plain read of the lease (DBManager.Get: held, same fence) in
+	// place of the guard: it checks the expiry but does not share-lock the row, so a competitor can take
+	// the lock before the step commits. Broken on purpose: it proves that the share lock is what counts.
+	ModeChecked = "checked"
 	// ModeElect campaigns in the election on ElectionKey (Campaign and Resign, or Run with callbacks) and
 	// works while it leads, under the term's context, with the term as the fence.
 	ModeElect = "elect"
@@ -126,7 +130,7 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 				key = c.Keys[0]
 			}
 			waitFrom = time.Now().UnixMicro()
-		} else if c.Mode == ModeOverstay || c.Mode == ModeGuarded || c.Mode == ModeUnguarded {
+		} else if c.Mode == ModeOverstay || c.Mode == ModeGuarded || c.Mode == ModeUnguarded || c.Mode == ModeChecked {
 			waitFrom = time.Now().UnixMicro()
 		}
 		lock, err := m.NewLock(ctx, db, key)
@@ -174,11 +178,24 @@ func runHolder(ctx context.Context, c WorkerConfig, db, wdb *sql.DB, m *distrloc
 				_ = work(context.WithoutCancel(ctx), int(2*c.TTL/(55*time.Millisecond)))
 				err = lock.Release(context.WithoutCancel(ctx), db)
 			}
-		case ModeGuarded, ModeUnguarded:
+		case ModeGuarded, ModeUnguarded, ModeChecked:
 			if err = lock.AcquireWait(ctx, db, c.TTL, 2*c.TTL); err == nil {
 				acquired.Add(1)
 				id := fmt.Sprintf("%s/%s/%d", key, c.ID, lock.Fence())
-				err = overstayInData(ctx, db, w, &lock, c.Mode == ModeGuarded, c, id, waitFrom)
+				var check func(context.Context, *sql.Tx) error
+				switch c.Mode {
+				case ModeGuarded:
+					check = func(ctx context.Context, tx *sql.Tx) error { return lock.Guard(ctx, tx) }
+				case ModeChecked:
+					check = func(ctx context.Context, tx *sql.Tx) error {
+						info, err := m.Get(ctx, tx, lock.Key)
+						if err == nil && (!info.Held || info.Fence != lock.Fence()) {
+							err = distrlock.ErrLockAlreadyReleased
+						}
+						return err
+					}
+				}
+				err = overstayInData(ctx, db, w, &lock, check, c, id, waitFrom)
 				if relErr := lock.Release(context.WithoutCancel(ctx), db); err == nil && !errors.Is(relErr, distrlock.ErrLockAlreadyReleased) {
 					err = relErr
 				}
@@ -330,10 +347,10 @@ func holdInTx(ctx context.Context, db *sql.DB, lock *distrlock.DBLock, c WorkerC
 }
 
 // overstayInData works for twice the TTL without extending the lease, each step a transaction on the lock's
-// database db that writes the resource with no fence check; with guard the transaction starts with
-// lock.Guard and the work stops when it refuses. Between the guard and the write a pause of up to 50 ms
-// lets the lease end inside the transaction.
-func overstayInData(ctx context.Context, db *sql.DB, w *Witness, lock *distrlock.DBLock, guard bool, c WorkerConfig, id string, waitFrom int64) error {
+// database db that writes the resource with no fence check; with check (Guard, or a broken stand-in) the
+// transaction starts with it and the work stops when it refuses. Between the check and the write a pause
+// of up to 50 ms, and one step in four up to half the TTL, lets the lease end inside the transaction.
+func overstayInData(ctx context.Context, db *sql.DB, w *Witness, lock *distrlock.DBLock, check func(context.Context, *sql.Tx) error, c WorkerConfig, id string, waitFrom int64) error {
 	ctx = context.WithoutCancel(ctx)
 	for range int(2 * c.TTL / (55 * time.Millisecond)) {
 		err := func() error {
@@ -344,12 +361,16 @@ func overstayInData(ctx context.Context, db *sql.DB, w *Witness, lock *distrlock
 				return err
 			}
 			defer func() { _ = tx.Rollback() }()
-			if guard {
-				if err := lock.Guard(stepCtx, tx); err != nil {
+			if check != nil {
+				if err := check(stepCtx, tx); err != nil {
 					return err
 				}
 			}
-			sleep(stepCtx, rand.N(50*time.Millisecond))
+			pause := rand.N(50 * time.Millisecond)
+			if rand.N(4) == 0 {
+				pause = rand.N(c.TTL / 2)
+			}
+			sleep(stepCtx, pause)
 			if err := w.Record(stepCtx, tx, false, lock.Key, c.ID, id, lock.Fence(), waitFrom); err != nil {
 				return err
 			}

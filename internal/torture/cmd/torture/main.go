@@ -79,7 +79,7 @@ func suite(ctx context.Context, args []string) int {
 	restart := fs.Bool("restart", false, "also restart the database servers (needs root; the local Debian services)")
 	workers := fs.Int("workers", torture.DefaultConfig(torture.Postgres, 0).Workers, "worker processes per database")
 	verbose := fs.Bool("v", false, "show the workers' output")
-	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+", "+torture.ModeIgnoreLoss+" or "+torture.ModeUnguarded)
+	broken := fs.String("broken", "", "prove the checker: run only broken workers, "+torture.ModeOverstay+", "+torture.ModeIgnoreLoss+", "+torture.ModeUnguarded+" or "+torture.ModeChecked)
 	modes := fs.String("modes", "", "comma-separated worker modes instead of the default mix, e.g. "+torture.ModeGuarded)
 	prune := fs.Duration("prune", 100*time.Millisecond, "run DBManager.Prune (free for 0, batches of 2) this often during the run; 0: never")
 	_ = fs.Parse(args)
