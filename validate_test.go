@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
-	"github.com/sirupsen/logrus"
-	logrustest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // unitBadText are keys and tokens that no column stores faithfully in every dialect.
@@ -438,52 +436,6 @@ func unitDoWithFailedRelease(t *testing.T, logger Logger) string {
 
 // unitDoneFence is the fence unitDoWithFailedRelease's lock gets.
 const unitDoneFence = int64(1)
-
-// TestLoggerLogrusFields: a logrus logger gets the key and fence as the fields distrlock_key and
-// distrlock_fence of an error-level entry, not in the message, and never the token (a release credential).
-func TestLoggerLogrusFields(t *testing.T) {
-	logger, hook := logrustest.NewNullLogger()
-	for _, c := range []struct {
-		name   string
-		logger Logger
-		extra  logrus.Fields
-	}{
-		{"*logrus.Logger", logger, nil},
-		{"*logrus.Entry", logger.WithField("service", "billing"), logrus.Fields{"service": "billing"}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			hook.Reset()
-			token := unitDoWithFailedRelease(t, c.logger)
-			entries := hook.AllEntries()
-			if len(entries) != 1 {
-				t.Fatalf("%d entries logged, want 1", len(entries))
-			}
-			e := entries[0]
-			if e.Level != logrus.ErrorLevel {
-				t.Errorf("level %v, want error", e.Level)
-			}
-			if e.Data["distrlock_key"] != unitKey || e.Data["distrlock_fence"] != unitDoneFence {
-				t.Errorf("fields %v, want distrlock_key=%s distrlock_fence=%d", e.Data, unitKey, unitDoneFence)
-			}
-			for k, v := range e.Data {
-				if fmt.Sprint(v) == token {
-					t.Errorf("field %s carries the token", k)
-				}
-			}
-			for k, v := range c.extra {
-				if e.Data[k] != v {
-					t.Errorf("the entry lost the logger's field %s=%v: %v", k, v, e.Data)
-				}
-			}
-			if !strings.Contains(e.Message, "release failed") || !strings.Contains(e.Message, errUnitDriver.Error()) {
-				t.Errorf("message %q does not say that the release failed and why", e.Message)
-			}
-			if strings.Contains(e.Message, token) {
-				t.Errorf("message %q carries the token", e.Message)
-			}
-		})
-	}
-}
 
 // TestLoggerPlain: a logger with only Errorf gets the key and the fence in the message, never the token.
 func TestLoggerPlain(t *testing.T) {
