@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -26,6 +27,31 @@ type Observer interface {
 type SpanObserver interface {
 	Observer
 	StartSpan(ctx context.Context, e Event) context.Context
+}
+
+// JoinObservers returns an observer that gives every event to each of observers in turn, and opens the
+// scopes of those that are [SpanObserver]s, so that several adapters can watch one manager.
+func JoinObservers(observers ...Observer) SpanObserver {
+	return joined(slices.Clone(observers))
+}
+
+type joined []Observer
+
+func (j joined) ObserveLock(ctx context.Context, e Event) {
+	for _, o := range j {
+		o.ObserveLock(ctx, e)
+	}
+}
+
+// StartSpan opens each SpanObserver's scope inside the previous one's; each finds its own in the context
+// ObserveLock gets.
+func (j joined) StartSpan(ctx context.Context, e Event) context.Context {
+	for _, o := range j {
+		if s, ok := o.(SpanObserver); ok {
+			ctx = s.StartSpan(ctx, e)
+		}
+	}
+	return ctx
 }
 
 // ObserverFunc makes a function an [Observer].
@@ -146,8 +172,8 @@ func WithManagerLogger(logger Logger) DBManagerOption {
 
 // SlogLogger returns a [Logger] for [WithLogger], [WithElectionLogger] and [WithManagerLogger] that writes
 // to l with the caller's context and the attributes distrlock.key, distrlock.fence and distrlock.owner:
-// acquires, waits and releases at Debug, a failed extend that will be retried at Warn, a lost lease and a
-// failed release at Error. A nil l makes a Logger that logs nothing.
+// acquires, waits and releases at Debug, a failed extend that will be retried and an acquire the database
+// failed at Warn, a lost lease and a failed release at Error. A nil l makes a Logger that logs nothing.
 func SlogLogger(l *slog.Logger) Logger { return &slogLogger{l: l} }
 
 // slogLogger is what SlogLogger returns; the package logs through log, its Errorf is for callers that
@@ -205,27 +231,20 @@ func (m *DBManager) emit(ctx context.Context, logger Logger, e Event) {
 		logger = m.logger
 	}
 	s, ok := logger.(*slogLogger)
-	if !ok {
+	if !ok || s.l == nil {
 		return
 	}
-	level, msg := slog.LevelDebug, "distrlock: "+e.Kind.String()
-	var attrs []slog.Attr
-	if e.Duration != 0 {
-		attrs = append(attrs, slog.Duration("duration", e.Duration))
-	}
-	if e.Attempts != 0 {
-		attrs = append(attrs, slog.Int("attempts", e.Attempts))
-	}
-	if e.Err != nil {
-		attrs = append(attrs, slog.String("outcome", e.Outcome()), slog.Any("error", e.Err))
-	}
+	level, msg := slog.LevelDebug, ""
 	switch e.Kind {
+	case EventAcquire:
+		if e.Outcome() == OutcomeError {
+			// Not contention: the database failed, which an operator wants to see.
+			level = slog.LevelWarn
+		}
 	case EventLeaseLost:
 		level, msg = slog.LevelError, "distrlock: lease lost"
 	case EventExtend:
-		if e.Err == nil {
-			attrs = append(attrs, slog.Bool("shared", e.Shared))
-		} else {
+		if e.Err != nil {
 			// A heartbeat retries a failed extend while the lease is safe, and reports EventLeaseLost when
 			// it is not; a caller's own Extend decides for itself. Either way the lock may still be held.
 			level, msg = slog.LevelWarn, "distrlock: extend failed"
@@ -237,5 +256,34 @@ func (m *DBManager) emit(ctx context.Context, logger Logger, e Event) {
 	case EventNewLeader, EventStartedLeading, EventStoppedLeading:
 		level = slog.LevelInfo
 	}
+	// Nothing is built for a level the handler drops.
+	if !s.l.Enabled(ctx, level) {
+		return
+	}
+	if msg == "" {
+		msg = eventMessages[e.Kind]
+	}
+	var attrs []slog.Attr
+	if e.Duration != 0 {
+		attrs = append(attrs, slog.Duration("duration", e.Duration))
+	}
+	if e.Attempts != 0 {
+		attrs = append(attrs, slog.Int("attempts", e.Attempts))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("outcome", e.Outcome()), slog.Any("error", e.Err))
+	}
+	if e.Kind == EventExtend && e.Err == nil {
+		attrs = append(attrs, slog.Bool("shared", e.Shared))
+	}
 	s.log(ctx, level, e.Key, e.Fence, e.Owner, msg, attrs...)
 }
+
+// eventMessages are the log messages of the event kinds: "distrlock: " and the kind's name.
+var eventMessages = func() [len(eventKindNames)]string {
+	var ms [len(eventKindNames)]string
+	for k, name := range eventKindNames {
+		ms[k] = "distrlock: " + name
+	}
+	return ms
+}()

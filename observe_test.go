@@ -510,3 +510,31 @@ func TestSpanObserverScopes(t *testing.T) {
 		t.Errorf("events %v, scopes opened %v", obs.events, obs.opened)
 	}
 }
+
+// keyedScope is a SpanObserver whose scope is its own context key.
+type keyedScope struct {
+	seen []any // the scope each event came with
+}
+
+type keyedScopeKey struct{ o *keyedScope }
+
+func (k *keyedScope) StartSpan(ctx context.Context, e Event) context.Context {
+	return context.WithValue(ctx, keyedScopeKey{k}, e.Kind)
+}
+
+func (k *keyedScope) ObserveLock(ctx context.Context, e Event) {
+	k.seen = append(k.seen, ctx.Value(keyedScopeKey{k}))
+}
+
+// TestJoinObservers: every joined observer gets every event, and each SpanObserver finds its own scope.
+func TestJoinObservers(t *testing.T) {
+	a, b := &keyedScope{}, &keyedScope{}
+	var plain int
+	j := JoinObservers(a, ObserverFunc(func(context.Context, Event) { plain++ }), b)
+	ctx := j.StartSpan(context.Background(), Event{Kind: EventRelease, Key: "k"})
+	j.ObserveLock(ctx, Event{Kind: EventRelease, Key: "k"})
+	j.ObserveLock(context.Background(), Event{Kind: EventExtend, Key: "k"})
+	if plain != 2 || !slices.Equal(a.seen, []any{EventRelease, nil}) || !slices.Equal(b.seen, []any{EventRelease, nil}) {
+		t.Errorf("plain got %d events, a saw scopes %v, b %v; want 2, [release <nil>] twice", plain, a.seen, b.seen)
+	}
+}

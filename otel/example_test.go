@@ -63,11 +63,11 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, m := range rm.ScopeMetrics[0].Metrics {
-		if held, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "distrlock.locks.held" {
+		if held, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "distrlock.lock.held" {
 			lockAttr, _ := held.DataPoints[0].Attributes.Value("distrlock.lock")
 			fmt.Println(m.Name, lockAttr.AsString(), held.DataPoints[0].Value)
 		}
 	}
 	// Output:
-	// distrlock.locks.held invoice 1
+	// distrlock.lock.held invoice 1
 }

@@ -5,14 +5,18 @@
 // distrlock.lock only with [WithLockAttribute]:
 //
 //	distrlock.acquire.duration   histogram, s  one acquire statement
-//	distrlock.wait.duration      histogram, s  a wait for a held lock, from its first refused attempt
-//	distrlock.locks.held         up-down counter  locks held
+//	distrlock.wait.duration      histogram, s  a wait for a held lock, from its first attempt
+//	distrlock.lock.held          up-down counter  locks held
 //	distrlock.extend.failures    counter  failed extends (a heartbeat's, or Extend)
 //	distrlock.lease.losses       counter  leases lost: the work was cancelled
 //
-// Spans: distrlock.acquire for each acquire statement, distrlock.wait for each wait (from its first refused
-// attempt) and distrlock.release for each release, children of the span in the caller's context, with the
-// attributes distrlock.key, distrlock.fence and distrlock.outcome. The Observer is a
+// The held, extend-failure and loss series exist at 0 from the start (with a lock attribute, from its
+// value's first acquire), so that an alert on their increase fires on the first loss.
+//
+// Spans (internal: the driver's spans inside them are the clients): distrlock.acquire for each acquire
+// statement, distrlock.wait for each wait (from its first refused attempt) and distrlock.release for each
+// release, children of the span in the caller's context, with the attributes distrlock.key,
+// distrlock.fence and distrlock.outcome. The Observer is a
 // [distrlock.SpanObserver]: the spans are open while their statements run, so the spans a database driver
 // records for them are their children, and the acquire attempts of a wait are children of its span.
 package otel
@@ -66,6 +70,7 @@ type Observer struct {
 
 	mu      sync.Mutex
 	holding map[string]struct{} // keys held
+	labeled map[string]struct{} // lock attribute values whose zero series exist
 }
 
 // New returns an Observer, or the error of creating its instruments.
@@ -81,17 +86,18 @@ func New(opts ...Option) (*Observer, error) {
 		o.tracers = otel.GetTracerProvider()
 	}
 	meter := o.meters.Meter(ScopeName)
-	obs := &Observer{lockLabel: o.lockLabel, tracer: o.tracers.Tracer(ScopeName), holding: make(map[string]struct{})}
+	obs := &Observer{lockLabel: o.lockLabel, tracer: o.tracers.Tracer(ScopeName),
+		holding: make(map[string]struct{}), labeled: make(map[string]struct{})}
 	var err error
 	if obs.acquire, err = meter.Float64Histogram("distrlock.acquire.duration", metric.WithUnit("s"),
 		metric.WithDescription("Latency of acquire statements."), metric.WithExplicitBucketBoundaries(durationBuckets()...)); err != nil {
 		return nil, err
 	}
 	if obs.wait, err = meter.Float64Histogram("distrlock.wait.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from a wait's first refused attempt to its end."), metric.WithExplicitBucketBoundaries(durationBuckets()...)); err != nil {
+		metric.WithDescription("Time from a wait's first attempt to its end."), metric.WithExplicitBucketBoundaries(durationBuckets()...)); err != nil {
 		return nil, err
 	}
-	if obs.held, err = meter.Int64UpDownCounter("distrlock.locks.held", metric.WithUnit("{lock}"),
+	if obs.held, err = meter.Int64UpDownCounter("distrlock.lock.held", metric.WithUnit("{lock}"),
 		metric.WithDescription("Locks held.")); err != nil {
 		return nil, err
 	}
@@ -103,7 +109,30 @@ func New(opts ...Option) (*Observer, error) {
 		metric.WithDescription("Leases that may have ended while held: the work was cancelled.")); err != nil {
 		return nil, err
 	}
+	if o.lockLabel == nil {
+		obs.zeroSeries(context.Background(), metric.WithAttributes())
+	}
 	return obs, nil
+}
+
+// zeroSeries records 0 on the instruments alerts watch for an increase, so that their series exist before
+// the first loss.
+func (o *Observer) zeroSeries(ctx context.Context, attrs metric.MeasurementOption) {
+	o.held.Add(ctx, 0, attrs)
+	o.extendFailures.Add(ctx, 0, attrs)
+	o.losses.Add(ctx, 0, attrs)
+}
+
+// zeroLabel makes the zero series of key's lock attribute the first time it is seen.
+func (o *Observer) zeroLabel(ctx context.Context, key string) {
+	label := o.lockLabel(key)
+	o.mu.Lock()
+	_, seen := o.labeled[label]
+	o.labeled[label] = struct{}{}
+	o.mu.Unlock()
+	if !seen {
+		o.zeroSeries(ctx, metric.WithAttributes(attribute.String("distrlock.lock", label)))
+	}
 }
 
 func (o *Observer) attrs(key string, withOutcome bool, outcome string) metric.MeasurementOption {
@@ -139,7 +168,7 @@ func (o *Observer) StartSpan(ctx context.Context, e distrlock.Event) context.Con
 	default:
 		return ctx
 	}
-	ctx, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.String("distrlock.key", e.Key)))
 	return context.WithValue(ctx, spanKey{}, &openSpan{kind: ends, span: span})
 }
@@ -148,6 +177,9 @@ func (o *Observer) StartSpan(ctx context.Context, e distrlock.Event) context.Con
 func (o *Observer) ObserveLock(ctx context.Context, e distrlock.Event) {
 	switch e.Kind {
 	case distrlock.EventAcquire:
+		if o.lockLabel != nil {
+			o.zeroLabel(ctx, e.Key)
+		}
 		o.acquire.Record(ctx, e.Duration.Seconds(), o.attrs(e.Key, true, e.Outcome()))
 		if e.Err == nil {
 			o.setHeld(ctx, e.Key, true)
@@ -164,7 +196,10 @@ func (o *Observer) ObserveLock(ctx context.Context, e distrlock.Event) {
 		o.losses.Add(ctx, 1, o.attrs(e.Key, false, ""))
 		o.setHeld(ctx, e.Key, false)
 	case distrlock.EventRelease:
-		o.setHeld(ctx, e.Key, false)
+		// A release the database failed may have left the lock held.
+		if out := e.Outcome(); out == distrlock.OutcomeOK || out == distrlock.OutcomeNotHeld {
+			o.setHeld(ctx, e.Key, false)
+		}
 		o.span(ctx, "distrlock.release", e)
 	}
 }
@@ -193,7 +228,7 @@ func (o *Observer) span(ctx context.Context, name string, e distrlock.Event) {
 	if open, ok := ctx.Value(spanKey{}).(*openSpan); ok && open.kind == e.Kind {
 		span = open.span
 	} else {
-		_, span = o.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-e.Duration)), trace.WithSpanKind(trace.SpanKindClient),
+		_, span = o.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-e.Duration)), trace.WithSpanKind(trace.SpanKindInternal),
 			trace.WithAttributes(attribute.String("distrlock.key", e.Key)))
 	}
 	span.SetAttributes(attribute.String("distrlock.outcome", e.Outcome()))

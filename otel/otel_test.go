@@ -128,10 +128,10 @@ func TestObserverEvents(t *testing.T) {
 		t.Errorf("wait data points %+v, want one: ok, job, 1 sample of 2 s", wait)
 	}
 	metricdatatest.AssertEqual(t, metricdata.Metrics{
-		Name: "distrlock.locks.held", Description: "Locks held.", Unit: "{lock}",
+		Name: "distrlock.lock.held", Description: "Locks held.", Unit: "{lock}",
 		Data: metricdata.Sum[int64]{Temporality: metricdata.CumulativeTemporality, IsMonotonic: false,
 			DataPoints: []metricdata.DataPoint[int64]{{Attributes: attribute.NewSet(job), Value: 0}}},
-	}, ms["distrlock.locks.held"], metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
+	}, ms["distrlock.lock.held"], metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
 	metricdatatest.AssertEqual(t, metricdata.Metrics{
 		Name: "distrlock.extend.failures", Description: "Extends of a lease that failed.", Unit: "{extend}",
 		Data: sum(metricdata.DataPoint[int64]{Attributes: attribute.NewSet(job), Value: 1}),
@@ -295,11 +295,23 @@ func TestObserverSQLite(t *testing.T) {
 		}
 		return dps[0].Value
 	}
-	if held, ext, lost := single("distrlock.locks.held"), single("distrlock.extend.failures"), single("distrlock.lease.losses"); held != 1 || ext != 1 || lost != 1 {
+	if held, ext, lost := single("distrlock.lock.held"), single("distrlock.extend.failures"), single("distrlock.lease.losses"); held != 1 || ext != 1 || lost != 1 {
 		t.Errorf("held %d, extend failures %d, losses %d; want 1, 1, 1", held, ext, lost)
 	}
 	waits := ms["distrlock.wait.duration"].Data.(metricdata.Histogram[float64]).DataPoints
 	if len(waits) != 1 || waits[0].Count != 1 || waits[0].Sum < 0.1 {
 		t.Errorf("waits %+v, want 1 of at least 100 ms", waits)
+	}
+}
+
+// TestObserverZeroSeries: before any event, the held, extend-failure and loss series exist at 0.
+func TestObserverZeroSeries(t *testing.T) {
+	f := newFixture(t)
+	ms := f.metrics(t)
+	for _, name := range []string{"distrlock.lock.held", "distrlock.extend.failures", "distrlock.lease.losses"} {
+		dps := ms[name].Data.(metricdata.Sum[int64]).DataPoints
+		if len(dps) != 1 || dps[0].Value != 0 || dps[0].Attributes.Len() != 0 {
+			t.Errorf("%s: data points %+v, want one at 0 without attributes", name, dps)
+		}
 	}
 }

@@ -62,5 +62,5 @@ func Example() {
 		}
 	}
 	// Output:
-	// distrlock_held_locks invoice 1
+	// distrlock_lock_held invoice 1
 }

@@ -5,12 +5,15 @@
 // lock only with [WithLockLabel]:
 //
 //	distrlock_acquire_duration_seconds   histogram{outcome}  one acquire statement
-//	distrlock_wait_duration_seconds      histogram{outcome}  a wait for a held lock, start to end
-//	distrlock_held_locks                 gauge               locks held by this process's managers
+//	distrlock_wait_duration_seconds      histogram{outcome}  a wait for a held lock, from its first attempt
+//	distrlock_lock_held                  gauge               locks held by this process's managers
 //	distrlock_extend_failures_total      counter             failed extends (heartbeat or Extend)
 //	distrlock_lease_losses_total         counter             leases lost: the work was cancelled
 //	distrlock_releases_total             counter{outcome}    releases
 //	distrlock_leader_changes_total       counter             new terms seen by Election.Observe
+//
+// The held gauge and the loss and extend-failure counters exist at 0 from the start (with a lock label,
+// from a label's first acquire), so that an alert on their increase fires on the first loss.
 package prometheus
 
 import (
@@ -55,6 +58,7 @@ type Collector struct {
 
 	mu      sync.Mutex
 	holding map[string]struct{} // keys held, so that a release after a loss is not counted twice
+	labeled map[string]struct{} // lock label values whose zero series exist
 }
 
 // New returns a Collector with no samples.
@@ -68,16 +72,16 @@ func New(opts ...Option) *Collector {
 		lock = []string{"lock"}
 	}
 	withOutcome := append([]string{"outcome"}, lock...)
-	return &Collector{
+	c := &Collector{
 		lockLabel: o.lockLabel,
 		acquire: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "distrlock_acquire_duration_seconds", Help: "Latency of acquire statements, by outcome.", Buckets: o.buckets,
 		}, withOutcome),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "distrlock_wait_duration_seconds", Help: "Time from a wait's first refused attempt to its end, by outcome.", Buckets: o.buckets,
+			Name: "distrlock_wait_duration_seconds", Help: "Time from a wait's first attempt to its end, by outcome.", Buckets: o.buckets,
 		}, withOutcome),
 		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "distrlock_held_locks", Help: "Locks held by this process.",
+			Name: "distrlock_lock_held", Help: "Locks held by this process.",
 		}, lock),
 		extendFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "distrlock_extend_failures_total", Help: "Extends of a lease that failed.",
@@ -92,7 +96,19 @@ func New(opts ...Option) *Collector {
 			Name: "distrlock_leader_changes_total", Help: "New terms or leaderless states seen by an election's observer.",
 		}, lock),
 		holding: make(map[string]struct{}),
+		labeled: make(map[string]struct{}),
 	}
+	if o.lockLabel == nil {
+		c.zeroSeries()
+	}
+	return c
+}
+
+// zeroSeries makes the series that alerts watch for an increase, at 0, for labels.
+func (c *Collector) zeroSeries(labels ...string) {
+	c.held.WithLabelValues(labels...)
+	c.extendFailures.WithLabelValues(labels...)
+	c.losses.WithLabelValues(labels...)
 }
 
 func (c *Collector) labels(key string, outcome ...string) []string {
@@ -106,6 +122,9 @@ func (c *Collector) labels(key string, outcome ...string) []string {
 func (c *Collector) ObserveLock(_ context.Context, e distrlock.Event) {
 	switch e.Kind {
 	case distrlock.EventAcquire:
+		if c.lockLabel != nil {
+			c.zeroLabel(c.lockLabel(e.Key))
+		}
 		c.acquire.WithLabelValues(c.labels(e.Key, e.Outcome())...).Observe(e.Duration.Seconds())
 		if e.Err == nil {
 			c.setHeld(e.Key, true)
@@ -121,9 +140,22 @@ func (c *Collector) ObserveLock(_ context.Context, e distrlock.Event) {
 		c.setHeld(e.Key, false)
 	case distrlock.EventRelease:
 		c.releases.WithLabelValues(c.labels(e.Key, e.Outcome())...).Inc()
-		c.setHeld(e.Key, false)
+		// A release the database failed may have left the lock held.
+		if o := e.Outcome(); o == distrlock.OutcomeOK || o == distrlock.OutcomeNotHeld {
+			c.setHeld(e.Key, false)
+		}
 	case distrlock.EventNewLeader:
 		c.leaderChanges.WithLabelValues(c.labels(e.Key)...).Inc()
+	}
+}
+
+// zeroLabel makes label's zero series the first time it is seen.
+func (c *Collector) zeroLabel(label string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.labeled[label]; !ok {
+		c.labeled[label] = struct{}{}
+		c.zeroSeries(label)
 	}
 }
 

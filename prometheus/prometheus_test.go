@@ -15,7 +15,8 @@ import (
 )
 
 // TestCollectorEvents: a scripted list of events, with fixed durations, gives exactly these series; the
-// lock label is the key's prefix, and a release after a loss does not take the gauge below zero.
+// lock label is the key's prefix, a label's loss and extend-failure counters exist at 0 from its first
+// acquire, and a release after a loss does not take the gauge below zero.
 func TestCollectorEvents(t *testing.T) {
 	prefix := func(key string) string { return strings.SplitN(key, ":", 2)[0] }
 	c := distrlockprom.New(distrlockprom.WithLockLabel(prefix), distrlockprom.WithBuckets([]float64{0.01, 0.1, 1}))
@@ -60,21 +61,23 @@ distrlock_acquire_duration_seconds_count{lock="leader",outcome="ok"} 1
 # HELP distrlock_extend_failures_total Extends of a lease that failed.
 # TYPE distrlock_extend_failures_total counter
 distrlock_extend_failures_total{lock="job"} 1
-# HELP distrlock_held_locks Locks held by this process.
-# TYPE distrlock_held_locks gauge
-distrlock_held_locks{lock="job"} 0
-distrlock_held_locks{lock="leader"} 1
+distrlock_extend_failures_total{lock="leader"} 0
+# HELP distrlock_lock_held Locks held by this process.
+# TYPE distrlock_lock_held gauge
+distrlock_lock_held{lock="job"} 0
+distrlock_lock_held{lock="leader"} 1
 # HELP distrlock_leader_changes_total New terms or leaderless states seen by an election's observer.
 # TYPE distrlock_leader_changes_total counter
 distrlock_leader_changes_total{lock="leader"} 1
 # HELP distrlock_lease_losses_total Leases that may have ended while held: the work was cancelled.
 # TYPE distrlock_lease_losses_total counter
 distrlock_lease_losses_total{lock="job"} 1
+distrlock_lease_losses_total{lock="leader"} 0
 # HELP distrlock_releases_total Release statements, by outcome.
 # TYPE distrlock_releases_total counter
 distrlock_releases_total{lock="job",outcome="not_held"} 1
 distrlock_releases_total{lock="job",outcome="ok"} 1
-# HELP distrlock_wait_duration_seconds Time from a wait's first refused attempt to its end, by outcome.
+# HELP distrlock_wait_duration_seconds Time from a wait's first attempt to its end, by outcome.
 # TYPE distrlock_wait_duration_seconds histogram
 distrlock_wait_duration_seconds_bucket{lock="job",outcome="ok",le="0.01"} 0
 distrlock_wait_duration_seconds_bucket{lock="job",outcome="ok",le="0.1"} 0
@@ -102,9 +105,9 @@ func TestCollectorSQLite(t *testing.T) {
 # HELP distrlock_extend_failures_total Extends of a lease that failed.
 # TYPE distrlock_extend_failures_total counter
 distrlock_extend_failures_total 1
-# HELP distrlock_held_locks Locks held by this process.
-# TYPE distrlock_held_locks gauge
-distrlock_held_locks 1
+# HELP distrlock_lock_held Locks held by this process.
+# TYPE distrlock_lock_held gauge
+distrlock_lock_held 1
 # HELP distrlock_lease_losses_total Leases that may have ended while held: the work was cancelled.
 # TYPE distrlock_lease_losses_total counter
 distrlock_lease_losses_total 1
@@ -114,7 +117,7 @@ distrlock_releases_total{outcome="not_held"} 1
 distrlock_releases_total{outcome="ok"} 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"distrlock_extend_failures_total", "distrlock_held_locks", "distrlock_lease_losses_total", "distrlock_releases_total"); err != nil {
+		"distrlock_extend_failures_total", "distrlock_lock_held", "distrlock_lease_losses_total", "distrlock_releases_total"); err != nil {
 		t.Fatal(err)
 	}
 	counts := sampleCounts(t, c)
@@ -146,4 +149,23 @@ func sampleCounts(t *testing.T, c prometheus.Collector) map[string]uint64 {
 		}
 	}
 	return counts
+}
+
+// TestCollectorZeroSeries: before any event, the series alerts watch for an increase exist at 0, so that
+// increase() sees the first loss.
+func TestCollectorZeroSeries(t *testing.T) {
+	want := `
+# HELP distrlock_extend_failures_total Extends of a lease that failed.
+# TYPE distrlock_extend_failures_total counter
+distrlock_extend_failures_total 0
+# HELP distrlock_lock_held Locks held by this process.
+# TYPE distrlock_lock_held gauge
+distrlock_lock_held 0
+# HELP distrlock_lease_losses_total Leases that may have ended while held: the work was cancelled.
+# TYPE distrlock_lease_losses_total counter
+distrlock_lease_losses_total 0
+`
+	if err := testutil.CollectAndCompare(distrlockprom.New(), strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
 }

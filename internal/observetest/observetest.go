@@ -15,7 +15,7 @@ import (
 )
 
 // Run observes with obs, on a new SQLite database: lock k acquired by a, refused to b, waited for by w
-// until a releases it after 100 ms; then lock "lost" held with a TTL of 1 s and released behind its back
+// until a releases it 100 ms after w started waiting; then lock "lost" held with a TTL of 1 s and released behind its back
 // with its token, so that its next extend fails and its lease is lost, and released by its holder. At the
 // end w holds k: 3 acquires succeed, at least 2 are refused, 1 wait, 2 releases succeed and 1 finds the
 // lock not held, 1 extend fails, 1 lease is lost, 1 lock is held.
@@ -27,7 +27,16 @@ func Run(t testing.TB, obs distrlock.Observer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(obs))
+	waiting := make(chan struct{}, 1)
+	started := distrlock.ObserverFunc(func(_ context.Context, e distrlock.Event) {
+		if e.Kind == distrlock.EventWaitStarted {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		}
+	})
+	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(distrlock.JoinObservers(obs, started)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +59,14 @@ func Run(t testing.TB, obs distrlock.Observer) {
 	}
 	waited := make(chan error)
 	go func() { waited <- w.AcquireWait(ctx, db, time.Minute, 10*time.Second) }()
-	time.Sleep(100 * time.Millisecond)
+	select { // a's release comes after w has started waiting
+	case <-waiting:
+	case err := <-waited:
+		t.Fatalf("w.AcquireWait returned %v before waiting", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("w did not start waiting within 10 s")
+	}
+	time.Sleep(100 * time.Millisecond) // a wait of at least 100 ms
 	if err := a.Release(ctx, db); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +80,11 @@ func Run(t testing.TB, obs distrlock.Observer) {
 	if err := m.ReleaseWithToken(ctx, db, "lost", lease.Token()); err != nil {
 		t.Fatal(err)
 	}
-	<-lease.Context().Done()
+	select {
+	case <-lease.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease released behind its back was not lost within 10 s")
+	}
 	if err := lease.Release(ctx); !errors.Is(err, distrlock.ErrLockLost) {
 		t.Fatalf("lease.Release = %v, want ErrLockLost", err)
 	}
