@@ -44,14 +44,12 @@ func (l *DBLock) Hold(ctx context.Context, db *sql.DB, options ...DoOption) (*Le
 	return &Lease{lock: held, db: db, opts: o, ctx: leaseCtx, cancel: cancel, hb: hb}, nil
 }
 
-// Keep starts extending, on db and in the background as [DBLock.Hold] does, the lease this DBLock holds:
-// one it acquired inside a transaction that has since committed. It sends no statement itself; the lease is
-// trusted from the start of the DBLock's last acquire or extend, and its extends share the manager's
-// heartbeat statements. It returns [ErrLockNotAcquired] when the DBLock does not hold its lock, an error
-// matching [ErrLockLost] when the lease may already have ended (the TTL less the safety margin has passed),
-// and [ErrInvalidOption] for options that shape an acquisition ([WithWait], [WithToken], [WithOwner],
-// [WithData]) or a [WithLockTTL] other than the DBLock's TTL. If the transaction rolled back, the first
-// extend fails and the lease's context ends with ErrLockLost.
+// Keep starts extending, on db and in the background as [DBLock.Hold] does, the lease this DBLock holds,
+// such as one acquired inside a transaction that has since committed; it sends no statement itself and
+// trusts the lease from the DBLock's last acquire or extend. It returns [ErrLockNotAcquired] when the
+// DBLock does not hold its lock, an error matching [ErrLockLost] when the lease may already have ended, and
+// [ErrInvalidOption] for options that shape an acquisition or a [WithLockTTL] other than the DBLock's TTL.
+// If the transaction rolled back, the first extend fails and the lease's context ends with ErrLockLost.
 func (l *DBLock) Keep(ctx context.Context, db *sql.DB, options ...DoOption) (*Lease, error) {
 	const op = "keep"
 	if err := l.check(ctx, db); err != nil {

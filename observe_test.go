@@ -311,11 +311,19 @@ func TestIntegrationObserver(t *testing.T) {
 		if last := lostEvents[len(lostEvents)-1]; last.Kind != EventRelease || last.Outcome() != OutcomeNotHeld || last.Owner != "h" {
 			t.Errorf("the lost lease's last event %+v, want its release, not held, owner h", last)
 		}
-		var lostEvent Event
+		var lostEvent, failedExtend Event
 		for _, e := range lostEvents {
-			if e.Kind == EventLeaseLost {
+			switch {
+			case e.Kind == EventLeaseLost:
 				lostEvent = e
+			case e.Kind == EventExtend && lostEvent.Kind == 0:
+				failedExtend = e // the last extend before the loss
 			}
+		}
+		// The heartbeat's extend found the lock not held: reported as a failed extend, then the loss.
+		if !errors.Is(failedExtend.Err, ErrLockAlreadyReleased) || failedExtend.Outcome() != OutcomeNotHeld ||
+			failedExtend.Fence != lease.Fence() || failedExtend.Duration <= 0 {
+			t.Errorf("the extend before the loss %+v; want not held, fence %d, a duration", failedExtend, lease.Fence())
 		}
 		if !errors.Is(lostEvent.Err, ErrLockLost) || !errors.Is(lostEvent.Err, ErrLockAlreadyReleased) ||
 			lostEvent.Fence != lease.Fence() || lostEvent.Owner != "h" {

@@ -29,13 +29,12 @@ func WithPruneBatchSize(n int) PruneOption {
 	return func(o *pruneOptions) { o.batchSize = n }
 }
 
-// Prune deletes the rows of keys whose lock has been free (released, or expired on the database's clock)
-// for at least freeFor and that no live waiter is queued for, in batches, and returns how many it deleted.
-// A key acquired again after its row was pruned gets a fence larger than any it had before. Each batch is
-// its own transaction when exec is a *sql.DB or a *sql.Conn outside a transaction (in a *sql.Tx they all
-// commit with it); Prune stops at the end of a batch when ctx ends, returning what it deleted so far with
-// the context's error. It fails with [ErrInvalidOption] for a negative freeFor or a bad option. It is safe
-// to run concurrently with every other call, and with itself.
+// Prune deletes, in batches, the rows of keys whose lock has been free (released, or expired on the
+// database's clock) for at least freeFor and that no live waiter is queued for, and returns how many it
+// deleted; a key acquired again after its row was pruned gets a fence larger than any it had. Each batch
+// commits on its own outside a *sql.Tx, Prune stops after the batch in progress when ctx ends (returning
+// what it deleted with the context's error), and it is safe to run concurrently with every other call and
+// with itself. It fails with [ErrInvalidOption] for a negative freeFor or a bad option.
 func (m *DBManager) Prune(ctx context.Context, exec SQLExecutor, freeFor time.Duration, opts ...PruneOption) (int64, error) {
 	const op = "prune"
 	if err := checkCall(ctx, exec); err != nil {
