@@ -222,6 +222,7 @@ func TestIntegrationPrune100k(t *testing.T) {
 				mu       sync.Mutex
 				longest  time.Duration // the longest acquire of the current window
 				acquires int
+				byKind   [2]time.Duration // the longest of the existing key's acquires, and of new keys'
 				wg       sync.WaitGroup
 			)
 			done := make(chan struct{})
@@ -249,6 +250,7 @@ func TestIntegrationPrune100k(t *testing.T) {
 						}
 						mu.Lock()
 						longest = max(longest, d)
+						byKind[w] = max(byKind[w], d)
 						acquires++
 						mu.Unlock()
 						if err := l.Release(ctx, tdb.db); err != nil {
@@ -265,7 +267,7 @@ func TestIntegrationPrune100k(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				l, n := longest, acquires
-				longest, acquires = 0, 0
+				longest, acquires, byKind = 0, 0, [2]time.Duration{}
 				return l, n
 			}
 			// The baseline: the workload alone, for as long as the prune is likely to take.
@@ -280,6 +282,9 @@ func TestIntegrationPrune100k(t *testing.T) {
 			// The acquires under way when the prune ended count too: let them finish.
 			close(done)
 			wg.Wait()
+			mu.Lock()
+			duringKinds := byKind // since the baseline was read
+			mu.Unlock()
 			during, pruneAcquires := window()
 			if err != nil {
 				t.Fatal(err)
@@ -297,10 +302,11 @@ func TestIntegrationPrune100k(t *testing.T) {
 			}
 			maxBatch := timer.max()
 			t.Logf("pruned %d rows in %d batches of %d in %v: batch max %v, mean %v; concurrent acquires: "+
-				"%d during the prune, longest %v; %d in the second before, longest %v",
+				"%d during the prune, longest %v (the existing key's %v, new keys' %v); %d in the second before, longest %v",
 				deleted, len(timer.batches), batch, took.Round(time.Millisecond), maxBatch.Round(time.Microsecond),
 				(took / time.Duration(len(timer.batches))).Round(time.Microsecond), pruneAcquires,
-				during.Round(time.Microsecond), baseAcquires, baseline.Round(time.Microsecond))
+				during.Round(time.Microsecond), duringKinds[0].Round(time.Microsecond), duringKinds[1].Round(time.Microsecond),
+				baseAcquires, baseline.Round(time.Microsecond))
 			// One batch more than the workload's own longest wait, and a quarter of the prune for a shared
 			// machine's scheduling: a prune that kept its locks from one batch to the next would make an
 			// acquire wait for all of it (at least 11 batches) and fail this. SQLite is not held to it:
