@@ -296,8 +296,8 @@ func TestIntegrationPrune100k(t *testing.T) {
 			if left != 0 || deleted < keys {
 				t.Errorf("deleted %d rows, %d of the %d acquired keys left", deleted, left, keys)
 			}
-			// SQLite's busy handler lets few acquires through during a short prune; a couple suffice.
-			if baseAcquires < 10 || pruneAcquires < 2 {
+			// SQLite's busy handler lets few acquires through during a short prune; a couple suffice there.
+			if baseAcquires < 10 || pruneAcquires < 2 || pruneAcquires < 10 && tdb.dialect != DialectSQLite {
 				t.Errorf("only %d acquires before and %d during the prune", baseAcquires, pruneAcquires)
 			}
 			maxBatch := timer.max()

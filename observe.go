@@ -32,7 +32,7 @@ type SpanObserver interface {
 // JoinObservers returns an observer that gives every event to each of observers in turn, and opens the
 // scopes of those that are [SpanObserver]s, so that several adapters can watch one manager.
 func JoinObservers(observers ...Observer) SpanObserver {
-	return joined(slices.Clone(observers))
+	return joined(slices.DeleteFunc(slices.Clone(observers), func(o Observer) bool { return o == nil }))
 }
 
 type joined []Observer

@@ -493,7 +493,17 @@ func TestSpanObserverScopes(t *testing.T) {
 	}
 	waited := make(chan error)
 	go func() { waited <- w.AcquireWait(ctx, x, time.Minute, 10*time.Second) }()
-	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // until w waits
+		obs.mu.Lock()
+		started := slices.Contains(obs.opened, EventWaitStarted)
+		obs.mu.Unlock()
+		if started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("w did not start waiting within 10 s")
+		}
+	}
 	if err := a.Release(ctx, x); err != nil {
 		t.Fatal(err)
 	}

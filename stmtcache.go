@@ -125,6 +125,13 @@ func (c *stmtCache) prepare(ctx context.Context, query string) (_ *sql.Stmt, fre
 	return s, true
 }
 
+// refused stops preparing: the server refused a prepare, and will refuse again.
+func (c *stmtCache) refused() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off = true
+}
+
 func (c *stmtCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -174,7 +181,7 @@ type preparedTx struct {
 }
 
 // errTxStmtOtherDB is the text of the error [sql.Tx.StmtContext] returns, without sending anything, for a
-// statement of another *sql.DB than the transaction's.
+// statement of another *sql.DB than the transaction's: no reason to stop preparing.
 const errTxStmtOtherDB = "sql: Tx.Stmt: statement from different database used"
 
 func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -183,9 +190,14 @@ func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) 
 	if s := p.c.ready(query); s != nil {
 		ts := p.tx.StmtContext(ctx, s)
 		res, err := ts.ExecContext(ctx, args...)
-		_ = ts.Close() // the connection's statement stays with s
-		if err == nil || err.Error() != errTxStmtOtherDB {
+		// Close returns the error StmtContext stored when it could not make the statement (another
+		// *sql.DB's, a prepare the transaction's connection refused), and then nothing was sent: run the
+		// query unprepared. Otherwise it closes ts alone; the connection's statement stays with s.
+		if cerr := ts.Close(); err == nil || cerr != err {
 			return res, err
+		}
+		if err.Error() != errTxStmtOtherDB && ctx.Err() == nil && classify(err) == failUnknown {
+			p.c.refused()
 		}
 	}
 	return p.tx.ExecContext(ctx, query, args...)

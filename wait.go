@@ -63,17 +63,13 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 		defer stop()
 	}
 	w := waitState{lock: l, exec: exec, grace: m.handoverGrace()}
-	defer func() {
-		if err != nil && w.ticket > 0 {
-			w.dequeue(ctx)
-		}
-	}()
 	observing := m.observing(l.logger)
 	var began time.Time // the first attempt's start, when observing
 	attempts := 0       // acquire statements, when observing
 	waiting := false    // EventWaitStarted was reported
 	if observing {
 		began = time.Now()
+		// Deferred before the dequeue, so it runs after it: the dequeue is part of the wait's scope.
 		defer func() {
 			if waiting {
 				e := Event{Kind: EventWaitEnded, Key: l.Key, Err: err, Duration: time.Since(began), Attempts: attempts}
@@ -84,6 +80,11 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			}
 		}()
 	}
+	defer func() {
+		if err != nil && w.ticket > 0 {
+			w.dequeue(ctx)
+		}
+	}()
 	attempt := func() (outcome, error) {
 		if observing {
 			attempts++

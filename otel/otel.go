@@ -16,7 +16,7 @@
 // Spans (internal: the driver's spans inside them are the clients): distrlock.acquire for each acquire
 // statement, distrlock.wait for each wait (from its first refused attempt) and distrlock.release for each
 // release, children of the span in the caller's context, with the attributes distrlock.key,
-// distrlock.fence and distrlock.outcome. The Observer is a
+// distrlock.fence, distrlock.outcome and distrlock.attempts (waits). The Observer is a
 // [distrlock.SpanObserver]: the spans are open while their statements run, so the spans a database driver
 // records for them are their children, and the acquire attempts of a wait are children of its span.
 package otel
@@ -146,8 +146,9 @@ func (o *Observer) attrs(key string, withOutcome bool, outcome string) metric.Me
 	return metric.WithAttributes(kv...)
 }
 
-// spanKey is the context key of the span StartSpan opened.
-type spanKey struct{}
+// spanKey is the context key of the span an Observer's StartSpan opened: each Observer has its own, so that
+// joined observers (distrlock.JoinObservers) end their own spans.
+type spanKey struct{ o *Observer }
 
 // openSpan is a span StartSpan opened, until ObserveLock ends it.
 type openSpan struct {
@@ -170,7 +171,7 @@ func (o *Observer) StartSpan(ctx context.Context, e distrlock.Event) context.Con
 	}
 	ctx, span := o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.String("distrlock.key", e.Key)))
-	return context.WithValue(ctx, spanKey{}, &openSpan{kind: ends, span: span})
+	return context.WithValue(ctx, spanKey{o}, &openSpan{kind: ends, span: span})
 }
 
 // ObserveLock records e.
@@ -225,7 +226,7 @@ func (o *Observer) setHeld(ctx context.Context, key string, held bool) {
 func (o *Observer) span(ctx context.Context, name string, e distrlock.Event) {
 	var span trace.Span
 	end := time.Now()
-	if open, ok := ctx.Value(spanKey{}).(*openSpan); ok && open.kind == e.Kind {
+	if open, ok := ctx.Value(spanKey{o}).(*openSpan); ok && open.kind == e.Kind {
 		span = open.span
 	} else {
 		_, span = o.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-e.Duration)), trace.WithSpanKind(trace.SpanKindInternal),

@@ -3,6 +3,7 @@ package otel_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -172,15 +173,29 @@ func ptr[T any](v T) *T { return &v }
 // spanRecorder is an executor that records the span in the context of each statement, as a database
 // driver's instrumentation would parent its own span there.
 type spanRecorder struct {
-	db    *sql.DB
-	mu    sync.Mutex
-	spans []trace.SpanID
+	db      *sql.DB
+	mu      sync.Mutex
+	spans   []trace.SpanID
+	notLive int // statements whose span had ended already
 }
 
 func (r *spanRecorder) record(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.spans = append(r.spans, trace.SpanContextFromContext(ctx).SpanID())
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		r.notLive++
+	}
+}
+
+// waitStarted is an observer that signals each EventWaitStarted.
+func waitStarted() (distrlock.Observer, <-chan struct{}) {
+	ch := make(chan struct{}, 10)
+	return distrlock.ObserverFunc(func(_ context.Context, e distrlock.Event) {
+		if e.Kind == distrlock.EventWaitStarted {
+			ch <- struct{}{}
+		}
+	}), ch
 }
 
 func (r *spanRecorder) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -204,7 +219,8 @@ func TestObserverSpansEncloseStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(f.obs))
+	started, waiting := waitStarted()
+	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(distrlock.JoinObservers(f.obs, started)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,12 +230,22 @@ func TestObserverSpansEncloseStatements(t *testing.T) {
 	rec := &spanRecorder{db: db}
 	a, _ := m.NewLock(ctx, rec, "k")
 	w, _ := m.NewLock(ctx, rec, "k")
+	v, _ := m.NewLock(ctx, rec, "k")
 	if err := a.Acquire(ctx, rec, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// A wait that times out leaves the queue (a dequeue statement) inside its span.
+	if err := v.AcquireWait(ctx, rec, time.Minute, 100*time.Millisecond); !errors.Is(err, distrlock.ErrWaitTimeout) {
+		t.Fatalf("v.AcquireWait = %v, want a timeout", err)
+	}
+	<-waiting
 	waited := make(chan error)
 	go func() { waited <- w.AcquireWait(ctx, rec, time.Minute, 10*time.Second) }()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-waiting:
+	case err := <-waited:
+		t.Fatalf("w.AcquireWait returned %v before waiting", err)
+	}
 	if err := a.Release(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +253,9 @@ func TestObserverSpansEncloseStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller.End()
+	if rec.notLive != 0 {
+		t.Errorf("%d statements ran in spans that had ended", rec.notLive)
+	}
 
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	count := map[string]int{}
@@ -234,15 +263,21 @@ func TestObserverSpansEncloseStatements(t *testing.T) {
 		byID[s.SpanContext().SpanID()] = s
 		count[s.Name()]++
 	}
-	// a's acquire, w's refused first attempt and its attempt after the release (or more, if one raced); the
-	// wait; a's release.
-	if count["distrlock.acquire"] < 3 || count["distrlock.wait"] != 1 || count["distrlock.release"] != 1 {
-		t.Fatalf("spans by name %v, want at least 3 acquire, 1 wait, 1 release", count)
+	// a's acquire, v's and w's refused first attempts, w's attempt after the release (and v's or w's other
+	// refused attempts, if any); the two waits; a's release.
+	if count["distrlock.acquire"] < 4 || count["distrlock.wait"] != 2 || count["distrlock.release"] != 1 {
+		t.Fatalf("spans by name %v, want at least 4 acquire, 2 wait, 1 release", count)
 	}
-	var wait sdktrace.ReadOnlySpan
-	for _, s := range byID {
+	if started, ended := len(f.spans.Started()), len(f.spans.Ended()); started != ended {
+		t.Errorf("%d spans started, %d ended", started, ended)
+	}
+	waits := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for id, s := range byID {
+		if s.SpanKind() != trace.SpanKindInternal && s.Name() != "caller" {
+			t.Errorf("span %s of kind %v, want internal", s.Name(), s.SpanKind())
+		}
 		if s.Name() == "distrlock.wait" {
-			wait = s
+			waits[id] = s
 		}
 	}
 	if len(rec.spans) < 5 {
@@ -255,17 +290,19 @@ func TestObserverSpansEncloseStatements(t *testing.T) {
 			t.Fatalf("statement %d ran in span %v, not in one of distrlock's", i, id)
 		}
 		switch parent := s.Parent().SpanID(); {
-		case s.Name() == "distrlock.acquire" && parent == wait.SpanContext().SpanID():
+		case s.Name() == "distrlock.acquire" && waits[parent] != nil:
 			inWait++
 		case parent != caller.SpanContext().SpanID():
 			t.Errorf("statement %d ran in %s, whose parent %v is neither the caller's nor the wait's", i, s.Name(), parent)
 		}
 	}
-	if inWait != count["distrlock.acquire"]-2 {
-		t.Errorf("%d statements in acquire spans under the wait, want %d: all but a's and w's first", inWait, count["distrlock.acquire"]-2)
+	if inWait != count["distrlock.acquire"]-3 {
+		t.Errorf("%d statements in acquire spans under a wait, want %d: all but a's, v's first and w's first", inWait, count["distrlock.acquire"]-3)
 	}
-	if wait.Parent().SpanID() != caller.SpanContext().SpanID() {
-		t.Errorf("the wait's parent %v, want the caller's span", wait.Parent().SpanID())
+	for id, w := range waits {
+		if w.Parent().SpanID() != caller.SpanContext().SpanID() {
+			t.Errorf("wait %v: parent %v, want the caller's span", id, w.Parent().SpanID())
+		}
 	}
 }
 
@@ -312,6 +349,36 @@ func TestObserverZeroSeries(t *testing.T) {
 		dps := ms[name].Data.(metricdata.Sum[int64]).DataPoints
 		if len(dps) != 1 || dps[0].Value != 0 || dps[0].Attributes.Len() != 0 {
 			t.Errorf("%s: data points %+v, want one at 0 without attributes", name, dps)
+		}
+	}
+}
+
+// TestObserverJoined: two Observers joined on one manager each end every span they start.
+func TestObserverJoined(t *testing.T) {
+	f1, f2 := newFixture(t), newFixture(t)
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "locks.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := distrlock.NewDBManager(distrlock.DialectSQLite, distrlock.WithObserver(distrlock.JoinObservers(f1.obs, f2.obs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateTable(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := m.NewLock(ctx, db, "k")
+	if err := lock.Acquire(ctx, db, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Release(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range []*fixture{f1, f2} {
+		if started, ended := len(f.spans.Started()), len(f.spans.Ended()); started != 2 || ended != 2 {
+			t.Errorf("observer %d: %d spans started, %d ended; want 2 and 2 (acquire, release)", i+1, started, ended)
 		}
 	}
 }
