@@ -3,6 +3,7 @@ package distrlock
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"reflect"
 	"runtime"
 	"sync"
@@ -196,7 +197,8 @@ func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) 
 		if cerr := ts.Close(); err == nil || cerr != err {
 			return res, err
 		}
-		if err.Error() != errTxStmtOtherDB && ctx.Err() == nil && classify(err) == failUnknown {
+		// A finished transaction or an ended context says nothing about the server's prepares.
+		if err.Error() != errTxStmtOtherDB && !errors.Is(err, sql.ErrTxDone) && ctx.Err() == nil && classify(err) == failUnknown {
 			p.c.refused()
 		}
 	}

@@ -187,3 +187,50 @@ func TestIntegrationPreparedStatementsOtherDB(t *testing.T) {
 		t.Fatalf("Acquire after the release: %v, fence %d, want 2", err, lock.Fence())
 	}
 }
+
+// TestIntegrationPreparedStatementsTxDone: a statement sent on a transaction that has ended fails with
+// sql.ErrTxDone and leaves the manager's prepared statements on: the next transaction prepares nothing.
+func TestIntegrationPreparedStatementsTxDone(t *testing.T) {
+	t.Parallel()
+	tdb := openMySQL(t, "")
+	ctx := t.Context()
+	var counter stmtcount.Counter
+	db, m := countedManager(t, tdb, &counter)
+	db.SetMaxOpenConns(1)
+	lock, err := m.NewLock(ctx, db, "tx-done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // prepares the acquire and the release, and holds the lock
+		if err := lock.Release(ctx, db); err != nil && !errors.Is(err, ErrLockNotAcquired) {
+			t.Fatal(err)
+		}
+		if err := lock.Acquire(ctx, db, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Release(ctx, tx); !errors.Is(err, sql.ErrTxDone) {
+		t.Fatalf("Release on a committed transaction = %v, want sql.ErrTxDone", err)
+	}
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := counter.Counts()
+	if err := lock.Release(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter.Counts().Sub(before); got != (stmtcount.Counts{Statements: 1, Commits: 1}) {
+		t.Errorf("a release in the next transaction sent %+v, want 1 statement and no prepare", got)
+	}
+}
