@@ -169,9 +169,7 @@ func (l *DBLock) acquireTicket(ctx context.Context, exec SQLExecutor, op, token 
 	if inTx {
 		query, args.ungated = m.q.acquireInTx, m.spec.gapLocks
 	}
-	if m.spans != nil {
-		ctx = m.startSpan(ctx, Event{Kind: EventAcquire, Key: l.Key})
-	}
+	ctx = m.startSpan(ctx, Event{Kind: EventAcquire, Key: l.Key})
 	sent := time.Now()
 	fence, err := m.spec.acquire(ctx, m.stmts.executor(exec), query, args)
 	out, err := l.acquired(ctx, op, token, ttl, sent, fence, err)
@@ -290,9 +288,7 @@ func (l *DBLock) Release(ctx context.Context, exec SQLExecutor) error {
 		return l.releaseHeld(ctx, exec)
 	}
 	fence, owner := l.fence, l.Owner
-	if m.spans != nil {
-		ctx = m.startSpan(ctx, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner})
-	}
+	ctx = m.startSpan(ctx, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner})
 	start := time.Now()
 	err := l.releaseHeld(ctx, exec)
 	m.emit(ctx, l.logger, Event{Kind: EventRelease, Key: l.Key, Fence: fence, Owner: owner, Err: err, Duration: time.Since(start)})
