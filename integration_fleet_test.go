@@ -92,10 +92,11 @@ func TestIntegrationQueueOrder(t *testing.T) {
 	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
 		ctx := t.Context()
 		m := newTestManager(t, tdb)
-		// Every party has its own manager, as separate processes would, with the default backoff: a waiter
-		// reads at least every 50 ms, and each ticket gets a grace of 100 ms.
+		// Every party has its own manager, as separate processes would. A waiter reads at least every
+		// 200 ms and each ticket gets a grace of 400 ms: with the default 50 and 100 ms a stall of the
+		// loaded CI host (make scale-test) once let the second waiter's grace pass before the first read.
 		other := func() *DBManager {
-			mm, err := NewDBManager(tdb.dialect, WithTableName(m.table))
+			mm, err := NewDBManager(tdb.dialect, WithTableName(m.table), WithWaitBackoff(DefaultWaitMinBackoff, 200*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
