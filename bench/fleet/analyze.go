@@ -17,6 +17,9 @@ type contentionStats struct {
 	// gapP50 and gapP99: from the previous holder's release (when it was sent) to the next holder's
 	// acquisition, over hand-overs to another process only.
 	gapP50, gapP99 time.Duration
+	// releaseP50 is the p50 of the previous holder's release statement (sent to returned) and afterP50 of
+	// the time from its return to the next holder's acquisition, over the same hand-overs: where a gap goes.
+	releaseP50, afterP50 time.Duration
 	// overlaps counts acquisitions that began before an earlier one ended: two holders at once.
 	overlaps int
 	// fenceRegressions counts acquisitions whose fence is not larger than the previous holder's.
@@ -36,7 +39,7 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 	acqs = slices.Clone(acqs)
 	slices.SortFunc(acqs, func(a, b acquisition) int { return cmp.Compare(a.Acquired, b.Acquired) })
 	waits := make([]time.Duration, 0, len(acqs))
-	var gaps []time.Duration
+	var gaps, releases, afters []time.Duration
 	first, last := acqs[0].WaitStart, acqs[0].Released
 	var heldUntil int64 // the latest ReleaseStart so far
 	for i, a := range acqs {
@@ -51,6 +54,8 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 			if prev.Worker != a.Worker {
 				s.handedOver++
 				gaps = append(gaps, time.Duration(a.Acquired-prev.ReleaseStart))
+				releases = append(releases, time.Duration(prev.Released-prev.ReleaseStart))
+				afters = append(afters, time.Duration(a.Acquired-prev.Released))
 			}
 			if fenced && a.Fence <= prev.Fence {
 				s.fenceRegressions++
@@ -63,6 +68,7 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 	}
 	s.waitP50, s.waitP99, s.waitMax = percentile(waits, 0.50), percentile(waits, 0.99), slices.Max(waits)
 	s.gapP50, s.gapP99 = percentile(gaps, 0.50), percentile(gaps, 0.99)
+	s.releaseP50, s.afterP50 = percentile(releases, 0.50), percentile(afters, 0.50)
 	return s
 }
 

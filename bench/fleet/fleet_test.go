@@ -65,7 +65,8 @@ func TestFleetSmoke(t *testing.T) {
 		pg:      envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"),
 		my:      envOr("DISTRLOCK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"),
 		workers: 3, duration: 600 * time.Millisecond, hold: 2 * time.Millisecond, loadDuration: 300 * time.Millisecond,
-		actions: []string{"acquirewait", "standby"}, notify: true, run: fmt.Sprintf("t%x", time.Now().UnixNano()&0xffffffffff),
+		databases: []string{"PostgreSQL", "MariaDB"},
+		actions:   []string{"acquirewait", "standby"}, notify: true, run: fmt.Sprintf("t%x", time.Now().UnixNano()&0xffffffffff),
 	}
 	ctx := t.Context()
 	for i, md := range modes(c) {

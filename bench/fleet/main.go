@@ -53,6 +53,7 @@ type config struct {
 	actions      []string // the waiting process's actions in the load part, each in an interval of its own
 	notify       bool     // also run PostgreSQL's distrlock mode and load with a pgnotify listener
 	run          string   // unique per run: names the tables and locks
+	databases    []string // contention: the modes of these databases only
 }
 
 // contentionTTL is the lease of the contention workers: far longer than a turn, short enough that a
@@ -75,10 +76,12 @@ func parentMain(args []string, out io.Writer) int {
 	actions := fs.String("waiter-action", "acquirewait,standby", "load: what the waiting process does, a comma-separated list run one after the other ("+waiterActionNames()+")")
 	fs.BoolVar(&c.notify, "notify", true, "also run PostgreSQL's distrlock contention mode and load with a pgnotify listener in each worker process (false: without push only)")
 	parts := fs.String("parts", "contention,load", "which parts to run")
+	databases := fs.String("databases", "PostgreSQL,MariaDB", "contention: which databases' modes to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	c.actions = strings.Split(*actions, ",")
+	c.databases = strings.Split(*databases, ",")
 	for _, a := range c.actions {
 		if _, ok := waiterActions[a]; !ok {
 			fmt.Fprintf(os.Stderr, "fleet: unknown -waiter-action %q (have %s)\n", a, waiterActionNames())
@@ -142,13 +145,15 @@ func modes(c config) []mode {
 		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB, false},
 		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
 	}
-	return slices.DeleteFunc(ms, func(m mode) bool { return m.notify && !c.notify })
+	return slices.DeleteFunc(ms, func(m mode) bool {
+		return m.notify && !c.notify || !slices.Contains(c.databases, m.database)
+	})
 }
 
 // contentionTable runs every mode and prints a row for each, with its ratios to its database's floor.
 func contentionTable(ctx context.Context, out io.Writer, c config) error {
 	fmt.Fprintf(out, "\n## Contention: %d processes, one key, hold %v, %v per mode\n\n", c.workers, c.hold, c.duration)
-	fmt.Fprintln(out, "| database | mode | acquisitions (/s) | handed to another process | wait p50 | wait p99 | wait max | release→next holder p50 | p99 | overlaps | fence regressions | wait p99 / floor p99 | wait max / floor max |")
+	fmt.Fprintln(out, "| database | mode | acquisitions (/s) | handed to another process | wait p50 | wait p99 | wait max | release→next holder p50 (release + after it) | p99 | overlaps | fence regressions | wait p99 / floor p99 | wait max / floor max |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	floors := map[string]contentionStats{}
 	var errs []error
@@ -177,9 +182,9 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 		if s.transitions > 0 {
 			share = float64(s.handedOver) / float64(s.transitions)
 		}
-		fmt.Fprintf(out, "| %s | %s | %d (%.0f) | %.0f%% (%d) | %s | %s | %s | %s | %s | %d | %s | %s |\n",
+		fmt.Fprintf(out, "| %s | %s | %d (%.0f) | %.0f%% (%d) | %s | %s | %s | %s (%s + %s) | %s | %d | %s | %s |\n",
 			md.database, md.name, s.acquisitions, s.perSec, 100*share, s.handedOver, ms(s.waitP50), ms(s.waitP99),
-			ms(s.waitMax), ms(s.gapP50), ms(s.gapP99), s.overlaps, fences, ratios)
+			ms(s.waitMax), ms(s.gapP50), ms(s.releaseP50), ms(s.afterP50), ms(s.gapP99), s.overlaps, fences, ratios)
 	}
 	return errors.Join(errs...)
 }
