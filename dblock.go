@@ -41,6 +41,9 @@ type DBLock struct {
 	// minHold keeps the lock taken until its acquisition plus minHold when it is released sooner
 	// (WithLockAtLeastFor).
 	minHold time.Duration
+	// announce makes a release publish the key to the manager's Notifier even when no ticket waits
+	// (an election's term).
+	announce bool
 	// logger, during a call with WithLogger, receives the events of its acquire and release instead of
 	// the manager's logger.
 	logger Logger
@@ -324,9 +327,9 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 	args := m.spec.releaseArgs(l.Key, token, l.minHold.Microseconds(), autocommit(exec))
 	var released bool
 	if m.notifier != nil {
-		// The same UPDATE, which also publishes the key to the waiters of other processes.
+		// The same UPDATE, which also publishes the key to the waiters of other processes, if any.
 		err := retryConflicts(ctx, exec, func() error {
-			return exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel())...).Scan(new(string))
+			return exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel(), l.announce)...).Scan(new(sql.NullString))
 		})
 		switch {
 		case errors.Is(err, sql.ErrNoRows):

@@ -140,7 +140,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		}
 		if !info.Held {
 			leave(true)
-			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger))
+			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger), announceRelease())
 			switch {
 			case err == nil:
 				e.mu.Lock()

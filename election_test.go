@@ -59,7 +59,7 @@ func (f *electionFixture) expectRelease(n int64) {
 		if n == 1 {
 			rows.AddRow("leader")
 		}
-		f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs("leader", sqlmock.AnyArg(), int64(0), true, f.m.notifier.Channel()).WillReturnRows(rows)
+		f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs("leader", sqlmock.AnyArg(), int64(0), true, f.m.notifier.Channel(), true).WillReturnRows(rows)
 		return
 	}
 	f.mock.ExpectExec(f.m.q.release).WithArgs(unitReleaseArgs(f.m.Dialect(), "leader", sqlmock.AnyArg())...).WillReturnResult(sqlmock.NewResult(0, n))

@@ -199,7 +199,9 @@ func TestIntegrationLockAtLeastFor(t *testing.T) {
 }
 
 // TestIntegrationReleasePublishes: on PostgreSQL a release through a manager with a Notifier publishes the
-// key on its channel, in the releasing statement; a refused release publishes nothing.
+// key on its channel, in the releasing statement, when a ticket waits for it or the lock announces its
+// releases (an election's); a release nobody queued for, one that keeps its least hold, and a refused one
+// publish nothing. Notices come in commit order, so the first two must be the two that should publish.
 func TestIntegrationReleasePublishes(t *testing.T) {
 	t.Parallel()
 	tdb := openPostgres(t)
@@ -218,22 +220,47 @@ func TestIntegrationReleasePublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := integLock(t, m, tdb.db, "job-1")
-	integAcquire(ctx, t, l, tdb.db, time.Minute)
-	if err := l.Release(ctx, tdb.db); err != nil {
-		t.Fatal(err)
+	acquired := func(key string) *DBLock {
+		l := integLock(t, m, tdb.db, key)
+		integAcquire(ctx, t, l, tdb.db, time.Minute)
+		return l
 	}
-	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+	queue := func(key string) {
+		w := waitState{lock: integLock(t, m, tdb.db, key), exec: tdb.db}
+		if w.enqueue(ctx); w.ticket == 0 {
+			t.Fatalf("no ticket for %s", key)
+		}
+	}
+	release := func(l *DBLock) {
+		if err := l.Release(ctx, tdb.db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alone := acquired("alone")
+	release(alone)
+	kept := acquired("kept")
+	queue("kept")
+	kept.minHold = time.Minute
+	release(kept)
+	integWantErr(t, "second release", alone.Release(ctx, tdb.db), ErrLockAlreadyReleased)
+	awaited := acquired("awaited")
+	queue("awaited")
+	release(awaited)
+	announced := acquired("announced")
+	announced.announce = true
+	release(announced)
+	for _, want := range []string{"awaited", "announced"} {
+		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := conn.WaitForNotification(wait)
+		cancel()
+		if err != nil || n.Payload != want {
+			t.Fatalf("notification: %v, %v; want %q", n, err, want)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	n, err := conn.WaitForNotification(wait)
-	if err != nil || n.Payload != "job-1" {
-		t.Fatalf("notification after the release: %v, %v; want the key", n, err)
-	}
-	integWantErr(t, "second release", l.Release(ctx, tdb.db), ErrLockAlreadyReleased)
-	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel2()
 	if n, err := conn.WaitForNotification(short); err == nil {
-		t.Fatalf("a refused release published %q", n.Payload)
+		t.Fatalf("a third release published %q", n.Payload)
 	}
 }
 

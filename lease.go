@@ -116,7 +116,7 @@ func (s *Lease) Release(ctx context.Context) error {
 		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.releaseTimeout)
 		defer cancel()
 		lock := s.lock
-		lock.minHold, lock.logger = s.opts.atLeast, s.opts.logger
+		lock.minHold, lock.logger, lock.announce = s.opts.atLeast, s.opts.logger, s.opts.announce
 		err := lock.Release(relCtx, s.db)
 		switch {
 		case lost != nil:

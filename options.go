@@ -42,9 +42,10 @@ const (
 	DefaultWaitMaxBackoff = 50 * time.Millisecond
 )
 
-// WithNotifier makes releases through the manager publish the key on n's channel and lets its waiters
-// sleep until a notice instead of polling while n is listening. PostgreSQL dialects only; another dialect,
-// a nil notifier or an invalid channel makes [NewDBManager] return [ErrInvalidOption]. Default: none.
+// WithNotifier makes releases through the manager publish the key on n's channel when others wait for it,
+// and lets its waiters sleep until a notice instead of polling while n is listening. PostgreSQL dialects
+// only; another dialect, a nil notifier or an invalid channel makes [NewDBManager] return
+// [ErrInvalidOption]. Default: none.
 func WithNotifier(n Notifier) DBManagerOption {
 	return func(o *dbManagerOptions) { o.notifier, o.notifierSet = n, true }
 }
@@ -86,6 +87,13 @@ type doOptions struct {
 	atLeast                time.Duration // WithLockAtLeastFor
 	token                  string        // WithToken; "": a new random token per acquisition
 	tokenSet               bool
+	announce               bool // the release notifies a Notifier's channel even when no ticket waits (elections)
+}
+
+// announceRelease makes a lease's release publish the key to a [Notifier] whoever waits: an election's
+// standbys and observers wait without a ticket in the key's queue, which alone makes a release notify.
+func announceRelease() DoOption {
+	return func(o *doOptions) { o.announce = true }
 }
 
 // WithWait makes the acquisition wait while another holder has the lock, for at most maxWait or until the

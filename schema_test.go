@@ -208,7 +208,8 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 		if _, err := nl.acquireTicket(ctx, rec, "acquire", unitRecToken, unitRecTTL, unitRecTicket, unitRecGrace); err != nil {
 			t.Fatal(err)
 		}
-		nl.minHold = unitRecHold
+		// announce is the only value bound true here (rec is not a *sql.DB, so autocommit is false).
+		nl.minHold, nl.announce = unitRecHold, true
 		if err := nl.Release(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -595,6 +596,8 @@ var (
 	unitChannelBefore = regexp.MustCompile(`(?i)\bpg_notify\(\s*$`)
 	// autocommit turns asynchronous commit on: `$n::boolean IS NOT TRUE OR set_config(…)`.
 	unitAutocommitAfter = regexp.MustCompile(`(?i)^::boolean\s+IS\s+NOT\s+TRUE\s+OR\s+set_config\(`)
+	// announce makes a release notify when no ticket waits: `queue_tail > queue_head OR $n::boolean`.
+	unitAnnounceBefore = regexp.MustCompile(`(?i)\bqueue_tail\s*>\s*queue_head\s+OR\s+$`)
 )
 
 // unitClosing returns the index of the parenthesis that closes the one at open.
@@ -719,6 +722,8 @@ placeholders:
 			set(p, "autocommit")
 		case unitChannelBefore.MatchString(before):
 			set(p, "channel")
+		case unitAnnounceBefore.MatchString(before):
+			set(p, "announce")
 		default:
 			all := unitAssignment.FindAllStringSubmatch(before, -1)
 			if len(all) == 0 {
@@ -740,7 +745,7 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 		"postgres/acquire":        {"key", "token", "ttl", "owner", "data", "ticket", "grace"},
 		"postgres/extend":         {"ttl", "key", "token"},
 		"postgres/release":        {"key", "token", "hold", "autocommit"},
-		"postgres/release_notify": {"key", "token", "hold", "autocommit", "channel"},
+		"postgres/release_notify": {"key", "token", "hold", "autocommit", "channel", "announce"},
 		"postgres/enqueue":        {"key", "autocommit"},
 		"postgres/guard":          {"key", "token"},
 		"mysql/acquire":           unitMySQLAcquireRoles,
@@ -786,8 +791,10 @@ func TestSchemaPlaceholderRoles(t *testing.T) {
 						fromCode = append(fromCode, "hold")
 					case unitRecChannel:
 						fromCode = append(fromCode, "channel")
-					case true, false:
+					case false:
 						fromCode = append(fromCode, "autocommit")
+					case true:
+						fromCode = append(fromCode, "announce")
 					case nil:
 						fromCode = append(fromCode, "NULL")
 					default:

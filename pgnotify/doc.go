@@ -10,7 +10,7 @@
 //	go l.Run(ctx) // until ctx ends; reconnects by itself
 //	m, err := distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithNotifier(l))
 //
-// Releases through m then publish their key on l's channel, [DefaultChannel] unless [WithChannel] names
-// another. While the listener is disconnected, [Listener.Listening] reports false and waiters poll; after
+// Releases through m of a lock that others wait for then publish its key on l's channel, [DefaultChannel]
+// unless [WithChannel] names another. While the listener is disconnected, [Listener.Listening] reports false and waiters poll; after
 // each reconnect every subscriber gets a notice, since releases may have been missed meanwhile.
 package pgnotify

@@ -50,7 +50,7 @@ func e2eListenDSN() string {
 
 // e2eOpen opens the test database through pgx's database/sql driver. An unreachable database skips the
 // test, except in CI (CI=true), where it fails.
-func e2eOpen(t *testing.T) *sql.DB {
+func e2eOpen(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", e2eDSN())
 	if err != nil {
@@ -73,7 +73,7 @@ func e2eOpenCounted(t *testing.T, c *stmtcount.Counter) *sql.DB {
 	return db
 }
 
-func e2ePing(t *testing.T, db *sql.DB) {
+func e2ePing(t testing.TB, db *sql.DB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 	defer cancel()
@@ -86,7 +86,7 @@ func e2ePing(t *testing.T, db *sql.DB) {
 }
 
 // e2eNames returns a table and a channel of the test's own.
-func e2eNames(t *testing.T) (table, channel string) {
+func e2eNames(t testing.TB) (table, channel string) {
 	t.Helper()
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
@@ -106,7 +106,7 @@ type process struct {
 
 // newProcess makes a listener on channel and a manager on table that publishes and waits through it. With
 // run, it runs the listener in a goroutine owned by the test and waits until it listens.
-func newProcess(t *testing.T, db *sql.DB, table, channel string, run bool, opts ...distrlock.DBManagerOption) *process {
+func newProcess(t testing.TB, db *sql.DB, table, channel string, run bool, opts ...distrlock.DBManagerOption) *process {
 	t.Helper()
 	l, err := pgnotify.New(e2eListenDSN(), pgnotify.WithChannel(channel),
 		pgnotify.WithReconnectDelay(20*time.Millisecond, 100*time.Millisecond))
@@ -142,7 +142,7 @@ func newProcess(t *testing.T, db *sql.DB, table, channel string, run bool, opts 
 }
 
 // createTable creates p's table and drops it when the test ends.
-func createTable(t *testing.T, p *process) {
+func createTable(t testing.TB, p *process) {
 	t.Helper()
 	if err := p.m.CreateTable(t.Context(), p.db); err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func queueTail(t *testing.T, p *process, key string) int64 {
 }
 
 // e2eWaitFor polls cond until it holds, failing the test after e2eTimeout.
-func e2eWaitFor(t *testing.T, what string, cond func() bool) {
+func e2eWaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(e2eTimeout)
 	for !cond() {
