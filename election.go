@@ -53,6 +53,8 @@ type Election struct {
 
 	campaign chan struct{} // a token: holding it is running a campaign
 
+	proclaiming sync.Mutex // held by a Proclaim
+
 	mu    sync.Mutex
 	lease *Lease // this candidate's term, nil when it does not lead
 	value string // the term's value
@@ -96,10 +98,17 @@ func (m *DBManager) NewElection(db *sql.DB, name string, options ...ElectionOpti
 func (e *Election) Name() string { return e.name }
 
 // Campaign returns once this candidate leads with value (proclaiming value if it leads already), or when
-// ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads,
-// once per poll interval or on a release notice. ctx bounds the campaign only: the term lasts until
-// [Election.Resign] or the loss of its lease (see [Election.Context]).
+// ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads:
+// once per poll interval, or with a listening [Notifier] on each notice and when the leader's lease ends.
+// ctx bounds the campaign only: the term lasts until [Election.Resign] or the loss of its lease (see
+// [Election.Context]).
 func (e *Election) Campaign(ctx context.Context, value string) error {
+	return e.campaignWith(ctx, value, nil)
+}
+
+// campaignWith is Campaign; with reads, Run's observer reads the key for it, and it reads only after an
+// attempt that was refused.
+func (e *Election) campaignWith(ctx context.Context, value string, reads *leaderReads) error {
 	const op = "campaign"
 	if err := validateOwnerData("", value); err != nil {
 		return opError(op, e.name, err)
@@ -122,22 +131,40 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		e.stopped(ctx, ended, ended.Release(ctx))
 	}
 	var notices <-chan struct{}
-	if n := e.m.notifier; n != nil {
+	if n := e.m.notifier; n != nil && reads == nil {
 		var stop func()
 		notices, stop = n.Subscribe(e.name)
 		defer stop()
 	}
+	var seen uint64  // the observer's last read used
+	refused := false // the last attempt was refused while the lock looked free
 	for {
-		// In the room before the read, so that a release through this manager after it is not missed.
-		wake, leave := e.m.waiters.enter(e.name, 0)
-		info, err := e.m.Get(ctx, e.read, e.name)
-		if err != nil {
-			leave(false)
+		var info LockInfo
+		var err error
+		if reads != nil && !refused {
+			// The observer logs its failed reads and reads again; wait for one that worked.
+			for info, seen, err = reads.after(ctx, seen); err != nil && ctx.Err() == nil; {
+				info, seen, err = reads.after(ctx, seen)
+			}
 			if ctx.Err() != nil {
 				return waitCancelled(op, e.name, ctx)
 			}
-			return err
+			if info.Held {
+				continue // the observer reads again when the lease may end, on a notice or after a poll
+			}
 		}
+		// In the room before the read, so that a release through this manager after it is not missed.
+		wake, leave := e.m.waiters.enter(e.name, 0)
+		if reads == nil || refused {
+			if info, err = e.m.Get(ctx, e.read, e.name); err != nil {
+				leave(false)
+				if ctx.Err() != nil {
+					return waitCancelled(op, e.name, ctx)
+				}
+				return err
+			}
+		}
+		refused = false
 		if !info.Held {
 			leave(true)
 			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger), announceRelease())
@@ -152,7 +179,7 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
 				// queued on the key go first: read again after a hand-over grace, not at once.
 				wake, leave = e.m.waiters.enter(e.name, 0)
-				info.Remaining = e.m.handoverGrace()
+				info.Remaining, refused = e.m.handoverGrace(), true
 			case ctx.Err() != nil:
 				return waitCancelled(op, e.name, ctx)
 			default:
@@ -161,11 +188,8 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 		}
 		// Held: sleep until the lease may have run out, a poll interval, or a release notice. The lease's
 		// end is read on the database's clock and counted here from after the read, so waking finds it over.
-		timer := time.NewTimer(min(e.o.poll, info.Remaining+time.Millisecond))
-		var listening <-chan struct{}
-		if notices != nil && e.m.notifier.Listening() {
-			listening = notices
-		}
+		listening := e.listening(notices)
+		timer := time.NewTimer(e.sleepWhileHeld(info.Remaining, listening != nil && !refused))
 		woken := false
 		select {
 		case <-wake:
@@ -180,6 +204,24 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 			return waitCancelled(op, e.name, ctx)
 		}
 	}
+}
+
+// listening returns notices while the manager's Notifier is listening, else nil.
+func (e *Election) listening(notices <-chan struct{}) <-chan struct{} {
+	if notices != nil && e.m.notifier.Listening() {
+		return notices
+	}
+	return nil
+}
+
+// sleepWhileHeld is how long a standby or an observer sleeps after a read that found a leader whose lease
+// has left to run: until the lease may end, and at most a poll interval unless a Notifier listens (a
+// release or a proclaim then publishes a notice, and an expiry is the lease's end).
+func (e *Election) sleepWhileHeld(left time.Duration, push bool) time.Duration {
+	if push {
+		return left + time.Millisecond
+	}
+	return min(e.o.poll, left+time.Millisecond)
 }
 
 // leading reports whether this candidate holds a term whose lease is not known to be lost.
@@ -228,9 +270,13 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	if err := validateOwnerData("", value); err != nil {
 		return opError(op, e.name, err)
 	}
+	// Proclaims take turns, so that the value kept is the one the database has; the term's other methods do
+	// not wait for one.
+	e.proclaiming.Lock()
+	defer e.proclaiming.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	lease := e.lease
+	e.mu.Unlock()
 	if lease == nil || lease.Context().Err() != nil {
 		return opError(op, e.name, ErrNotLeader)
 	}
@@ -238,21 +284,38 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	if value != "" {
 		data = []byte(value)
 	}
-	res, err := e.db.ExecContext(ctx, e.m.q.proclaim, data, e.name, lease.Token())
+	found, err := e.proclaim(ctx, data, lease.Token())
 	if err != nil {
 		return opError(op, e.name, classified(withContext(ctx, err), classify(err)))
-	}
-	found, err := e.m.spec.extended(res)
-	if err != nil {
-		return opError(op, e.name, err)
 	}
 	if !found {
 		// The lease has ended on the server: the work under the term's context must stop.
 		lease.cancel(fmt.Errorf("%w: %w", ErrLockLost, ErrNotLeader))
 		return opError(op, e.name, ErrNotLeader)
 	}
-	e.value = value
+	e.mu.Lock()
+	if e.lease == lease {
+		e.value = value
+	}
+	e.mu.Unlock()
 	return nil
+}
+
+// proclaim runs the proclaim statement (with a Notifier, the one that also publishes the key) and reports
+// whether it found the term's lease.
+func (e *Election) proclaim(ctx context.Context, data any, token string) (bool, error) {
+	if e.m.notifier != nil {
+		err := e.db.QueryRowContext(ctx, e.m.q.proclaimNotify, data, e.name, token, e.m.notifier.Channel()).Scan(new(sql.NullString))
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	res, err := e.db.ExecContext(ctx, e.m.q.proclaim, data, e.name, token)
+	if err != nil {
+		return false, err
+	}
+	return e.m.spec.extended(res)
 }
 
 // Resign ends this candidate's term, cancelling [Election.Context] and freeing the lock at once so that a
@@ -289,16 +352,18 @@ func (e *Election) Leader(ctx context.Context) (LeaderInfo, error) {
 }
 
 // Observe returns a channel that receives the current leader, then each change seen by reads once per poll
-// interval: a new term, a new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back,
-// and a slow receiver gets the latest state. The channel's goroutine stops when ctx ends and closes the
-// channel as it returns.
+// interval (with a listening [Notifier]: on each notice and when the leader's lease ends): a new term, a
+// new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back, and a receiver that is not
+// ready gets only the latest state. The channel's goroutine stops when ctx ends and closes the channel.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	ch := make(chan LeaderInfo)
-	go e.observe(ctx, ch)
+	go e.observe(ctx, ch, nil)
 	return ch
 }
 
-func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo) {
+// observe reads the leader until ctx ends, sends changes on ch without waiting for the receiver (a change
+// that waits is replaced by the next), and passes every read to reads when it is not nil.
+func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo, reads *leaderReads) {
 	defer close(ch)
 	var notices <-chan struct{}
 	if n := e.m.notifier; n != nil {
@@ -306,51 +371,97 @@ func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo) {
 		notices, stop = n.Subscribe(e.name)
 		defer stop()
 	}
-	var last LeaderInfo
-	sent := false
-	var burstUntil time.Time // after a release notice: read often until then, or until a leader is seen
+	var last, pending LeaderInfo // the value the receiver has, and the one it is offered
+	sent, offering := false, false
+	var top int64             // the largest term seen: an older one is never sent
+	var burstUntil time.Time  // after a release notice: read often until then, or until a leader is seen
+	timer := time.NewTimer(0) // the first read at once
+	defer timer.Stop()
 	for {
-		info, err := e.m.Get(ctx, e.read, e.name)
-		sleep := e.o.poll
-		if err == nil {
-			cur := leaderInfo(info)
-			if cur.Term != 0 {
-				burstUntil = time.Time{}
-				sleep = min(sleep, info.Remaining+time.Millisecond)
-			}
-			changed := !sent || cur.Term != last.Term || cur.Value != last.Value
-			// Reads follow each other, so a term older than one already sent cannot come; never send one.
-			if changed && (cur.Term == 0 || cur.Term >= last.Term) {
-				select {
-				case ch <- cur:
-				case <-ctx.Done():
-					return
-				}
-				last, sent = cur, true
-				e.emit(ctx, Event{Kind: EventNewLeader, Key: e.name, Fence: cur.Term, Owner: cur.Identity})
-			}
-		} else if ctx.Err() != nil {
-			return
-		} else {
-			logError(ctx, e.o.logger, &DBLock{Key: e.name, fence: last.Term, manager: e.m}, "observe: %v", errors.Unwrap(err))
+		var out chan<- LeaderInfo
+		if offering {
+			out = ch
 		}
-		if time.Now().Before(burstUntil) {
-			sleep = min(sleep, observeBurstEvery)
-		}
-		timer := time.NewTimer(sleep)
-		var listening <-chan struct{}
-		if notices != nil && e.m.notifier.Listening() {
-			listening = notices
-		}
+		listening := e.listening(notices)
 		select {
+		case out <- pending:
+			last, sent, offering = pending, true, false
+			e.emit(ctx, Event{Kind: EventNewLeader, Key: e.name, Fence: last.Term, Owner: last.Identity})
+			continue // the next read when the timer says
 		case <-listening:
 			burstUntil = time.Now().Add(observeBurstFor)
 		case <-timer.C:
 		case <-ctx.Done():
-			timer.Stop()
 			return
 		}
-		timer.Stop()
+		info, err := e.m.Get(ctx, e.read, e.name)
+		if reads != nil {
+			reads.put(info, err)
+		}
+		sleep := e.o.poll
+		switch {
+		case err == nil:
+			cur := leaderInfo(info)
+			if cur.Term != 0 {
+				burstUntil = time.Time{}
+				sleep = e.sleepWhileHeld(info.Remaining, listening != nil)
+			}
+			// Reads follow each other, so a term older than one already seen cannot come; never send one.
+			if cur.Term == 0 || cur.Term >= top {
+				top = max(top, cur.Term)
+				pending, offering = cur, !sent || !sameLeader(cur, last)
+			}
+		case ctx.Err() != nil:
+			return
+		default:
+			logError(ctx, e.o.logger, &DBLock{Key: e.name, fence: top, manager: e.m}, "observe: %v", errors.Unwrap(err))
+		}
+		if time.Now().Before(burstUntil) {
+			sleep = min(sleep, observeBurstEvery)
+		}
+		timer.Reset(sleep)
+	}
+}
+
+// sameLeader reports whether a and b are the same term with the same value (or both no leader).
+func sameLeader(a, b LeaderInfo) bool { return a.Term == b.Term && a.Value == b.Value }
+
+// leaderReads passes the reads of Run's observer to its campaigns, so that a candidate that both observes
+// and campaigns sends one read per poll interval, not two.
+type leaderReads struct {
+	mu   sync.Mutex
+	seq  uint64 // reads so far
+	info LockInfo
+	err  error
+	next chan struct{} // closed by the next read
+}
+
+func newLeaderReads() *leaderReads { return &leaderReads{next: make(chan struct{})} }
+
+// put records a read and wakes those waiting for one.
+func (r *leaderReads) put(info LockInfo, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seq++
+	r.info, r.err = info, err
+	close(r.next)
+	r.next = make(chan struct{})
+}
+
+// after returns the latest read once it is later than read number seen, and its number; or ctx's error.
+func (r *leaderReads) after(ctx context.Context, seen uint64) (LockInfo, uint64, error) {
+	for {
+		r.mu.Lock()
+		info, seq, err, next := r.info, r.seq, r.err, r.next
+		r.mu.Unlock()
+		if seq > seen {
+			return info, seq, err
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return LockInfo{}, seen, ctx.Err()
+		}
 	}
 }
 
@@ -378,12 +489,16 @@ func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 	if err := validateOwnerData("", value); err != nil {
 		return opError(op, e.name, err)
 	}
+	var reads *leaderReads // with OnNewLeader, the observer reads for the campaigns too
 	if cb.OnNewLeader != nil {
 		obsCtx, stop := context.WithCancel(ctx)
+		reads = newLeaderReads()
+		ch := make(chan LeaderInfo)
+		go e.observe(obsCtx, ch, reads)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for l := range e.Observe(obsCtx) {
+			for l := range ch {
 				if l.Term != 0 {
 					cb.OnNewLeader(l)
 				}
@@ -392,7 +507,7 @@ func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 		defer func() { stop(); <-done }()
 	}
 	for ctx.Err() == nil {
-		if err := e.Campaign(ctx, value); err != nil {
+		if err := e.campaignWith(ctx, value, reads); err != nil {
 			if ctx.Err() != nil {
 				break
 			}

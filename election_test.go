@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -422,6 +423,183 @@ func TestElectionRunWithoutReleaseOnCancel(t *testing.T) {
 		}
 		if f.e.IsLeader() {
 			t.Error("still leader after Run")
+		}
+	})
+}
+
+// TestElectionRunReadsOnce: a standby of Run with OnNewLeader sends one read per poll interval, not one for
+// the observer and one for the campaign (sqlmock refuses a fifth read, and the refusal would be logged),
+// and OnNewLeader reports the leader it read.
+func TestElectionRunReadsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log countingLogger
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second), WithElectionLogger(&log))
+		for range 4 { // at 0, 1, 2 and 3 s
+			f.expectGet(3, "other", time.Hour)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 3500*time.Millisecond)
+		defer cancel()
+		var leaders []LeaderInfo
+		err := f.e.Run(ctx, "me", Callbacks{OnNewLeader: func(l LeaderInfo) { leaders = append(leaders, l) }})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run = %v, want the deadline", err)
+		}
+		if n := log.n.Load(); n != 0 {
+			t.Errorf("%d errors logged", n)
+		}
+		if len(leaders) != 1 || leaders[0].Term != 3 || leaders[0].Value != "other" {
+			t.Errorf("OnNewLeader saw %+v, want term 3 once", leaders)
+		}
+	})
+}
+
+// TestElectionRunTakesOverFromObserverRead: Run's campaign takes the lock after the observer's read finds
+// it free, without a read of its own, and reports its own term to OnNewLeader.
+func TestElectionRunTakesOverFromObserverRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
+		f.expectGet(3, "other", 500*time.Millisecond) // at 0: sleep until the lease's end
+		f.expectGet(0, "", 0)                         // at 0.501 s
+		f.expectAcquire(4)
+		f.expectGet(4, "me", 15*time.Second) // at 1.501 s: a poll interval after the free read
+		f.expectRelease(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		var leaders []int64
+		var started time.Duration
+		begin := time.Now()
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				started = time.Since(begin)
+				time.Sleep(1200 * time.Millisecond)
+				cancel()
+				<-lctx.Done()
+			},
+			OnNewLeader: func(l LeaderInfo) { leaders = append(leaders, l.Term) },
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+		if started != 501*time.Millisecond {
+			t.Errorf("led after %v, want 0.501 s", started)
+		}
+		if !slices.Equal(leaders, []int64{3, 4}) {
+			t.Errorf("OnNewLeader saw terms %v, want [3 4]", leaders)
+		}
+	})
+}
+
+// TestElectionObserveLatestOnly: a receiver that is not ready is offered the latest change, not the ones
+// read while it was busy; a term read after "no leader" that is older than one seen is never sent.
+func TestElectionObserveLatestOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(100*time.Millisecond))
+		f.expectGet(5, "a", time.Hour) // 0 ms
+		f.expectGet(6, "b", time.Hour) // 100
+		f.expectGet(7, "c", time.Hour) // 200
+		f.expectGet(0, "", 0)          // 300
+		f.expectGet(6, "b", time.Hour) // 400: older than 7
+		f.expectGet(8, "d", time.Hour) // 500
+		ctx, cancel := context.WithTimeout(t.Context(), 550*time.Millisecond)
+		defer cancel()
+		ch := f.e.Observe(ctx)
+		var got []int64
+		first := <-ch
+		got = append(got, first.Term)
+		time.Sleep(250 * time.Millisecond) // terms 6 and 7 are read meanwhile
+		for l := range ch {
+			got = append(got, l.Term)
+		}
+		if want := []int64{5, 7, 0, 8}; !slices.Equal(got, want) {
+			t.Errorf("observed terms %v, want %v", got, want)
+		}
+	})
+}
+
+// TestElectionPushSleepsUntilLeaseEnd: with a listening Notifier a standby and an observer do not poll while
+// a leader's lease runs: each reads once, then at the lease's end (sqlmock refuses any other read).
+func TestElectionPushSleepsUntilLeaseEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(&fakeNotifier{})}, WithElectionPollInterval(time.Second))
+		f.expectGet(3, "other", 10*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 9*time.Second)
+		defer cancel()
+		if err := f.e.Campaign(ctx, "me"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Campaign = %v, want the deadline", err)
+		}
+		f.expectGet(3, "other", 10*time.Second)
+		f.expectGet(0, "", 0) // at 10.001 s
+		obsCtx, stop := context.WithTimeout(t.Context(), 10500*time.Millisecond)
+		defer stop()
+		start := time.Now()
+		var terms []int64
+		var at []time.Duration
+		for l := range f.e.Observe(obsCtx) {
+			terms, at = append(terms, l.Term), append(at, time.Since(start))
+		}
+		if !slices.Equal(terms, []int64{3, 0}) || at[1] != 10001*time.Millisecond {
+			t.Errorf("observed terms %v at %v, want [3 0], the second at 10.001 s", terms, at)
+		}
+	})
+}
+
+// TestElectionProclaimNotifies: through a manager with a Notifier, a proclaim is the statement that also
+// publishes the key on the channel; one that finds no lease ends the term.
+func TestElectionProclaimNotifies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNotifier{}
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(n)})
+		f.expectGet(0, "", 0)
+		f.expectAcquire(9)
+		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
+			t.Fatal(err)
+		}
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel()).
+			WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(""))
+		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
+			t.Fatal(err)
+		}
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v3"), "leader", sqlmock.AnyArg(), n.Channel()).
+			WillReturnRows(sqlmock.NewRows([]string{"notified"}))
+		if err := f.e.Proclaim(t.Context(), "v3"); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Proclaim on a lost lease = %v, want ErrNotLeader", err)
+		}
+		if cause := context.Cause(f.e.Context()); !errors.Is(cause, ErrLockLost) {
+			t.Errorf("the term's context has cause %v, want ErrLockLost", cause)
+		}
+		f.expectRelease(0)
+		_ = f.e.Resign(t.Context())
+	})
+}
+
+// TestElectionProclaimDoesNotBlockTerm: while a proclaim waits for the database, the term's methods answer
+// at once.
+func TestElectionProclaimDoesNotBlockTerm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil)
+		f.expectGet(0, "", 0)
+		f.expectAcquire(9)
+		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
+			t.Fatal(err)
+		}
+		f.mock.ExpectExec(f.m.q.proclaim).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
+		pctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- f.e.Proclaim(pctx, "v2") }()
+		synctest.Wait()
+		start := time.Now()
+		if !f.e.IsLeader() || f.e.Term() != 9 || f.e.Context().Err() != nil {
+			t.Errorf("during a proclaim: leader %v, term %d", f.e.IsLeader(), f.e.Term())
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("the term's methods waited %v for the proclaim", took)
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Error("a proclaim cut off by its context returned nil")
+		}
+		f.expectRelease(1)
+		if err := f.e.Resign(t.Context()); err != nil {
+			t.Errorf("Resign = %v", err)
 		}
 	})
 }

@@ -31,6 +31,8 @@ type queries struct {
 	guard           string // confirms a lease and share-locks its row in the caller's transaction
 	// releaseNotify is PostgreSQL's release that also publishes the key to a Notifier's channel.
 	releaseNotify string
+	// proclaimNotify is PostgreSQL's proclaim that also publishes the key to a Notifier's channel.
+	proclaimNotify string
 	// acquireInTx is the acquire sent inside a caller's transaction: MySQL's has no gate (see
 	// schema/mysql/queries/acquire_in_tx.sql); the other dialects send acquire.
 	acquireInTx string
@@ -100,11 +102,13 @@ func renderQueries(spec *dialectSpec, quotedTable string) (queries, error) {
 		*dst = text
 	}
 	if spec.notify {
-		text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", "release_notify.sql"), quotedTable)
-		if err != nil {
-			return queries{}, err
+		for name, dst := range map[string]*string{"release_notify.sql": &q.releaseNotify, "proclaim_notify.sql": &q.proclaimNotify} {
+			text, err := renderFile(spec, path.Join("schema", spec.dir, "queries", name), quotedTable)
+			if err != nil {
+				return queries{}, err
+			}
+			*dst = text
 		}
-		q.releaseNotify = text
 	}
 	if spec.syncWait {
 		// The prefix names no table.

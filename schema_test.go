@@ -35,15 +35,15 @@ var unitQueryNames = []string{"create_table", "drop_table", "acquire", "extend",
 
 // unitQueryNamesFor adds the queries a dialect has of its own: on MySQL which locks a batched extend left
 // held, the acquire sent in a caller's transaction and the prefix of a manager WithGalera (which names no
-// table); on PostgreSQL the release that notifies waiters and the one-statement prune, where the others have
-// three.
+// table); on PostgreSQL the release and the proclaim that notify and the one-statement prune, where the
+// others have three.
 func unitQueryNamesFor(d Dialect) []string {
 	prune := []string{"prune_scan", "prune_floor", "prune_delete"}
 	switch {
 	case unitIsMySQL(d):
 		return append(slices.Concat(unitQueryNames, prune), "extend_batch_held", "acquire_in_tx", "sync_wait")
 	case d == DialectPostgres || d == DialectPgx:
-		return append(slices.Clone(unitQueryNames), "release_notify", "prune")
+		return append(slices.Clone(unitQueryNames), "release_notify", "proclaim_notify", "prune")
 	}
 	return slices.Concat(unitQueryNames, prune)
 }
@@ -321,16 +321,16 @@ func TestSchemaGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				rendered := map[string]string{"create_table": m.CreateTableSQL(), "drop_table": m.DropTableSQL(),
-					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "dequeue": m.q.dequeue, "proclaim": m.q.proclaim, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld,
+					"get": m.q.get, "list": m.q.list, "peek": m.q.peek, "dequeue": m.q.dequeue, "proclaim": m.q.proclaim, "proclaim_notify": m.q.proclaimNotify, "extend_batch": m.q.extendBatch, "extend_batch_held": m.q.extendBatchHeld,
 					"sync_wait": m.q.syncWait,
 					"prune":     m.q.prune, "prune_scan": m.q.pruneScan, "prune_floor": m.q.pruneFloor, "prune_delete": m.q.pruneDelete}
 				// The dialects without a file of their own send acquire.sql in a transaction, and have no
-				// release that notifies.
+				// release or proclaim that notifies.
 				if !unitIsMySQL(d) && m.q.acquireInTx != m.q.acquire {
 					t.Errorf("acquire in a transaction:\n%s\nwant acquire.sql", m.q.acquireInTx)
 				}
-				if unitDir(t, d) != "postgres" && m.q.releaseNotify != "" {
-					t.Errorf("%s has a release that notifies:\n%s", d, m.q.releaseNotify)
+				if unitDir(t, d) != "postgres" && (m.q.releaseNotify != "" || m.q.proclaimNotify != "") {
+					t.Errorf("%s has a release or a proclaim that notifies:\n%s\n%s", d, m.q.releaseNotify, m.q.proclaimNotify)
 				}
 				for name, call := range unitRecordStatements(t, d, table) {
 					rendered[name] = call.query

@@ -364,7 +364,8 @@ func TestE2EPollsWithoutListener(t *testing.T) {
 
 // TestE2EElectionWithPush: with poll intervals of 10 s, a standby on a third manager takes over within
 // 500 ms of the leader's Resign, and an observer on a second manager reports the new term as quickly,
-// after the old one and with nothing but "no leader" between them: both are woken by the notice.
+// after the old one and with nothing but "no leader" between them, then the new leader's proclaimed value:
+// all are woken by notices.
 func TestE2EElectionWithPush(t *testing.T) {
 	ctx := t.Context()
 	table, channel := e2eNames(t)
@@ -480,6 +481,21 @@ func TestE2EElectionWithPush(t *testing.T) {
 	if observed > bound {
 		t.Errorf("Observe reported the new term %v after the Resign, want within %v (poll interval %v)", observed, bound, poll)
 	}
+
+	// A proclaim publishes too: the observer, which sleeps until the lease's end (15 s) or a notice, reports
+	// the new value in the same term as quickly.
+	if err := standby.Proclaim(ctx, "c"); err != nil {
+		t.Fatalf("standby: proclaim: %v", err)
+	}
+	proclaimed := time.Now()
+	l, at := next(e2eTimeout)
+	if l.Term != newTerm || l.Value != "c" {
+		t.Fatalf("Observe reported %+v after the proclaim, want term %d with value c", l, newTerm)
+	}
+	if took := at.Sub(proclaimed); took > bound {
+		t.Errorf("Observe reported the proclaimed value %v after it, want within %v (poll interval %v)", took, bound, poll)
+	}
+	t.Logf("Observe reported the proclaimed value after %v", at.Sub(proclaimed))
 }
 
 // recordingExec is an SQLExecutor that records when each statement of a wait was sent, and what it was.
