@@ -55,6 +55,10 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 		return o, fmt.Errorf("%w: maximum wait %v is negative", ErrInvalidOption, o.maxWait)
 	case o.atLeast < 0 || o.atLeast > MaxTTL:
 		return o, fmt.Errorf("%w: least hold %v must be in [0, %v]", ErrInvalidOption, o.atLeast, MaxTTL)
+	case o.atLeast > 0 && o.tokenSet:
+		// The kept lease stays under the token, and an acquire with the same token takes it back: the job
+		// would run again within its period.
+		return o, fmt.Errorf("%w: WithLockAtLeastFor cannot be combined with WithToken", ErrInvalidOption)
 	}
 	// go-dbkit accepted an interval as long as the TTL, or longer: the lease then runs out before the first
 	// extend. The heartbeat's watchdog still cancels the work before that, so it is a warning, not an error.

@@ -20,10 +20,10 @@ type dbManagerOptions struct {
 	logger                 Logger
 }
 
-// WithWaitBackoff sets the sleeps between the attempts of a waiting acquire: the first is about minDelay,
-// each next one doubles up to maxDelay, each with jitter. The defaults are [DefaultWaitMinBackoff] and
-// [DefaultWaitMaxBackoff]; shorter sleeps hand a lock over between processes sooner and cost more
-// statements. minDelay must be positive and maxDelay at least minDelay.
+// WithWaitBackoff bounds the sleeps between the reads of a waiting acquire: half as long as the holder has
+// held the lock so far, times the waiter's place in the queue, within [minDelay, maxDelay], with jitter.
+// The defaults are [DefaultWaitMinBackoff] and [DefaultWaitMaxBackoff]; minDelay must be positive and
+// maxDelay at least minDelay.
 func WithWaitBackoff(minDelay, maxDelay time.Duration) DBManagerOption {
 	return func(o *dbManagerOptions) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
 }
@@ -153,7 +153,7 @@ func WithSafetyMargin(margin time.Duration) DoOption {
 // WithLockAtLeastFor keeps the lock taken until at least d after its acquisition, on the database's clock,
 // when the work ends sooner: a job that every replica starts on a schedule runs once per period d across the
 // fleet (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
-// restored. Default 0; d outside [0, [MaxTTL]] is [ErrInvalidOption].
+// restored. Default 0; d outside [0, [MaxTTL]], or d > 0 with [WithToken], is [ErrInvalidOption].
 func WithLockAtLeastFor(d time.Duration) DoOption {
 	return func(o *doOptions) { o.atLeast = d }
 }

@@ -307,6 +307,8 @@ func TestDoOptionsInvalid(t *testing.T) {
 		{"margin -1s", []DoOption{WithSafetyMargin(-time.Second)}, ErrInvalidOption},
 		{"margin -1ns", []DoOption{WithSafetyMargin(-1)}, ErrInvalidOption},
 		{"release timeout negative", []DoOption{WithReleaseTimeout(-time.Second)}, ErrInvalidOption},
+		{"least hold negative", []DoOption{WithLockAtLeastFor(-time.Second)}, ErrInvalidOption},
+		{"least hold with a static token", []DoOption{WithLockAtLeastFor(time.Minute), WithToken("t")}, ErrInvalidOption},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o, err := newDoOptions(c.opts)

@@ -19,7 +19,8 @@ const WaitForever time.Duration = math.MaxInt64
 // AcquireWait is [DBLock.Acquire] that waits while another token holds the lock, for at most maxWait or
 // until ctx ends ([WaitForever] waits for ctx alone), taking a released lock in the order the waiters
 // queued. A wait that ends without the lock returns an error matching [ErrLockAlreadyAcquired] and the
-// reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out, or ctx's error.
+// reason: [ErrWaitTimeout] (and [context.DeadlineExceeded]) when maxWait ran out between statements (one in
+// flight finishes under ctx), or ctx's error.
 func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait time.Duration) error {
 	_, err := l.acquireWait(ctx, exec, "acquire wait", "", ttl, maxWait)
 	return err
