@@ -23,9 +23,12 @@ type Report struct {
 	// the moment this one began to acquire and its own first step. MaxWaiting is the most worker
 	// processes seen waiting for one key at once, counting such waits only.
 	Waits, MaxWaiting int
-	Terms             int // election terms that did a step of work
-	Leaders           int // worker processes that led at least once
-	PeriodRuns        int // periodic jobs run (holds of PeriodKey)
+	// PushWaits and PushTerms count the waits and the terms of worker processes with a pgnotify Listener
+	// (IDs ending in PushSuffix).
+	PushWaits, PushTerms int
+	Terms                int // election terms that did a step of work
+	Leaders              int // worker processes that led at least once
+	PeriodRuns           int // periodic jobs run (holds of PeriodKey)
 	// MinPeriodGap is the shortest time between two acquisitions of PeriodKey on the database's clock
 	// (the lock table's acquired_at, which the witness reads with each step), MinPeriodStepGap the shortest
 	// between an acquisition and the next job's first step on the witness's clock (the same server's),
@@ -57,11 +60,11 @@ func (r Report) Violations() int {
 
 func (r Report) String() string {
 	return fmt.Sprintf("acquisitions %d (%d overlapping another key's hold of their process for an extend interval, "+
-		"%d through a wait, up to %d processes waiting for one key), election terms %d by %d processes, "+
+		"%d through a wait, up to %d processes waiting for one key, %d of them with push), election terms %d by %d processes (%d with push), "+
 		"periodic jobs %d (least %v between acquisitions, %v from one to the next job's first step, lag to the first step up to %v, %d unchecked), "+
 		"steps %d, faults %v, refused stale writes %d; overlaps %d, fence regressions %d, "+
 		"stale writes accepted %d, stranded locks %d, period violations %d; rows pruned %d", r.Acquisitions, r.SharedHolds,
-		r.Waits, r.MaxWaiting, r.Terms, r.Leaders, r.PeriodRuns, r.MinPeriodGap, r.MinPeriodStepGap, r.MaxPeriodLag, r.PeriodUnchecked,
+		r.Waits, r.MaxWaiting, r.PushWaits, r.Terms, r.Leaders, r.PushTerms, r.PeriodRuns, r.MinPeriodGap, r.MinPeriodStepGap, r.MaxPeriodLag, r.PeriodUnchecked,
 		r.Steps, r.Faults, r.Refused, r.Overlaps, r.Regressions, r.StaleAccepted, r.Stranded, r.PeriodViolations, r.Pruned)
 }
 
@@ -146,6 +149,9 @@ func analyze(events []event, r *Report) {
 		if h.key == ElectionKey {
 			r.Terms++
 			leaders[process(h.worker)] = true
+			if strings.HasSuffix(process(h.worker), PushSuffix) {
+				r.PushTerms++
+			}
 		}
 	}
 	r.Leaders = len(leaders)
@@ -170,6 +176,9 @@ func analyze(events []event, r *Report) {
 			// An earlier hold stepped after cur began to acquire: the lock was taken then, so cur waited.
 			if cur.waitFrom > 0 && latest.last > cur.waitFrom {
 				r.Waits++
+				if strings.HasSuffix(process(cur.worker), PushSuffix) {
+					r.PushWaits++
+				}
 				waited = append(waited, cur)
 			}
 			if cur.last > latest.last {

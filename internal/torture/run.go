@@ -57,7 +57,13 @@ type Config struct {
 	// takes its locks through node i % (1 + len(Nodes)), each node behind a fault proxy of its own, with
 	// managers made WithGalera. The witness and the checker stay on DSN.
 	Nodes []string
+	// Notify (PostgreSQL): every other worker process waits and publishes through a pgnotify Listener
+	// that reaches the server through the process's fault proxy; its ID ends in PushSuffix.
+	Notify bool
 }
+
+// PushSuffix ends the ID of a worker process with a pgnotify Listener (Config.Notify).
+const PushSuffix = "n"
 
 type worker struct {
 	id   string
@@ -90,7 +96,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	defer w.Drop(context.WithoutCancel(ctx), db)
 	table := LockTable(run)
 	galera := len(c.Nodes) > 0
-	m, err := newManager(c.Dialect, table, galera)
+	m, err := newManager(c.Dialect, table, galera, nil)
 	if err != nil {
 		return r, err
 	}
@@ -146,12 +152,16 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	workers := map[int]*worker{}
 	start := func(i, gen int) {
 		id := fmt.Sprintf("w%d.%d", i, gen)
+		push := c.Notify && i%2 == 1
+		if push {
+			id += PushSuffix
+		}
 		mode := c.Modes[i%len(c.Modes)]
 		lockDSN := sessionDSN(c.Dialect, lockBases[i%len(lockBases)], i, appName)
 		cmd := exec.Command(c.Binary, "worker", "-id", id, "-dialect", c.Dialect.Name, "-galera="+fmt.Sprint(galera), "-lock-dsn", lockDSN,
 			"-witness-dsn", witnessDSN(c.Dialect, c.DSN), "-table", table, "-run", run, "-keys", fmt.Sprint(c.Keys),
 			"-until", until.Format(time.RFC3339Nano), "-mode", mode, "-ttl", c.TTL.String(), "-margin", c.Margin.String(),
-			"-holders", fmt.Sprint(c.Holders))
+			"-holders", fmt.Sprint(c.Holders), "-notify="+fmt.Sprint(push))
 		cmd.Stdout, cmd.Stderr = c.Log, c.Log
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintf(c.Log, "start %s: %v\n", id, err)
@@ -289,12 +299,15 @@ func Run(ctx context.Context, c Config) (Report, error) {
 }
 
 // newManager is the manager of the run and of its workers; on a Galera cluster made WithGalera.
-func newManager(d Dialect, table string, galera bool) (*distrlock.DBManager, error) {
+func newManager(d Dialect, table string, galera bool, notifier distrlock.Notifier) (*distrlock.DBManager, error) {
 	if d.Name == MySQL.Name {
 		if galera {
 			return distrlock.NewDBManager(distrlock.DialectMariaDB, distrlock.WithTableName(table), distrlock.WithGalera())
 		}
 		return distrlock.NewDBManager(distrlock.DialectMariaDB, distrlock.WithTableName(table))
+	}
+	if notifier != nil {
+		return distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithTableName(table), distrlock.WithNotifier(notifier))
 	}
 	return distrlock.NewDBManager(distrlock.DialectPgx, distrlock.WithTableName(table))
 }
@@ -421,7 +434,7 @@ func mysqlUser(ctx context.Context, db *sql.DB, dsn, user string) (string, error
 // DefaultConfig is the suite's configuration for a database reached through the DSN environment
 // variables of the integration tests: ten workers of two holders each in every correct mode, two per mode
 // (locks over six keys, candidates in the election, periodic jobs), TTL 2 s, a fault every 2 s of each
-// kind but the database restart.
+// kind but the database restart; on PostgreSQL every other worker waits and publishes with push.
 func DefaultConfig(d Dialect, duration time.Duration) Config {
 	dsn := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	if d.Name == MySQL.Name {
@@ -432,7 +445,7 @@ func DefaultConfig(d Dialect, duration time.Duration) Config {
 		Keys: 6, Holders: 2,
 		Duration: duration, TTL: 2 * time.Second, Margin: 600 * time.Millisecond,
 		Faults:     []string{FaultBlackhole, FaultReset, FaultKill, FaultDelay, FaultTerminate},
-		FaultEvery: 2 * time.Second, Log: io.Discard,
+		FaultEvery: 2 * time.Second, Log: io.Discard, Notify: d.Name == Postgres.Name,
 	}
 }
 

@@ -97,6 +97,9 @@ func TestTortureShort(t *testing.T) {
 			}
 			if name != "galera" {
 				c.PruneEvery = 100 * time.Millisecond
+				// Twelve holders on four keys: enough waiting at once for the queue to be under test even
+				// when push hands locks over quickly (on six keys, 1 run in 6 saw at most 2 processes wait).
+				c.Keys = 4
 			}
 			var log syncBuffer
 			c.Log = &log
@@ -125,6 +128,9 @@ func TestTortureShort(t *testing.T) {
 			}
 			if r.Terms == 0 || r.Leaders < 2 {
 				t.Errorf("%d election terms by %d processes: the election went untested", r.Terms, r.Leaders)
+			}
+			if c.Notify && (r.PushWaits < 3 || r.PushTerms == 0) {
+				t.Errorf("%d waits and %d terms of processes with a pgnotify listener: push went untested", r.PushWaits, r.PushTerms)
 			}
 			if r.PeriodRuns < 3 {
 				t.Errorf("%d periodic jobs: WithLockAtLeastFor went untested", r.PeriodRuns)

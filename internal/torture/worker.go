@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distrlock/distrlock"
+	"github.com/distrlock/distrlock/pgnotify"
 )
 
 // Worker modes: the ways of holding a lock the suite exercises, and the broken ones that prove the checker.
@@ -70,6 +71,8 @@ type WorkerConfig struct {
 	Holders int
 	// Galera: the lock DSN reaches a node of a MariaDB Galera cluster (the manager is made WithGalera).
 	Galera bool
+	// Notify (PostgreSQL): the manager is made WithNotifier on a pgnotify Listener of the lock DSN.
+	Notify bool
 }
 
 // RunWorker takes locks and works under them until c.Until, recording each step with the witness.
@@ -87,7 +90,23 @@ func RunWorker(ctx context.Context, c WorkerConfig) (acquired, failed int, err e
 		return 0, 0, err
 	}
 	defer wdb.Close()
-	m, err := newManager(c.Dialect, c.Table, c.Galera)
+	var notifier distrlock.Notifier
+	if c.Notify {
+		l, err := pgnotify.New(c.LockDSN, pgnotify.WithReconnectDelay(50*time.Millisecond, 500*time.Millisecond))
+		if err != nil {
+			return 0, 0, err
+		}
+		// The listener lives as long as the holders: it is stopped and waited for before RunWorker returns.
+		listenCtx, stopListening := context.WithCancel(ctx)
+		listened := make(chan struct{})
+		go func() {
+			defer close(listened)
+			_ = l.Run(listenCtx) // the faults cut it off; it reconnects until the run ends
+		}()
+		defer func() { stopListening(); <-listened }()
+		notifier = l
+	}
+	m, err := newManager(c.Dialect, c.Table, c.Galera, notifier)
 	if err != nil {
 		return 0, 0, err
 	}

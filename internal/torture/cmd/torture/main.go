@@ -48,6 +48,7 @@ func worker(ctx context.Context, args []string) int {
 	fs.DurationVar(&c.Margin, "margin", 600*time.Millisecond, "safety margin")
 	fs.IntVar(&c.Holders, "holders", 1, "goroutines taking locks")
 	fs.BoolVar(&c.Galera, "galera", false, "the lock DSN reaches a node of a MariaDB Galera cluster")
+	fs.BoolVar(&c.Notify, "notify", false, "PostgreSQL: wait and publish through a pgnotify listener of the lock DSN")
 	_ = fs.Parse(args)
 	c.Dialect = dialectOf(dialect)
 	for i := range keys {
