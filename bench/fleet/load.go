@@ -34,8 +34,8 @@ func loadTargets(c config) []loadTarget {
 	pgPush.name, pgPush.notify = "PostgreSQL + pgnotify", true
 	ts := []loadTarget{pg, pgPush,
 		{name: "MariaDB", driver: "mysql", dsn: c.my, dialect: distrlock.DialectMariaDB,
-			counters: []string{"Handler_update", "Handler_write", "Innodb_os_log_written", "Com_commit", "Handler_commit"},
-			writes:   []string{"Handler_update", "Handler_write"}, logBytes: "Innodb_os_log_written", commits: "Handler_commit"},
+			counters: []string{"Handler_update", "Handler_write", "Innodb_lsn_current", "Com_commit", "Handler_commit"},
+			writes:   []string{"Handler_update", "Handler_write"}, logBytes: "Innodb_lsn_current", commits: "Handler_commit"},
 	}
 	return slices.DeleteFunc(ts, func(t loadTarget) bool { return t.notify && !c.notify })
 }
@@ -142,7 +142,7 @@ func (m meter) read(ctx context.Context) (sample, error) {
 		return s, err
 	}
 	rows, err := m.conn.QueryContext(ctx, `SHOW GLOBAL STATUS WHERE Variable_name IN
-		('Handler_update', 'Handler_write', 'Innodb_os_log_written', 'Com_commit', 'Handler_commit')`)
+		('Handler_update', 'Handler_write', 'Innodb_lsn_current', 'Com_commit', 'Handler_commit')`)
 	if err != nil {
 		return s, err
 	}
