@@ -164,6 +164,12 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 				return err
 			}
 		}
+		if refused && reads != nil && info.Held {
+			// Back to the observer's reads, from the next one: those before this read are older.
+			seen, refused = reads.latest(), false
+			leave(false)
+			continue
+		}
 		refused = false
 		if !info.Held {
 			leave(true)
@@ -404,7 +410,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo, reads *lea
 			cur := leaderInfo(info)
 			if cur.Term != 0 {
 				burstUntil = time.Time{}
-				sleep = e.sleepWhileHeld(info.Remaining, listening != nil)
+				sleep = e.sleepWhileHeld(info.Remaining, e.listening(notices) != nil)
 			}
 			// Reads follow each other, so a term older than one already seen cannot come; never send one.
 			if cur.Term == 0 || cur.Term >= top {
@@ -446,6 +452,13 @@ func (r *leaderReads) put(info LockInfo, err error) {
 	r.info, r.err = info, err
 	close(r.next)
 	r.next = make(chan struct{})
+}
+
+// latest returns the number of the latest read.
+func (r *leaderReads) latest() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq
 }
 
 // after returns the latest read once it is later than read number seen, and its number; or ctx's error.

@@ -603,3 +603,30 @@ func TestElectionProclaimDoesNotBlockTerm(t *testing.T) {
 		}
 	})
 }
+
+// TestElectionRunRefusedReadsItself: when Run's campaign is refused after its observer read the lock free,
+// it reads once itself after a hand-over grace and, finding the lock held, goes back to the observer's
+// reads (sqlmock refuses any other statement, and the refusal would be logged).
+func TestElectionRunRefusedReadsItself(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log countingLogger
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second), WithElectionLogger(&log))
+		f.expectGet(0, "", 0)                                                                // the observer, at 0
+		f.mock.ExpectQuery(f.m.q.acquire).WillReturnRows(sqlmock.NewRows([]string{"fence"})) // refused
+		f.expectGet(5, "other", time.Hour)                                                   // the campaign, a grace later
+		f.expectGet(5, "other", time.Hour)                                                   // the observer, a poll after its first read
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		var leaders []int64
+		err := f.e.Run(ctx, "me", Callbacks{OnNewLeader: func(l LeaderInfo) { leaders = append(leaders, l.Term) }})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run = %v, want the deadline", err)
+		}
+		if n := log.n.Load(); n != 0 {
+			t.Errorf("%d errors logged", n)
+		}
+		if !slices.Equal(leaders, []int64{5}) {
+			t.Errorf("OnNewLeader saw terms %v, want [5]", leaders)
+		}
+	})
+}
