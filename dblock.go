@@ -368,7 +368,8 @@ func (m *DBManager) ReleaseWithToken(ctx context.Context, exec SQLExecutor, key,
 	if err := validateToken(token); err != nil {
 		return opError("release", key, err)
 	}
-	lock := DBLock{Key: key, token: token, held: true, manager: m}
+	// An operator's release may end an election's term, whose standbys wait without tickets: publish it.
+	lock := DBLock{Key: key, token: token, held: true, manager: m, announce: true}
 	return lock.Release(ctx, exec)
 }
 

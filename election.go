@@ -137,25 +137,32 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		defer stop()
 	}
 	var seen uint64  // the observer's last read used
-	refused := false // the last attempt was refused while the lock looked free
+	ownRead := false // read the key itself: after a refused attempt, or a release through this manager
 	for {
 		var info LockInfo
 		var err error
-		if reads != nil && !refused {
-			// The observer logs its failed reads and reads again; wait for one that worked.
-			for info, seen, err = reads.after(ctx, seen); err != nil && ctx.Err() == nil; {
-				info, seen, err = reads.after(ctx, seen)
+		if reads != nil && !ownRead {
+			// In the room while it waits for the observer, so that a release through this manager wakes
+			// it at once; the observer logs its failed reads and reads again, so wait for one that worked.
+			wake, leave := e.m.waiters.enter(e.name, 0)
+			woken := false
+			for info, seen, woken, err = reads.after(ctx, seen, wake); err != nil && !woken && ctx.Err() == nil; {
+				info, seen, woken, err = reads.after(ctx, seen, wake)
 			}
-			if ctx.Err() != nil {
+			leave(woken)
+			switch {
+			case ctx.Err() != nil:
 				return waitCancelled(op, e.name, ctx)
-			}
-			if info.Held {
+			case woken:
+				ownRead = true
+				continue
+			case info.Held:
 				continue // the observer reads again when the lease may end, on a notice or after a poll
 			}
 		}
 		// In the room before the read, so that a release through this manager after it is not missed.
 		wake, leave := e.m.waiters.enter(e.name, 0)
-		if reads == nil || refused {
+		if reads == nil || ownRead {
 			if info, err = e.m.Get(ctx, e.read, e.name); err != nil {
 				leave(false)
 				if ctx.Err() != nil {
@@ -164,13 +171,14 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 				return err
 			}
 		}
-		if refused && reads != nil && info.Held {
+		if ownRead && reads != nil && info.Held {
 			// Back to the observer's reads, from the next one: those before this read are older.
-			seen, refused = reads.latest(), false
+			seen, ownRead = reads.latest(), false
 			leave(false)
 			continue
 		}
-		refused = false
+		refused := false // the attempt was refused while the lock looked free
+		ownRead = false
 		if !info.Held {
 			leave(true)
 			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger), announceRelease())
@@ -185,7 +193,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
 				// queued on the key go first: read again after a hand-over grace, not at once.
 				wake, leave = e.m.waiters.enter(e.name, 0)
-				info.Remaining, refused = e.m.handoverGrace(), true
+				info.Remaining, refused, ownRead = e.m.handoverGrace(), true, true
 			case ctx.Err() != nil:
 				return waitCancelled(op, e.name, ctx)
 			default:
@@ -194,13 +202,16 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		}
 		// Held: sleep until the lease may have run out, a poll interval, or a release notice. The lease's
 		// end is read on the database's clock and counted here from after the read, so waking finds it over.
-		listening := e.listening(notices)
-		timer := time.NewTimer(e.sleepWhileHeld(info.Remaining, listening != nil && !refused))
+		sleep := e.sleepWhileHeld(info.Remaining, e.listening(notices))
+		if refused {
+			sleep = info.Remaining + time.Millisecond
+		}
+		timer := time.NewTimer(sleep)
 		woken := false
 		select {
 		case <-wake:
 			woken = true
-		case <-listening:
+		case <-notices:
 		case <-timer.C:
 		case <-ctx.Done():
 		}
@@ -212,23 +223,26 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 	}
 }
 
-// listening returns notices while the manager's Notifier is listening, else nil.
-func (e *Election) listening(notices <-chan struct{}) <-chan struct{} {
-	if notices != nil && e.m.notifier.Listening() {
-		return notices
-	}
-	return nil
+// listening reports whether the manager's Notifier listens now, for a candidate that subscribed notices.
+func (e *Election) listening(notices <-chan struct{}) bool {
+	return notices != nil && e.m.notifier.Listening()
 }
 
 // sleepWhileHeld is how long a standby or an observer sleeps after a read that found a leader whose lease
-// has left to run: until the lease may end, and at most a poll interval unless a Notifier listens (a
-// release or a proclaim then publishes a notice, and an expiry is the lease's end).
+// has left to run: until the lease may end, at most a poll interval; with push (a listening Notifier: a
+// release or a proclaim then publishes a notice, and an expiry is the lease's end), at most a quarter of
+// the TTL or a poll interval if longer, for the releases that publish nothing (a manager without the
+// notifier).
 func (e *Election) sleepWhileHeld(left time.Duration, push bool) time.Duration {
 	if push {
-		return left + time.Millisecond
+		return min(left+time.Millisecond, max(e.o.poll, e.o.ttl/4))
 	}
 	return min(e.o.poll, left+time.Millisecond)
 }
+
+// proclaimNotice is the key a proclaim publishes for name: observers subscribe it, standbys do not. A lock
+// whose key happens to be a name with this suffix costs those observers a read per release.
+func proclaimNotice(name string) string { return name + "\x1fproclaimed" }
 
 // leading reports whether this candidate holds a term whose lease is not known to be lost.
 func (e *Election) leading() bool {
@@ -290,7 +304,10 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	if value != "" {
 		data = []byte(value)
 	}
-	found, err := e.proclaim(ctx, data, lease.Token())
+	e.mu.Lock()
+	changed := e.lease != lease || e.value != value
+	e.mu.Unlock()
+	found, err := e.proclaim(ctx, data, lease.Token(), changed)
 	if err != nil {
 		return opError(op, e.name, classified(withContext(ctx, err), classify(err)))
 	}
@@ -307,11 +324,12 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	return nil
 }
 
-// proclaim runs the proclaim statement (with a Notifier, the one that also publishes the key) and reports
-// whether it found the term's lease.
-func (e *Election) proclaim(ctx context.Context, data any, token string) (bool, error) {
+// proclaim runs the proclaim statement (with a Notifier, the one that also publishes the value when it
+// changed) and reports whether it found the term's lease.
+func (e *Election) proclaim(ctx context.Context, data any, token string, changed bool) (bool, error) {
 	if e.m.notifier != nil {
-		err := e.db.QueryRowContext(ctx, e.m.q.proclaimNotify, data, e.name, token, e.m.notifier.Channel()).Scan(new(sql.NullString))
+		err := e.db.QueryRowContext(ctx, e.m.q.proclaimNotify, data, e.name, token, e.m.notifier.Channel(),
+			proclaimNotice(e.name), changed).Scan(new(sql.NullString))
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil
 		}
@@ -371,11 +389,13 @@ func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 // that waits is replaced by the next), and passes every read to reads when it is not nil.
 func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo, reads *leaderReads) {
 	defer close(ch)
-	var notices <-chan struct{}
+	var notices, proclaims <-chan struct{}
 	if n := e.m.notifier; n != nil {
-		var stop func()
+		var stop, stopProclaims func()
 		notices, stop = n.Subscribe(e.name)
 		defer stop()
+		proclaims, stopProclaims = n.Subscribe(proclaimNotice(e.name))
+		defer stopProclaims()
 	}
 	var last, pending LeaderInfo // the value the receiver has, and the one it is offered
 	sent, offering := false, false
@@ -388,14 +408,14 @@ func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo, reads *lea
 		if offering {
 			out = ch
 		}
-		listening := e.listening(notices)
 		select {
 		case out <- pending:
 			last, sent, offering = pending, true, false
 			e.emit(ctx, Event{Kind: EventNewLeader, Key: e.name, Fence: last.Term, Owner: last.Identity})
 			continue // the next read when the timer says
-		case <-listening:
+		case <-notices:
 			burstUntil = time.Now().Add(observeBurstFor)
+		case <-proclaims:
 		case <-timer.C:
 		case <-ctx.Done():
 			return
@@ -410,7 +430,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- LeaderInfo, reads *lea
 			cur := leaderInfo(info)
 			if cur.Term != 0 {
 				burstUntil = time.Time{}
-				sleep = e.sleepWhileHeld(info.Remaining, e.listening(notices) != nil)
+				sleep = e.sleepWhileHeld(info.Remaining, e.listening(notices))
 			}
 			// Reads follow each other, so a term older than one already seen cannot come; never send one.
 			if cur.Term == 0 || cur.Term >= top {
@@ -461,19 +481,22 @@ func (r *leaderReads) latest() uint64 {
 	return r.seq
 }
 
-// after returns the latest read once it is later than read number seen, and its number; or ctx's error.
-func (r *leaderReads) after(ctx context.Context, seen uint64) (LockInfo, uint64, error) {
+// after returns the latest read once it is later than read number seen, and its number; or woken true when
+// wake is closed first; or ctx's error.
+func (r *leaderReads) after(ctx context.Context, seen uint64, wake <-chan struct{}) (LockInfo, uint64, bool, error) {
 	for {
 		r.mu.Lock()
 		info, seq, err, next := r.info, r.seq, r.err, r.next
 		r.mu.Unlock()
 		if seq > seen {
-			return info, seq, err
+			return info, seq, false, err
 		}
 		select {
 		case <-next:
+		case <-wake:
+			return LockInfo{}, seen, true, nil
 		case <-ctx.Done():
-			return LockInfo{}, seen, ctx.Err()
+			return LockInfo{}, seen, false, ctx.Err()
 		}
 	}
 }

@@ -516,19 +516,29 @@ func TestElectionObserveLatestOnly(t *testing.T) {
 }
 
 // TestElectionPushSleepsUntilLeaseEnd: with a listening Notifier a standby and an observer do not poll while
-// a leader's lease runs: each reads once, then at the lease's end (sqlmock refuses any other read).
+// a leader's lease runs: they read at its end, or every quarter of the TTL if that is sooner (for releases
+// that publish nothing); sqlmock refuses any other read.
 func TestElectionPushSleepsUntilLeaseEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newElectionFixture(t, []DBManagerOption{WithNotifier(&fakeNotifier{})}, WithElectionPollInterval(time.Second))
-		f.expectGet(3, "other", 10*time.Second)
-		ctx, cancel := context.WithTimeout(t.Context(), 9*time.Second)
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(&fakeNotifier{})},
+			WithElectionPollInterval(time.Second), WithElectionTTL(40*time.Second))
+		f.expectGet(3, "other", 8*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 7900*time.Millisecond)
 		defer cancel()
 		if err := f.e.Campaign(ctx, "me"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Campaign = %v, want the deadline", err)
 		}
-		f.expectGet(3, "other", 10*time.Second)
-		f.expectGet(0, "", 0) // at 10.001 s
-		obsCtx, stop := context.WithTimeout(t.Context(), 10500*time.Millisecond)
+		for range 3 { // at 0, 10 and 20 s: a quarter of the TTL
+			f.expectGet(3, "other", time.Hour)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), 25*time.Second)
+		defer cancel()
+		if err := f.e.Campaign(ctx, "me"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Campaign = %v, want the deadline", err)
+		}
+		f.expectGet(3, "other", 8*time.Second)
+		f.expectGet(0, "", 0) // at 8.001 s
+		obsCtx, stop := context.WithTimeout(t.Context(), 8500*time.Millisecond)
 		defer stop()
 		start := time.Now()
 		var terms []int64
@@ -536,14 +546,15 @@ func TestElectionPushSleepsUntilLeaseEnd(t *testing.T) {
 		for l := range f.e.Observe(obsCtx) {
 			terms, at = append(terms, l.Term), append(at, time.Since(start))
 		}
-		if !slices.Equal(terms, []int64{3, 0}) || at[1] != 10001*time.Millisecond {
-			t.Errorf("observed terms %v at %v, want [3 0], the second at 10.001 s", terms, at)
+		if !slices.Equal(terms, []int64{3, 0}) || at[1] != 8001*time.Millisecond {
+			t.Errorf("observed terms %v at %v, want [3 0], the second at 8.001 s", terms, at)
 		}
 	})
 }
 
 // TestElectionProclaimNotifies: through a manager with a Notifier, a proclaim is the statement that also
-// publishes the key on the channel; one that finds no lease ends the term.
+// publishes the election's proclaim notice on the channel when the value changed; one that finds no lease
+// ends the term.
 func TestElectionProclaimNotifies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := &fakeNotifier{}
@@ -553,12 +564,19 @@ func TestElectionProclaimNotifies(t *testing.T) {
 		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
 			t.Fatal(err)
 		}
-		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel()).
+		notice := "leader\x1fproclaimed" // not the lock's key: standbys sleep on
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel(), notice, true).
 			WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(""))
 		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
 			t.Fatal(err)
 		}
-		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v3"), "leader", sqlmock.AnyArg(), n.Channel()).
+		// The same value again publishes nothing.
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel(), notice, false).
+			WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(nil))
+		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
+			t.Fatal(err)
+		}
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v3"), "leader", sqlmock.AnyArg(), n.Channel(), notice, true).
 			WillReturnRows(sqlmock.NewRows([]string{"notified"}))
 		if err := f.e.Proclaim(t.Context(), "v3"); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("Proclaim on a lost lease = %v, want ErrNotLeader", err)
@@ -627,6 +645,75 @@ func TestElectionRunRefusedReadsItself(t *testing.T) {
 		}
 		if !slices.Equal(leaders, []int64{5}) {
 			t.Errorf("OnNewLeader saw terms %v, want [5]", leaders)
+		}
+	})
+}
+
+// TestElectionRunWokenByRelease: a release through the same manager wakes Run's campaign at once, though
+// the observer reads for it and would read again only after its 10 s poll interval.
+func TestElectionRunWokenByRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(10*time.Second))
+		f.expectGet(3, "other", time.Hour) // the observer, at 0
+		f.expectGet(0, "", 0)              // the campaign, woken at 1 s
+		f.expectAcquire(4)
+		f.expectRelease(1)
+		go func() {
+			time.Sleep(time.Second)
+			f.m.waiters.wake("leader") // what a release through f.m does
+		}()
+		ctx, cancel := context.WithCancel(t.Context())
+		var led time.Duration
+		start := time.Now()
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				led = time.Since(start)
+				cancel()
+				<-lctx.Done()
+			},
+			OnNewLeader: func(LeaderInfo) {},
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+		if led != time.Second {
+			t.Errorf("led after %v, want 1 s (the wake)", led)
+		}
+	})
+}
+
+// TestElectionProclaimNoticeWakesObserversOnly: a proclaim's notice wakes an observer, which reads the new
+// value at once, and not a standby (sqlmock refuses a read the standby would send).
+func TestElectionProclaimNoticeWakesObserversOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNotifier{}
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(n)}, WithElectionPollInterval(10*time.Second))
+		f.expectGet(3, "a", time.Hour) // the standby, at 0
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		go func() {
+			time.Sleep(time.Second)
+			n.notify(proclaimNotice("leader"))
+		}()
+		if err := f.e.Campaign(ctx, "me"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Campaign = %v, want the deadline", err)
+		}
+		f.expectGet(3, "a", time.Hour) // the observer, at 5 s
+		f.expectGet(3, "b", time.Hour) // at 6 s, on the proclaim's notice
+		obsCtx, stop := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer stop()
+		start := time.Now()
+		go func() {
+			time.Sleep(time.Second)
+			n.notify(proclaimNotice("leader"))
+		}()
+		var values []string
+		var at []time.Duration
+		for l := range f.e.Observe(obsCtx) {
+			values, at = append(values, l.Value), append(at, time.Since(start))
+		}
+		if !slices.Equal(values, []string{"a", "b"}) || at[1] != time.Second {
+			t.Errorf("observed %v at %v, want [a b], b at 1 s", values, at)
 		}
 	})
 }

@@ -42,10 +42,10 @@ const (
 	DefaultWaitMaxBackoff = 50 * time.Millisecond
 )
 
-// WithNotifier makes releases through the manager publish the key on n's channel when others wait for it,
-// and lets its waiters sleep until a notice instead of polling while n is listening. PostgreSQL dialects
-// only; another dialect, a nil notifier or an invalid channel makes [NewDBManager] return
-// [ErrInvalidOption]. Default: none.
+// WithNotifier makes releases through the manager publish the key on n's channel when others wait for it
+// (an election's always), and lets its waiters sleep until a notice instead of polling while n listens.
+// PostgreSQL dialects only; another dialect, a nil notifier or an invalid channel makes [NewDBManager]
+// return [ErrInvalidOption]. Default: none.
 func WithNotifier(n Notifier) DBManagerOption {
 	return func(o *dbManagerOptions) { o.notifier, o.notifierSet = n, true }
 }

@@ -254,8 +254,10 @@ func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
 		// The waiters before this one are likely to take it sooner: look again after a short poll.
 		return min(turn, w.poll(0, ahead+1))
 	}
-	if n != nil && n.Listening() {
-		// A release publishes a notice; an expiry does not, so wake at the lease's end at the latest.
+	if n != nil && n.Listening() && w.ticket > v.head {
+		// A release that tickets wait for publishes a notice; an expiry does not, so wake at the lease's
+		// end at the latest. A waiter without a ticket in the queue (its enqueue failed, or a later
+		// ticket was served first) would get no notice, so it polls.
 		return min(v.left, notifierPollCap)
 	}
 	return max(min(w.poll(v.heldFor, w.ahead+1), v.left), 1)

@@ -95,7 +95,8 @@ func TestAcquireWaitReadsBetweenAttempts(t *testing.T) {
 // TestWaitTurn: a waiter attempts on a free lock when its ticket is next (or was passed over), otherwise
 // when each ticket before it has had a grace; one without a ticket lets up to four queued tickets go
 // first; while the lock is held it polls at half the hold so far times its place, within the backoff,
-// never past the lease; with a listening notifier it sleeps until the lease's end, at most a second.
+// never past the lease; with a listening notifier it sleeps until the lease's end, at most a second, if its
+// ticket is queued (else it polls: no release publishes for it).
 func TestWaitTurn(t *testing.T) {
 	m, err := NewDBManager(DialectPgx, WithWaitBackoff(2*time.Millisecond, 50*time.Millisecond))
 	if err != nil {
@@ -145,5 +146,13 @@ func TestWaitTurn(t *testing.T) {
 	held.left = 200 * time.Millisecond
 	if got := w.sleepFor(held, &fakeNotifier{}); got != held.left {
 		t.Errorf("held for 200 ms more, with a listening notifier: sleep %v, want the lease's end", got)
+	}
+	// No release publishes for a waiter whose ticket is not queued (none, or already passed): it polls.
+	held.left = time.Minute
+	for _, ticket := range []int64{0, 4, 3} {
+		w.ticket = ticket
+		if got := w.sleepFor(held, &fakeNotifier{}); got > 50*time.Millisecond {
+			t.Errorf("ticket %d at head 4, with a listening notifier: sleep %v, want a poll (at most 50 ms)", ticket, got)
+		}
 	}
 }

@@ -153,7 +153,7 @@ func modes(c config) []mode {
 // contentionTable runs every mode and prints a row for each, with its ratios to its database's floor.
 func contentionTable(ctx context.Context, out io.Writer, c config) error {
 	fmt.Fprintf(out, "\n## Contention: %d processes, one key, hold %v, %v per mode\n\n", c.workers, c.hold, c.duration)
-	fmt.Fprintln(out, "| database | mode | acquisitions (/s) | handed to another process | wait p50 | wait p99 | wait max | release→next holder p50 (release + after it) | p99 | overlaps | fence regressions | wait p99 / floor p99 | wait max / floor max |")
+	fmt.Fprintln(out, "| database | mode | acquisitions (/s) | handed to another process | wait p50 | wait p99 | wait max | release→next holder p50 (release p50; after it p50) | p99 | overlaps | fence regressions | wait p99 / floor p99 | wait max / floor max |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	floors := map[string]contentionStats{}
 	var errs []error
@@ -182,7 +182,7 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 		if s.transitions > 0 {
 			share = float64(s.handedOver) / float64(s.transitions)
 		}
-		fmt.Fprintf(out, "| %s | %s | %d (%.0f) | %.0f%% (%d) | %s | %s | %s | %s (%s + %s) | %s | %d | %s | %s |\n",
+		fmt.Fprintf(out, "| %s | %s | %d (%.0f) | %.0f%% (%d) | %s | %s | %s | %s (%s; %s) | %s | %d | %s | %s |\n",
 			md.database, md.name, s.acquisitions, s.perSec, 100*share, s.handedOver, ms(s.waitP50), ms(s.waitP99),
 			ms(s.waitMax), ms(s.gapP50), ms(s.releaseP50), ms(s.afterP50), ms(s.gapP99), s.overlaps, fences, ratios)
 	}

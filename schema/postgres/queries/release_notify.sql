@@ -3,7 +3,8 @@
 -- on the notifier's channel, which PostgreSQL delivers when the statement's transaction commits. Any other
 -- release publishes nothing, nor does one that keeps the lease until its least time: a NOTIFY wakes every
 -- listening connection of the database, and its commit takes twice as long. A waiter that queues after
--- the release reads the row before it sleeps (wait.go), so it cannot miss it.
+-- the release reads the row a few milliseconds after its ticket, before it sleeps for a notice (wait.go),
+-- so it cannot miss it.
 -- Parameters: 1 key, 2 token, 3 the least time in microseconds the lock stays taken after its
 -- acquisition (0: none), 4 whether the statement runs in autocommit (see release.sql), 5 the channel,
 -- 6 whether to notify when no ticket waits (an election's standbys wait without one).

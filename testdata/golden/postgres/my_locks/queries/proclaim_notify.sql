@@ -1,8 +1,10 @@
--- proclaim.sql for a manager with a notifier: the new value is also published to the observers of other
+-- proclaim.sql for a manager with a notifier: a new value is also published to the observers of other
 -- processes, by NOTIFY on the notifier's channel, which PostgreSQL delivers when the statement's
--- transaction commits; with push, observers read only on a notice or at the lease's end.
--- Parameters: 1 data, 2 key, 3 token, 4 the channel.
--- Returns one row when the leader's lease was found, none otherwise.
+-- transaction commits; with push, observers read only on a notice or at the lease's end. The notice's
+-- payload is the observers' key for proclaims (Election), not the lock's key, so that standbys, which wait
+-- for releases only, sleep on.
+-- Parameters: 1 data, 2 key, 3 token, 4 the channel, 5 the payload, 6 whether to publish (the value
+-- changed). Returns one row when the leader's lease was found, none otherwise.
 WITH proclaimed AS (
     UPDATE "my_locks"
     SET data = $1
@@ -11,5 +13,6 @@ WITH proclaimed AS (
       AND expire_at > statement_timestamp()
     RETURNING lock_key
 )
-SELECT pg_notify($4, proclaimed.lock_key)::text AS notified
+-- CASE, unlike AND or OR, evaluates pg_notify only when its condition holds.
+SELECT CASE WHEN $6::boolean THEN pg_notify($4, $5)::text END AS notified
 FROM proclaimed
