@@ -58,6 +58,8 @@ type Election struct {
 	mu    sync.Mutex
 	lease *Lease // this candidate's term, nil when it does not lead
 	value string // the term's value
+	// valueUnsure: a proclaim failed after it may have changed the value in the database.
+	valueUnsure bool
 }
 
 // NewElection returns a candidate for the election on key name, whose leaders hold the lock on name in the
@@ -99,7 +101,8 @@ func (e *Election) Name() string { return e.name }
 
 // Campaign returns once this candidate leads with value (proclaiming value if it leads already), or when
 // ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads:
-// once per poll interval, or with a listening [Notifier] on each notice and when the leader's lease ends.
+// once per poll interval, or with a listening [Notifier] on each notice, when the leader's lease ends and
+// at least every half TTL.
 // ctx bounds the campaign only: the term lasts until [Election.Resign] or the loss of its lease (see
 // [Election.Context]).
 func (e *Election) Campaign(ctx context.Context, value string) error {
@@ -143,21 +146,24 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		var err error
 		if reads != nil && !ownRead {
 			// In the room while it waits for the observer, so that a release through this manager wakes
-			// it at once; the observer logs its failed reads and reads again, so wait for one that worked.
+			// it at once, until a read finds the lock free; the observer logs its failed reads and reads
+			// again when the lease may end, on a notice or after a poll.
 			wake, leave := e.m.waiters.enter(e.name, 0)
 			woken := false
-			for info, seen, woken, err = reads.after(ctx, seen, wake); err != nil && !woken && ctx.Err() == nil; {
+			for {
 				info, seen, woken, err = reads.after(ctx, seen, wake)
+				woken = woken || closed(wake) // a read that came with a wake may predate the release
+				if woken || ctx.Err() != nil || err == nil && !info.Held {
+					break
+				}
 			}
-			leave(woken)
+			leave(woken && ctx.Err() == nil)
 			switch {
 			case ctx.Err() != nil:
 				return waitCancelled(op, e.name, ctx)
 			case woken:
 				ownRead = true
 				continue
-			case info.Held:
-				continue // the observer reads again when the lease may end, on a notice or after a poll
 			}
 		}
 		// In the room before the read, so that a release through this manager after it is not missed.
@@ -172,6 +178,10 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			}
 		}
 		if ownRead && reads != nil && info.Held {
+			if closed(wake) { // a release during the read: read again
+				leave(true)
+				continue
+			}
 			// Back to the observer's reads, from the next one: those before this read are older.
 			seen, ownRead = reads.latest(), false
 			leave(false)
@@ -185,7 +195,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			switch {
 			case err == nil:
 				e.mu.Lock()
-				e.lease, e.value = lease, value
+				e.lease, e.value, e.valueUnsure = lease, value, false
 				e.mu.Unlock()
 				e.emit(ctx, Event{Kind: EventStartedLeading, Key: e.name, Fence: lease.Fence(), Owner: e.o.identity})
 				return nil
@@ -216,10 +226,20 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		case <-ctx.Done():
 		}
 		timer.Stop()
-		leave(woken) // a wake it did not use goes on to the next waiter of this manager
+		leave(woken && ctx.Err() == nil) // a wake it did not use goes on to the next waiter of this manager
 		if ctx.Err() != nil {
 			return waitCancelled(op, e.name, ctx)
 		}
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -230,12 +250,12 @@ func (e *Election) listening(notices <-chan struct{}) bool {
 
 // sleepWhileHeld is how long a standby or an observer sleeps after a read that found a leader whose lease
 // has left to run: until the lease may end, at most a poll interval; with push (a listening Notifier: a
-// release or a proclaim then publishes a notice, and an expiry is the lease's end), at most a quarter of
-// the TTL or a poll interval if longer, for the releases that publish nothing (a manager without the
-// notifier).
+// release then publishes a notice, and an expiry is the lease's end), at most half the TTL, the leader's
+// extend interval (or a poll interval if longer), for the releases that publish nothing (a manager without
+// the notifier).
 func (e *Election) sleepWhileHeld(left time.Duration, push bool) time.Duration {
 	if push {
-		return min(left+time.Millisecond, max(e.o.poll, e.o.ttl/4))
+		return min(left+time.Millisecond, max(e.o.poll, e.o.ttl/2))
 	}
 	return min(e.o.poll, left+time.Millisecond)
 }
@@ -305,10 +325,14 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 		data = []byte(value)
 	}
 	e.mu.Lock()
-	changed := e.lease != lease || e.value != value
+	changed := e.lease != lease || e.value != value || e.valueUnsure
 	e.mu.Unlock()
 	found, err := e.proclaim(ctx, data, lease.Token(), changed)
 	if err != nil {
+		// The statement may have committed: the next proclaim publishes whatever it sets.
+		e.mu.Lock()
+		e.valueUnsure = true
+		e.mu.Unlock()
 		return opError(op, e.name, classified(withContext(ctx, err), classify(err)))
 	}
 	if !found {
@@ -318,7 +342,7 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	}
 	e.mu.Lock()
 	if e.lease == lease {
-		e.value = value
+		e.value, e.valueUnsure = value, false
 	}
 	e.mu.Unlock()
 	return nil
@@ -376,9 +400,9 @@ func (e *Election) Leader(ctx context.Context) (LeaderInfo, error) {
 }
 
 // Observe returns a channel that receives the current leader, then each change seen by reads once per poll
-// interval (with a listening [Notifier]: on each notice and when the leader's lease ends): a new term, a
-// new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back, and a receiver that is not
-// ready gets only the latest state. The channel's goroutine stops when ctx ends and closes the channel.
+// interval (with a listening [Notifier]: on each notice, at the lease's end and at least every half TTL):
+// a new term, a new value in the term, or no leader (a zero [LeaderInfo]). Terms never go back, a receiver
+// that is not ready gets only the latest state, and the channel closes when ctx ends.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	ch := make(chan LeaderInfo)
 	go e.observe(ctx, ch, nil)

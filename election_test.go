@@ -194,6 +194,7 @@ func TestElectionStandbyWakesAtLeaseEnd(t *testing.T) {
 // fakeNotifier delivers notices when the test says so.
 type fakeNotifier struct {
 	channel string // "distrlock_test" when empty
+	deaf    bool   // Listening reports false
 	mu      sync.Mutex
 	subs    map[string][]chan struct{}
 }
@@ -204,7 +205,7 @@ func (n *fakeNotifier) Channel() string {
 	}
 	return n.channel
 }
-func (n *fakeNotifier) Listening() bool { return true }
+func (n *fakeNotifier) Listening() bool { return !n.deaf }
 
 func (n *fakeNotifier) Subscribe(key string) (<-chan struct{}, func()) {
 	n.mu.Lock()
@@ -516,7 +517,7 @@ func TestElectionObserveLatestOnly(t *testing.T) {
 }
 
 // TestElectionPushSleepsUntilLeaseEnd: with a listening Notifier a standby and an observer do not poll while
-// a leader's lease runs: they read at its end, or every quarter of the TTL if that is sooner (for releases
+// a leader's lease runs: they read at its end, or every half of the TTL if that is sooner (for releases
 // that publish nothing); sqlmock refuses any other read.
 func TestElectionPushSleepsUntilLeaseEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -528,7 +529,7 @@ func TestElectionPushSleepsUntilLeaseEnd(t *testing.T) {
 		if err := f.e.Campaign(ctx, "me"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Campaign = %v, want the deadline", err)
 		}
-		for range 3 { // at 0, 10 and 20 s: a quarter of the TTL
+		for range 2 { // at 0 and 20 s: half the TTL
 			f.expectGet(3, "other", time.Hour)
 		}
 		ctx, cancel = context.WithTimeout(t.Context(), 25*time.Second)
@@ -573,6 +574,17 @@ func TestElectionProclaimNotifies(t *testing.T) {
 		// The same value again publishes nothing.
 		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel(), notice, false).
 			WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(nil))
+		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
+			t.Fatal(err)
+		}
+		// A proclaim that failed may have committed: the next one publishes, even of the value kept.
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v9"), "leader", sqlmock.AnyArg(), n.Channel(), notice, true).
+			WillReturnError(errors.New("connection reset"))
+		if err := f.e.Proclaim(t.Context(), "v9"); err == nil {
+			t.Fatal("a failed proclaim returned nil")
+		}
+		f.mock.ExpectQuery(f.m.q.proclaimNotify).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg(), n.Channel(), notice, true).
+			WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(""))
 		if err := f.e.Proclaim(t.Context(), "v2"); err != nil {
 			t.Fatal(err)
 		}
@@ -716,4 +728,47 @@ func TestElectionProclaimNoticeWakesObserversOnly(t *testing.T) {
 			t.Errorf("observed %v at %v, want [a b], b at 1 s", values, at)
 		}
 	})
+}
+
+// TestElectionObserveNoticeWhileNotListening: a notice that arrives while the Notifier reports that it does
+// not listen (a reconnect's notice to every subscriber comes just before it listens again) still wakes an
+// observer, which then reads at once instead of at its next poll.
+func TestElectionObserveNoticeWhileNotListening(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNotifier{deaf: true}
+		f := newElectionFixture(t, []DBManagerOption{WithNotifier(n)}, WithElectionPollInterval(10*time.Second))
+		f.expectGet(3, "a", time.Hour) // at 0
+		f.expectGet(4, "b", time.Hour) // at 1 s, on the notice
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		go func() {
+			time.Sleep(time.Second)
+			n.notify("leader")
+		}()
+		start := time.Now()
+		var terms []int64
+		var at []time.Duration
+		for l := range f.e.Observe(ctx) {
+			terms, at = append(terms, l.Term), append(at, time.Since(start))
+		}
+		if !slices.Equal(terms, []int64{3, 4}) || at[1] != time.Second {
+			t.Errorf("observed terms %v at %v, want [3 4], 4 at 1 s", terms, at)
+		}
+	})
+}
+
+// TestReleaseWithTokenPublishes: an operator's release through a manager with a Notifier publishes the key
+// whoever waits, since it may end an election's term, whose standbys wait without tickets.
+func TestReleaseWithTokenPublishes(t *testing.T) {
+	db, mock := unitMock(t)
+	n := &fakeNotifier{}
+	m, err := NewDBManager(DialectPgx, WithNotifier(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mock.ExpectQuery(m.q.releaseNotify).WithArgs("leader", "tok", int64(0), true, n.Channel(), true).
+		WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(""))
+	if err := m.ReleaseWithToken(t.Context(), db, "leader", "tok"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,9 +2,9 @@ package distrlock
 
 // Notifier delivers the releases that other processes publish, so that a manager's waiters wake at once
 // instead of at their next poll. Releases through a manager made [WithNotifier] publish the key on the
-// notifier's channel when waiters queued for it, an election's releases and proclaims always (PostgreSQL
-// NOTIFY, sent when the statement commits). Package github.com/distrlock/distrlock/pgnotify implements
-// it with pgx; a Notifier must be safe for concurrent use.
+// notifier's channel (PostgreSQL NOTIFY, sent at commit) when waiters queued for it, and always for an
+// election's term or [DBManager.ReleaseWithToken]; package github.com/distrlock/distrlock/pgnotify
+// implements it with pgx. A Notifier must be safe for concurrent use.
 type Notifier interface {
 	// Channel returns the notification channel releases publish on: 1 to 63 ASCII letters, digits or
 	// underscores, not starting with a digit.

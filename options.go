@@ -43,7 +43,7 @@ const (
 )
 
 // WithNotifier makes releases through the manager publish the key on n's channel when others wait for it
-// (an election's always), and lets its waiters sleep until a notice instead of polling while n listens.
+// (an election's term's always), and lets its waiters sleep until a notice instead of polling while n listens.
 // PostgreSQL dialects only; another dialect, a nil notifier or an invalid channel makes [NewDBManager]
 // return [ErrInvalidOption]. Default: none.
 func WithNotifier(n Notifier) DBManagerOption {

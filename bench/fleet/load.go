@@ -55,6 +55,8 @@ type window struct {
 	stmts  int64 // statements the waiting process sent in the interval, counted client-side
 	// session is what the waiting process's own MariaDB session counters moved by.
 	session map[string]int64
+	// extends is how many times the holder extended its lease in the interval, counted by the holder.
+	extends int64
 }
 
 // loadResult is the load part's intervals on one database: both holds one interval with the holder and
@@ -65,9 +67,14 @@ type loadResult struct {
 }
 
 // waiter is the waiting process's share of both, an interval with it: both less the holder's interval
-// alone, scaled to the same length.
+// alone, scaled to the holder's extends in both (a 10 s interval holds 5 or 6 of the extends every 2 s, a
+// write each), or to the same length when the holder did not extend.
 func (r loadResult) waiter(both window, name string) float64 {
-	return float64(both.deltas[name]) - float64(r.holder.deltas[name])*both.secs/r.holder.secs
+	scale := both.secs / r.holder.secs
+	if r.holder.extends > 0 {
+		scale = float64(both.extends) / float64(r.holder.extends)
+	}
+	return float64(both.deltas[name]) - float64(r.holder.deltas[name])*scale
 }
 
 // meter reads one server's counters on a session of its own (the measuring session).
@@ -291,13 +298,16 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 	if err := ready(holder); err != nil {
 		return r, errors.Join(fmt.Errorf("holder: %w", err), holder.wait(time.Second))
 	}
-	if r.holder, err = m.interval(ctx, c.loadDuration, nil, nil); err != nil {
+	extends := holderExtends(holder)
+	var e0, e1 int64
+	if r.holder, err = m.interval(ctx, c.loadDuration, extends(&e0), extends(&e1)); err != nil {
 		return r, fmt.Errorf("holder alone: %w", err)
 	}
+	r.holder.extends = e1 - e0
 
 	for i, action := range c.actions {
 		a.role, a.action, a.id = "wait", action, i+1
-		w, err := measureWaiter(ctx, m, c.loadDuration, a)
+		w, err := measureWaiter(ctx, m, c.loadDuration, a, extends)
 		if err != nil {
 			return r, fmt.Errorf("holder and waiter (%s): %w", action, err)
 		}
@@ -309,8 +319,30 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 	return r, nil
 }
 
-// measureWaiter starts a waiting process with a, measures an interval from its "go", and stops it.
-func measureWaiter(ctx context.Context, m meter, d time.Duration, a workerArgs) (window, error) {
+// holderExtends returns a function that asks the holder how many times it has extended its lease so far
+// and stores the answer in into.
+func holderExtends(holder *proc) func(into *int64) func() error {
+	return func(into *int64) func() error {
+		return func() error {
+			if err := holder.send("count"); err != nil {
+				return err
+			}
+			msg, err := holder.next(10 * time.Second)
+			if err == nil && msg.Extends == nil {
+				err = fmt.Errorf("holder answered %+v", msg)
+			}
+			if err != nil {
+				return errors.Join(err, holder.wait(time.Second))
+			}
+			*into = *msg.Extends
+			return nil
+		}
+	}
+}
+
+// measureWaiter starts a waiting process with a, measures an interval from its "go", and stops it; extends
+// reads the holder's count of extends at both ends.
+func measureWaiter(ctx context.Context, m meter, d time.Duration, a workerArgs, extends func(*int64) func() error) (window, error) {
 	waiter, err := startWorker(ctx, a)
 	if err != nil {
 		return window{}, err
@@ -336,11 +368,15 @@ func measureWaiter(ctx context.Context, m meter, d time.Duration, a workerArgs) 
 			return nil
 		}
 	}
-	w, err := m.interval(ctx, d, counts("go", &c0), counts("count", &c1))
+	var e0, e1 int64
+	both := func(f, g func() error) func() error {
+		return func() error { return errors.Join(f(), g()) }
+	}
+	w, err := m.interval(ctx, d, both(counts("go", &c0), extends(&e0)), both(counts("count", &c1), extends(&e1)))
 	if err != nil {
 		return w, err
 	}
-	w.action = a.action
+	w.action, w.extends = a.action, e1-e0
 	w.stmts = c1.Counts.Statements - c0.Counts.Statements
 	if c0.Session != nil {
 		w.session = map[string]int64{}
@@ -380,7 +416,8 @@ func loadTables(ctx context.Context, out io.Writer, c config) error {
 		row("holder alone (baseline)", r.holder, "–")
 		for _, both := range r.both {
 			row("holder and 1 waiting process: "+both.action, both, fmt.Sprint(both.stmts))
-			cells := []string{"the waiting process: " + both.action + " (difference, baseline scaled to the same length)", "–"}
+			cells := []string{fmt.Sprintf("the waiting process: %s (difference, baseline scaled to the holder's extends: %d alone, %d here)",
+				both.action, r.holder.extends, both.extends), "–"}
 			for _, k := range t.counters {
 				cells = append(cells, round(r.waiter(both, k), 0))
 			}

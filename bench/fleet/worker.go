@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distrlock/distrlock"
@@ -30,6 +31,8 @@ type message struct {
 	Fence  int64             `json:"fence,omitempty"` // the holder's fence, with Ready
 	Acq    *acquisition      `json:"acq,omitempty"`
 	Counts *stmtcount.Counts `json:"counts,omitempty"` // the answer to "go" and "count" of a waiter
+	// Extends is the holder's answer to "count": how many times its lease was extended so far.
+	Extends *int64 `json:"extends,omitempty"`
 	// Session is the waiter's own MariaDB session counters, with Counts (MariaDB has no per-session
 	// counters that another session could read without performance_schema).
 	Session map[string]int64 `json:"session,omitempty"`
@@ -110,10 +113,20 @@ func workerMain(args []string) int {
 }
 
 type worker struct {
-	args workerArgs
-	mu   sync.Mutex
-	out  *bufio.Writer
-	cmds chan string
+	args    workerArgs
+	mu      sync.Mutex
+	out     *bufio.Writer
+	cmds    chan string
+	extends atomic.Int64 // successful extends of the worker's leases (the holder's)
+}
+
+// extendCounter is an Observer that counts successful extends.
+type extendCounter struct{ n *atomic.Int64 }
+
+func (c extendCounter) ObserveLock(_ context.Context, e distrlock.Event) {
+	if e.Kind == distrlock.EventExtend && e.Err == nil {
+		c.n.Add(1)
+	}
 }
 
 // readCommands passes stdin's lines to w.cmds and cancels the worker's context when stdin ends.
@@ -187,6 +200,7 @@ func (w *worker) manager(ctx context.Context) (*distrlock.DBManager, func(), err
 		}
 		opts, stop = append(opts, opt), stopNotifier
 	}
+	opts = append(opts, distrlock.WithObserver(extendCounter{&w.extends}))
 	m, err := distrlock.NewDBManager(distrlock.Dialect(w.args.dialect), opts...)
 	if err != nil {
 		stop()
@@ -360,7 +374,14 @@ func (w *worker) holdLock(ctx context.Context, db *sql.DB) error {
 		_ = lease.Release(ctx)
 		return err
 	}
-	for w.command(ctx) != "" {
+	for cmd := w.command(ctx); cmd != ""; cmd = w.command(ctx) {
+		if cmd == "count" {
+			n := w.extends.Load()
+			if err := w.send(message{Extends: &n}); err != nil {
+				_ = lease.Release(ctx)
+				return err
+			}
+		}
 	}
 	return lease.Release(context.Background())
 }
