@@ -299,6 +299,12 @@ func runLoad(ctx context.Context, c config, t loadTarget, i int) (loadResult, er
 		return r, errors.Join(fmt.Errorf("holder: %w", err), holder.wait(time.Second))
 	}
 	extends := holderExtends(holder)
+	// The holder extends every TTL/2 from its acquisition, and an interval of 10 s is five of those: begun
+	// at once, its end would fall on an extend, which either side of the counters could see. Begin it
+	// between two extends.
+	if err := sleep(ctx, holderTTL/4); err != nil {
+		return r, err
+	}
 	var e0, e1 int64
 	if r.holder, err = m.interval(ctx, c.loadDuration, extends(&e0), extends(&e1)); err != nil {
 		return r, fmt.Errorf("holder alone: %w", err)
