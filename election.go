@@ -187,8 +187,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			leave(false)
 			continue
 		}
-		refused := false // the attempt was refused while the lock looked free
-		ownRead = false
+		ownRead = false // set again below only when the attempt is refused
 		if !info.Held {
 			leave(true)
 			lease, err := e.m.Hold(ctx, e.db, e.name, WithLockTTL(e.o.ttl), WithOwner(e.o.identity), WithData(value), WithLogger(e.o.logger), announceRelease())
@@ -203,7 +202,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
 				// queued on the key go first: read again after a hand-over grace, not at once.
 				wake, leave = e.m.waiters.enter(e.name, 0)
-				info.Remaining, refused, ownRead = e.m.handoverGrace(), true, true
+				info.Remaining, ownRead = e.m.handoverGrace(), true
 			case ctx.Err() != nil:
 				return waitCancelled(op, e.name, ctx)
 			default:
@@ -213,7 +212,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		// Held: sleep until the lease may have run out, a poll interval, or a release notice. The lease's
 		// end is read on the database's clock and counted here from after the read, so waking finds it over.
 		sleep := e.sleepWhileHeld(info.Remaining, e.listening(notices))
-		if refused {
+		if ownRead { // refused while the lock looked free: a grace, then a read of its own
 			sleep = info.Remaining + time.Millisecond
 		}
 		timer := time.NewTimer(sleep)
@@ -315,7 +314,7 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	e.proclaiming.Lock()
 	defer e.proclaiming.Unlock()
 	e.mu.Lock()
-	lease := e.lease
+	lease, changed := e.lease, e.value != value || e.valueUnsure
 	e.mu.Unlock()
 	if lease == nil || lease.Context().Err() != nil {
 		return opError(op, e.name, ErrNotLeader)
@@ -324,9 +323,6 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	if value != "" {
 		data = []byte(value)
 	}
-	e.mu.Lock()
-	changed := e.lease != lease || e.value != value || e.valueUnsure
-	e.mu.Unlock()
 	found, err := e.proclaim(ctx, data, lease.Token(), changed)
 	if err != nil {
 		// The statement may have committed: the next proclaim publishes whatever it sets.
