@@ -25,6 +25,8 @@ type contentionStats struct {
 	// fenceRegressions counts acquisitions whose fence is not larger than the previous holder's.
 	fenceRegressions int
 	fenced           bool // the lock hands out fences
+	// commitP50 is the p50 of the durable floor's fence UPDATE alone (0 for other modes).
+	commitP50 time.Duration
 }
 
 // analyze orders acquisitions by the time they were acquired and computes the figures of one mode.
@@ -39,11 +41,14 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 	acqs = slices.Clone(acqs)
 	slices.SortFunc(acqs, func(a, b acquisition) int { return cmp.Compare(a.Acquired, b.Acquired) })
 	waits := make([]time.Duration, 0, len(acqs))
-	var gaps, releases, afters []time.Duration
+	var gaps, releases, afters, commits []time.Duration
 	first, last := acqs[0].WaitStart, acqs[0].Released
 	var heldUntil int64 // the latest ReleaseStart so far
 	for i, a := range acqs {
 		waits = append(waits, time.Duration(a.Acquired-a.WaitStart))
+		if a.Commit > 0 {
+			commits = append(commits, time.Duration(a.Commit))
+		}
 		first, last = min(first, a.WaitStart), max(last, a.Released)
 		if i > 0 {
 			prev := acqs[i-1]
@@ -69,6 +74,7 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 	s.waitP50, s.waitP99, s.waitMax = percentile(waits, 0.50), percentile(waits, 0.99), slices.Max(waits)
 	s.gapP50, s.gapP99 = percentile(gaps, 0.50), percentile(gaps, 0.99)
 	s.releaseP50, s.afterP50 = percentile(releases, 0.50), percentile(afters, 0.50)
+	s.commitP50 = percentile(commits, 0.50)
 	return s
 }
 

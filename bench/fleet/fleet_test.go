@@ -83,8 +83,11 @@ func TestFleetSmoke(t *testing.T) {
 			if s.overlaps != 0 {
 				t.Errorf("%d overlaps", s.overlaps)
 			}
-			if s.fenced != !md.floor() || s.fenceRegressions != 0 {
+			if s.fenced != md.fenced() || s.fenceRegressions != 0 {
 				t.Errorf("fenced %t, %d fence regressions", s.fenced, s.fenceRegressions)
+			}
+			if (s.commitP50 > 0) != (md.lock == "pg-advisory-fence") {
+				t.Errorf("commit p50 %v: only the durable floor times its commit", s.commitP50)
 			}
 		})
 	}

@@ -48,12 +48,14 @@ type acquisition struct {
 	ReleaseStart int64 `json:"rs"`
 	Released     int64 `json:"re"`
 	Fence        int64 `json:"f,omitempty"`
+	// Commit is how long the durable floor's fence UPDATE took, in nanoseconds: one durable commit.
+	Commit int64 `json:"c,omitempty"`
 }
 
 // workerArgs is what a parent tells a worker on its command line.
 type workerArgs struct {
 	role     string // contend, hold or wait
-	lock     string // contend: distrlock, pg-advisory or mariadb-getlock
+	lock     string // contend: distrlock, pg-advisory, pg-advisory-fence or mariadb-getlock
 	action   string // wait: a name in waiterActions
 	driver   string // pgx or mysql
 	dsn      string
@@ -82,7 +84,7 @@ func workerMain(args []string) int {
 	var a workerArgs
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&a.role, "role", "", "contend, hold or wait")
-	fs.StringVar(&a.lock, "lock", "", "contend: distrlock, pg-advisory or mariadb-getlock")
+	fs.StringVar(&a.lock, "lock", "", "contend: distrlock, pg-advisory, pg-advisory-fence or mariadb-getlock")
 	fs.StringVar(&a.action, "action", "", "wait: what the waiting process does (acquirewait or standby)")
 	fs.StringVar(&a.driver, "driver", "", "database/sql driver")
 	fs.StringVar(&a.dsn, "dsn", "", "data source name")
@@ -240,7 +242,9 @@ func notifierOption(ctx context.Context, dsn string) (opt distrlock.DBManagerOpt
 
 // contendLock is one way to wait for the lock, take it and release it.
 type contendLock struct {
-	acquire func(ctx context.Context) (fence int64, err error)
+	// acquire returns the fence, if the lock has one, and how long its durable commit took, if it is
+	// the durable floor.
+	acquire func(ctx context.Context) (fence int64, commit time.Duration, err error)
 	release func(ctx context.Context) error
 	close   func()
 }
@@ -254,26 +258,33 @@ func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, err
 		}
 		var lock distrlock.DBLock
 		return &contendLock{
-			acquire: func(ctx context.Context) (int64, error) {
+			acquire: func(ctx context.Context) (int64, time.Duration, error) {
 				if lock, err = m.NewLock(ctx, db, w.args.key); err != nil {
-					return 0, err
+					return 0, 0, err
 				}
 				err := lock.AcquireWait(ctx, db, w.args.ttl, distrlock.WaitForever)
-				return lock.Fence(), err
+				return lock.Fence(), 0, err
 			},
 			release: func(ctx context.Context) error { return lock.Release(ctx, db) },
 			close:   stop,
 		}, nil
-	case "pg-advisory":
-		// A session lock: every call on the one connection that holds it.
+	case "pg-advisory", "pg-advisory-fence":
+		// A session lock: every call on the one connection that holds it. The durable floor also
+		// takes a fence, as any lock that survives a crash must: one UPDATE whose commit reaches the
+		// disk before the holder may act, the least a fenced hand-over can add to the server's lock.
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return &contendLock{
-			acquire: func(ctx context.Context) (int64, error) {
-				_, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1::bigint)", w.args.key)
-				return 0, err
+			acquire: func(ctx context.Context) (int64, time.Duration, error) {
+				if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1::bigint)", w.args.key); err != nil || w.args.lock == "pg-advisory" {
+					return 0, 0, err
+				}
+				var fence int64
+				start := time.Now()
+				err := conn.QueryRowContext(ctx, "UPDATE "+w.args.table+" SET fence = fence + 1 WHERE k = 1 RETURNING fence").Scan(&fence)
+				return fence, time.Since(start), err
 			},
 			release: func(ctx context.Context) error {
 				var ok bool
@@ -293,18 +304,18 @@ func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, err
 			return nil, err
 		}
 		return &contendLock{
-			acquire: func(ctx context.Context) (int64, error) {
+			acquire: func(ctx context.Context) (int64, time.Duration, error) {
 				for {
 					// 1 when taken, 0 when the timeout ran out; an error or NULL otherwise.
 					var got sql.NullInt64
 					if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", w.args.key).Scan(&got); err != nil {
-						return 0, err
+						return 0, 0, err
 					}
 					if got.Valid && got.Int64 == 1 {
-						return 0, nil
+						return 0, 0, nil
 					}
 					if !got.Valid {
-						return 0, errors.New("GET_LOCK returned NULL")
+						return 0, 0, errors.New("GET_LOCK returned NULL")
 					}
 				}
 			},
@@ -341,11 +352,11 @@ func (w *worker) contend(ctx context.Context, db *sql.DB) error {
 	end := time.Now().Add(w.args.duration)
 	for time.Now().Before(end) {
 		a := acquisition{Worker: w.args.id, WaitStart: time.Now().UnixNano()}
-		fence, err := lk.acquire(ctx)
+		fence, commit, err := lk.acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("acquire: %w", err)
 		}
-		a.Acquired, a.Fence = time.Now().UnixNano(), fence
+		a.Acquired, a.Fence, a.Commit = time.Now().UnixNano(), fence, int64(commit)
 		time.Sleep(w.args.hold)
 		a.ReleaseStart = time.Now().UnixNano()
 		if err := lk.release(context.WithoutCancel(ctx)); err != nil {
