@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -308,24 +309,35 @@ func createTable(ctx context.Context, driver, dsn string, d distrlock.Dialect, t
 
 // createFenceTable makes the durable floor's table of one fence, and returns drop, which drops it.
 func createFenceTable(ctx context.Context, driver, dsn, table string) (drop func(), err error) {
+	if !fenceTable.MatchString(table) {
+		return nil, fmt.Errorf("fence table %q: want %s", table, fenceTable)
+	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return nil, err
 	}
-	// table is made by this program from the run's hex ID: no quoting needed.
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (k int PRIMARY KEY, fence bigint NOT NULL); INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return func() {
+	drop = func() {
+		// Also after an interrupt or a failed INSERT: the table must not outlive the run.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := db.ExecContext(dctx, "DROP TABLE "+table); err != nil {
+		if _, err := db.ExecContext(dctx, `DROP TABLE IF EXISTS "`+table+`"`); err != nil {
 			fmt.Fprintf(os.Stderr, "fleet: drop %s: %v\n", table, err)
 		}
 		db.Close()
-	}, nil
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE "`+table+`" (k int PRIMARY KEY, fence bigint NOT NULL)`); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO "`+table+`" VALUES (1, 0)`); err != nil {
+		drop()
+		return nil, err
+	}
+	return drop, nil
 }
+
+// fenceTable is the form of the durable floor's table name, which is quoted but never escaped.
+var fenceTable = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {

@@ -270,11 +270,17 @@ func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, err
 		}, nil
 	case "pg-advisory", "pg-advisory-fence":
 		// A session lock: every call on the one connection that holds it. The durable floor also
-		// takes a fence, as any lock that survives a crash must: one UPDATE whose commit reaches the
-		// disk before the holder may act, the least a fenced hand-over can add to the server's lock.
+		// takes a fence, as distrlock does: one UPDATE whose commit reaches the disk before the holder
+		// may act.
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if w.args.lock == "pg-advisory-fence" {
+			if err := durable(ctx, conn, w.args.table); err != nil {
+				conn.Close()
+				return nil, err
+			}
 		}
 		return &contendLock{
 			acquire: func(ctx context.Context) (int64, time.Duration, error) {
@@ -283,7 +289,7 @@ func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, err
 				}
 				var fence int64
 				start := time.Now()
-				err := conn.QueryRowContext(ctx, "UPDATE "+w.args.table+" SET fence = fence + 1 WHERE k = 1 RETURNING fence").Scan(&fence)
+				err := conn.QueryRowContext(ctx, `UPDATE "`+w.args.table+`" SET fence = fence + 1 WHERE k = 1 RETURNING fence`).Scan(&fence)
 				return fence, time.Since(start), err
 			},
 			release: func(ctx context.Context) error {
@@ -333,6 +339,23 @@ func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, err
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown lock %q", w.args.lock)
+}
+
+// durable checks that the durable floor's commits wait for the disk: the server's fsync and this session's
+// synchronous_commit are on, and the table's name is one the parent made.
+func durable(ctx context.Context, conn *sql.Conn, table string) error {
+	if !fenceTable.MatchString(table) {
+		return fmt.Errorf("fence table %q: want %s", table, fenceTable)
+	}
+	var fsync, syncCommit string
+	err := conn.QueryRowContext(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&fsync, &syncCommit)
+	if err != nil {
+		return err
+	}
+	if fsync != "on" || syncCommit != "on" && syncCommit != "remote_write" && syncCommit != "remote_apply" && syncCommit != "local" {
+		return fmt.Errorf("durable floor: fsync is %s and synchronous_commit %s: its commits would not wait for the disk", fsync, syncCommit)
+	}
+	return nil
 }
 
 // contend loops for the duration after the parent's "go": wait for the lock, hold it, release it. A wait
