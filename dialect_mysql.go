@@ -15,7 +15,7 @@ var mysqlSpec = &dialectSpec{
 	releaseArgs:    func(key, token string, hold int64, _ bool) []any { return []any{hold, hold, key, token} },
 	listArgs:       func(p string, held bool, n int64) []any { return []any{p, p, boolInt(held), n} },
 	enqueue:        enqueueMySQL,
-	dequeueArgs:    func(key string, t int64) []any { return []any{t, t, t, t, key, t, t} },
+	dequeueArgs:    func(key string, t int64) []any { return []any{t, t, t, t, key, t, t, t} },
 	gapLocks:       true,
 	prepare:        true,
 	extended:       lastInsertIDSet,

@@ -386,3 +386,44 @@ func TestIntegrationGiveUpLeavesQueue(t *testing.T) {
 		integAcquire(ctx, t, integLock(t, m, tdb.db, "k"), tdb.db, time.Minute)
 	})
 }
+
+// TestIntegrationDequeue: a waiter that gives up moves the queue's head past its ticket when it is the
+// next one, the tail back when it is the last one, and changes nothing when its ticket is in the middle
+// or the head has already passed it (the tail never falls behind the head).
+func TestIntegrationDequeue(t *testing.T) {
+	t.Parallel()
+	integEach(t, allDBs(t), func(t *testing.T, tdb *testDB) {
+		ctx := t.Context()
+		m := newTestManager(t, tdb)
+		integAcquire(ctx, t, integLock(t, m, tdb.db, "k"), tdb.db, time.Minute)
+		set := integQuery(tdb.dialect, fmt.Sprintf("UPDATE %s SET queue_head = ?, queue_tail = ? WHERE lock_key = ?", m.quoted))
+		get := integQuery(tdb.dialect, fmt.Sprintf("SELECT queue_head, queue_tail FROM %s WHERE lock_key = ?", m.quoted))
+		for _, c := range []struct {
+			name               string
+			head, tail, ticket int64
+			wantHead, wantTail int64
+		}{
+			{"next", 4, 7, 5, 5, 7},
+			{"next and last", 4, 5, 5, 5, 5},
+			{"last", 3, 7, 7, 3, 6},
+			{"middle", 3, 7, 5, 3, 7},
+			{"passed, and the tail", 7, 7, 7, 7, 7},
+			{"passed", 7, 9, 6, 7, 9},
+		} {
+			if _, err := tdb.db.ExecContext(ctx, set, c.head, c.tail, "k"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tdb.db.ExecContext(ctx, m.q.dequeue, m.spec.dequeueArgs("k", c.ticket)...); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			var head, tail int64
+			if err := tdb.db.QueryRowContext(ctx, get, "k").Scan(&head, &tail); err != nil {
+				t.Fatal(err)
+			}
+			if head != c.wantHead || tail != c.wantTail {
+				t.Errorf("%s: ticket %d of queue (%d, %d] left (%d, %d], want (%d, %d]",
+					c.name, c.ticket, c.head, c.tail, head, tail, c.wantHead, c.wantTail)
+			}
+		}
+	})
+}

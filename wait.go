@@ -95,6 +95,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 	contended := false  // an attempt was refused: the wait is for another holder
 	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
+	failures := 0       // transient failures in a row
 	for {
 		wake, leave := m.waiters.enter(l.Key, w.ticket)
 		// The statements run under ctx, not under the wait's deadline: a statement cut short by our own
@@ -109,6 +110,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			switch {
 			case err != nil && classify(err) == failTransient && ctx.Err() == nil:
 				out = unchanged
+				err = opError(op, l.Key, classified(withContext(ctx, err), failTransient))
 			case err != nil:
 				out = notSent
 				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
@@ -138,14 +140,21 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 				ctx = m.startSpan(ctx, e)
 				m.emit(ctx, l.logger, e)
 			}
-			if !contended || (w.ticket == 0 && !w.enqueueFailed) {
-				contended = true
+			if waitCtx.Err() == nil && (!contended || (w.ticket == 0 && !w.enqueueFailed) || w.passed) {
+				// A wait that has run out takes no ticket: it would only have to give it back. A ticket
+				// that the queue's head passed (a caller without one took the lock meanwhile) is renewed
+				// once per pass, or the releaser's attempts would take the lock before this waiter's turn.
+				w.passed = false
 				w.enqueue(ctx)
 			}
-			transient = nil
-		case out == unchanged && !errors.Is(err, ErrReadOnly) && !errors.Is(err, ErrSchemaMismatch) && ctx.Err() == nil:
-			// A deadlock, a lock wait timeout, a busy database: nothing changed, so try again.
+			contended = true
+			transient, failures = nil, 0
+		case out == unchanged && classify(err) == failTransient && ctx.Err() == nil:
+			// A deadlock, a lock wait timeout, a busy database, a connection that could not be made:
+			// nothing changed, so try again. A read-only or unmigrated database, a moved session clock or
+			// a pooler's lost prepared statement would fail the same way again: those end the wait.
 			transient = err
+			failures++
 		default:
 			// Taken, or failed: a wake that came during the attempt goes on to the next waiter unless
 			// the lock was taken.
@@ -166,8 +175,14 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			return time.Time{}, l.waitEnded(op, waitCtx, contended, transient)
 		}
 		if sleep <= 0 {
-			// Refused by a race with another waiter, or a transient failure: read again shortly.
-			sleep = m.backoffMin/2 + rand.N(m.backoffMin/2+1)
+			// Refused by a race with another waiter, or a transient failure: read again shortly, and
+			// after failures in a row twice as late each time, up to the backoff's maximum, so that an
+			// unreachable database is not sent a connection attempt every millisecond.
+			d := m.backoffMin
+			for range min(failures, 16) {
+				d = min(2*d, m.backoffMax)
+			}
+			sleep = d/2 + rand.N(d/2+1)
 		}
 		timer := time.NewTimer(sleep)
 		woken = false
@@ -206,6 +221,7 @@ type waitState struct {
 	ticket        int64 // 0 until enqueued
 	enqueueFailed bool  // the ticket could not be taken: wait without one
 	ahead         int64 // tickets before this one at the last read
+	passed        bool  // the last read found the queue's head at or past this ticket, before this waiter took the lock
 }
 
 // enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
@@ -241,6 +257,7 @@ func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
 	w.ahead = 0
 	if w.ticket > 0 {
 		w.ahead = max(w.ticket-v.head-1, 0)
+		w.passed = v.head >= w.ticket
 	}
 	if v.free {
 		ahead := w.ahead // queued tickets this caller lets go first
@@ -295,7 +312,11 @@ func (l *DBLock) peek(ctx context.Context, exec SQLExecutor) (peekView, error) {
 		return peekView{free: true, freeFor: math.MaxInt64}, nil
 	case err != nil:
 		return peekView{}, err
-	case !left.Valid || left.Int64 <= 0, l.pending != "" && token.String == l.pending:
+	case l.pending != "" && token.String == l.pending:
+		// Held under the token of this lock's own lost attempt: its turn is now, whatever the queue says.
+		v.free, v.freeFor = true, time.Duration(math.MaxInt64)
+		return v, nil
+	case !left.Valid || left.Int64 <= 0:
 		v.free = true
 		v.freeFor = time.Duration(math.MaxInt64)
 		if freeFor.Valid && freeFor.Int64 < math.MaxInt64/1000 {

@@ -2,9 +2,15 @@ package distrlock
 
 import (
 	"context"
+	"errors"
+	"net"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestWaitRoomWakesOneInTurn: a release wakes the longest-waiting waiter of the key only; one that gives up
@@ -155,4 +161,127 @@ func TestWaitTurn(t *testing.T) {
 			t.Errorf("ticket %d at head 4, with a listening notifier: sleep %v, want a poll (at most 50 ms)", ticket, got)
 		}
 	}
+}
+
+// TestAcquireWaitEndsOnFailuresThatRepeat: an attempt that fails without changing anything, for a reason
+// that would fail the next one too (a pooler's lost prepared statement), ends the wait at once with its
+// error, not contention; only transient failures are retried.
+func TestAcquireWaitEndsOnFailuresThatRepeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		f.expectAcquire(&unitToken{}, time.Minute).fails(&pgconn.PgError{Code: "42P05", Message: "prepared statement exists"})
+		start := time.Now()
+		err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Minute)
+		unitWantErr(t, err, "acquire wait", unitKey, ErrPreparedStatementPooling)
+		if errors.Is(err, ErrLockAlreadyAcquired) || errors.Is(err, ErrWaitTimeout) {
+			t.Errorf("error %q matches contention or a timeout", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("returned after %v, want at once", took)
+		}
+	})
+}
+
+// TestAcquireWaitBacksOffFailures: transient failures in a row (a database that refuses connections) are
+// retried twice as late each time, up to the backoff's maximum, not every millisecond.
+func TestAcquireWaitBacksOffFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+		for range 12 {
+			f.expectAcquire(&unitToken{}, time.Minute).fails(dial)
+		}
+		tok := &unitToken{}
+		f.expectAcquire(tok, time.Minute).granted(3)
+		start := time.Now()
+		if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// Sleeps of half to all of 2, 4, 8, 16, 32 ms and then seven of 50 ms: 206 to 412 ms. Without the
+		// doubling, twelve sleeps of 1 to 2 ms.
+		if took := time.Since(start); took < 200*time.Millisecond || took > 420*time.Millisecond {
+			t.Errorf("took the lock %v after 12 failures, want 206 to 412 ms", took)
+		}
+		f.wantState(tok.got, 3, time.Minute)
+	})
+}
+
+// TestAcquireWaitRenewsPassedTicket: a waiter whose ticket the queue's head has passed (a caller without
+// a ticket took the lock meanwhile) takes a new one, so that it gets its turn again (and a notice with it).
+func TestAcquireWaitRenewsPassedTicket(t *testing.T) {
+	for _, d := range unitDialects {
+		t.Run(string(d), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newUnitFixture(t, d, "")
+				peek := unitQuery(t, d, "peek", "")
+				f.expectAcquire(&unitToken{}, time.Minute).refused()
+				f.expectEnqueue(7)
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", int64(5000), nil, int64(1000), 7, 7))
+				f.expectEnqueue(8)
+				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 7, 8))
+				tok := &unitToken{}
+				f.expectAcquireTicket(tok, time.Minute, 8).granted(9)
+				if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
+					t.Fatal(err)
+				}
+				f.wantState(tok.got, 9, time.Minute)
+			})
+		})
+	}
+}
+
+// TestAcquireWaitOwnLostAttempt: a key held under the token of this lock's own lost attempt is this
+// waiter's to take at once, whatever its place in the queue, instead of polling until that lease ends.
+func TestAcquireWaitOwnLostAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		f.lock.pending = "lost-attempt"
+		f.expectAcquire("lost-attempt", time.Minute).fails(&pgconn.PgError{Code: "40P01", Message: "deadlock detected"})
+		f.expectEnqueue(7)
+		// As peek.sql reads a held row: how long it has been free is negative, the lease's rest.
+		f.mock.ExpectQuery(unitQuery(t, DialectPgx, "peek", "")).WithArgs(unitKey).
+			WillReturnRows(unitPeekRows("lost-attempt", int64(59e6), int64(-59e6), int64(1e6), 5, 7))
+		f.expectAcquireTicket("lost-attempt", time.Minute, 7).granted(9)
+		start := time.Now()
+		if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 5*time.Millisecond {
+			t.Errorf("took its own lock after %v, want one backoff at most", took)
+		}
+		f.wantState("lost-attempt", 9, time.Minute)
+	})
+}
+
+// TestAcquireWaitKeepsReadError: a wait that runs out after a read failed transiently reports contention,
+// the timeout and the read's error, which stays matchable.
+func TestAcquireWaitKeepsReadError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		pgErr := &pgconn.PgError{Code: "55P03", Message: "lock timeout"}
+		f.expectAcquire(&unitToken{}, time.Minute).refused()
+		f.expectEnqueue(7)
+		f.mock.ExpectQuery(unitQuery(t, DialectPgx, "peek", "")).WithArgs(unitKey).WillReturnError(pgErr).WillDelayFor(60 * time.Millisecond)
+		f.mock.ExpectExec(unitQuery(t, DialectPgx, "dequeue", "")).WithArgs(unitKey, 7).WillReturnResult(sqlmock.NewResult(0, 1))
+		err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, 50*time.Millisecond)
+		unitWantErr(t, err, "acquire wait", unitKey, ErrLockAlreadyAcquired, ErrWaitTimeout, pgErr)
+		if strings.Contains(err.Error(), "%!") {
+			t.Errorf("error text %q", err)
+		}
+	})
+}
+
+// TestAcquireWaitNoTicketAfterTimeout: a wait whose time ran out during its first, refused attempt takes
+// no ticket (and so has none to give back): one statement in all.
+func TestAcquireWaitNoTicketAfterTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		f.expectAcquire(&unitToken{}, time.Minute).q.WillDelayFor(10 * time.Millisecond).WillReturnRows(sqlmock.NewRows([]string{"fence"}))
+		rec := &unitRecorder{exec: f.db}
+		err := f.lock.AcquireWait(context.Background(), rec, time.Minute, 5*time.Millisecond)
+		unitWantErr(t, err, "acquire wait", unitKey, ErrLockAlreadyAcquired, ErrWaitTimeout)
+		if len(rec.calls) != 1 {
+			t.Errorf("%d statements, want the attempt alone", len(rec.calls))
+		}
+	})
 }
