@@ -55,9 +55,11 @@ type Election struct {
 
 	proclaiming sync.Mutex // held by a Proclaim
 
-	mu    sync.Mutex
-	lease *Lease // this candidate's term, nil when it does not lead
-	value string // the term's value
+	mu      sync.Mutex
+	lease   *Lease   // this candidate's term, nil when it does not lead
+	term    *runTerm // the term Run leads, while OnStartedLeading may run
+	running bool     // a Run has not returned
+	value   string   // the term's value
 	// valueUnsure: a proclaim failed after it may have changed the value in the database.
 	valueUnsure bool
 }
@@ -139,8 +141,17 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		notices, stop = n.Subscribe(e.name)
 		defer stop()
 	}
-	var seen uint64  // the observer's last read used
-	ownRead := false // read the key itself: after a refused attempt, or a release through this manager
+	var seen uint64    // the observer's last read used
+	ownRead := false   // read the key itself: after a refused attempt, or a release through this manager
+	contended := false // a read found a leader, or an attempt was refused
+	var readErr error  // the observer's last read, when it failed
+	cancelled := func() error {
+		if contended || readErr == nil {
+			return waitCancelled(op, e.name, ctx)
+		}
+		// Nothing showed another leader: the database could not be read.
+		return opError(op, e.name, fmt.Errorf("%w (the last read failed: %w)", contextError(ctx), errors.Unwrap(readErr)))
+	}
 	for {
 		var info LockInfo
 		var err error
@@ -153,6 +164,12 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			for {
 				info, seen, woken, err = reads.after(ctx, seen, wake)
 				woken = woken || closed(wake) // a read that came with a wake may predate the release
+				switch {
+				case err != nil && ctx.Err() == nil:
+					readErr = err
+				case err == nil && !woken:
+					readErr, contended = nil, contended || info.Held
+				}
 				if woken || ctx.Err() != nil || err == nil && !info.Held {
 					break
 				}
@@ -160,7 +177,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			leave(woken && ctx.Err() == nil)
 			switch {
 			case ctx.Err() != nil:
-				return waitCancelled(op, e.name, ctx)
+				return cancelled()
 			case woken:
 				ownRead = true
 				continue
@@ -172,10 +189,12 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 			if info, err = e.m.Get(ctx, e.read, e.name); err != nil {
 				leave(false)
 				if ctx.Err() != nil {
-					return waitCancelled(op, e.name, ctx)
+					readErr = err
+					return cancelled()
 				}
 				return err
 			}
+			contended = contended || info.Held
 		}
 		if ownRead && reads != nil && info.Held {
 			if closed(wake) { // a release during the read: read again
@@ -202,9 +221,13 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 				// Another candidate took it between the read and the attempt, or waiters of AcquireWait
 				// queued on the key go first: read again after a hand-over grace, not at once.
 				wake, leave = e.m.waiters.enter(e.name, 0)
-				info.Remaining, ownRead = e.m.handoverGrace(), true
+				info.Remaining, ownRead, contended = e.m.handoverGrace(), true, true
 			case ctx.Err() != nil:
-				return waitCancelled(op, e.name, ctx)
+				if !errors.Is(err, ErrLockAlreadyAcquired) {
+					return err // its own error, which carries ctx's
+				}
+				contended = true
+				return cancelled()
 			default:
 				return err
 			}
@@ -227,7 +250,7 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 		timer.Stop()
 		leave(woken && ctx.Err() == nil) // a wake it did not use goes on to the next waiter of this manager
 		if ctx.Err() != nil {
-			return waitCancelled(op, e.name, ctx)
+			return cancelled()
 		}
 	}
 }
@@ -332,8 +355,9 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 		return opError(op, e.name, classified(withContext(ctx, err), classify(err)))
 	}
 	if !found {
-		// The lease has ended on the server: the work under the term's context must stop.
-		lease.cancel(fmt.Errorf("%w: %w", ErrLockLost, ErrNotLeader))
+		// The lease has ended on the server: the work under the term's context must stop, and the term
+		// ends as lost (another candidate may lead already).
+		lease.lose(fmt.Errorf("proclaim found the lease ended: %w", ErrNotLeader))
 		return opError(op, e.name, ErrNotLeader)
 	}
 	e.mu.Lock()
@@ -364,11 +388,22 @@ func (e *Election) proclaim(ctx context.Context, data any, token string, changed
 
 // Resign ends this candidate's term, cancelling [Election.Context] and freeing the lock at once so that a
 // standby takes over; the release runs on [context.WithoutCancel] of ctx, bounded by [DefaultReleaseTimeout].
-// It returns nil when the candidate does not lead, and an error matching [ErrLockLost] when the term's lease
-// had been lost.
+// A term that [Election.Run] leads ends with OnStartedLeading's context, and Run frees its lock once the
+// callback has returned. It returns nil when the candidate does not lead, and an error matching
+// [ErrLockLost] when the term's lease had been lost.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
-	lease := e.lease
+	lease, t := e.lease, e.term
+	if lease != nil && t != nil && t.lease == lease {
+		e.mu.Unlock()
+		// The callback works under the term until it returns, so the lock must not be free before; and
+		// Resign may be called from the callback, so it does not wait for it.
+		t.end(context.Canceled)
+		if lost := lease.Lost(); lost != nil {
+			return opError("resign", e.name, lost)
+		}
+		return nil
+	}
 	e.lease = nil
 	e.mu.Unlock()
 	if lease == nil {
@@ -376,10 +411,21 @@ func (e *Election) Resign(ctx context.Context) error {
 	}
 	err := lease.Release(ctx)
 	e.stopped(ctx, lease, err)
+	return resigned(err)
+}
+
+// resigned is Resign's result for a release that returned err.
+func resigned(err error) error {
 	if errors.Is(err, ErrLockAlreadyReleased) {
 		return nil // the lease ran out without being lost: nobody else could have led meanwhile
 	}
 	return err
+}
+
+// runTerm is a term that Run leads.
+type runTerm struct {
+	lease *Lease
+	end   context.CancelCauseFunc // ends OnStartedLeading's context
 }
 
 // Leader reads the current leader in one statement. It returns an error matching [ErrNoLeader] when no
@@ -545,6 +591,18 @@ func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 	if err := validateOwnerData("", value); err != nil {
 		return opError(op, e.name, err)
 	}
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return opError(op, e.name, ErrAlreadyRunning)
+	}
+	e.running = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running = false
+		e.mu.Unlock()
+	}()
 	var reads *leaderReads // with OnNewLeader, the observer reads for the campaigns too
 	if cb.OnNewLeader != nil {
 		obsCtx, stop := context.WithCancel(ctx)
@@ -593,19 +651,25 @@ func (e *Election) Run(ctx context.Context, value string, cb Callbacks) error {
 func (e *Election) lead(ctx context.Context, cb Callbacks) {
 	e.mu.Lock()
 	lease := e.lease
-	e.mu.Unlock()
 	if lease == nil {
+		e.mu.Unlock()
 		return
 	}
 	termCtx, cancel := context.WithCancelCause(lease.Context())
+	t := &runTerm{lease: lease, end: cancel}
+	e.term = t
+	e.mu.Unlock()
 	stopAfter := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
 	defer func() {
 		stopAfter()
 		cancel(context.Canceled)
 		e.mu.Lock()
-		ours := e.lease == lease // else Resign ended the term, and reported it
+		ours := e.lease == lease // else a campaign of another goroutine ended the lost term, and reported it
 		if ours {
 			e.lease = nil
+		}
+		if e.term == t {
+			e.term = nil
 		}
 		e.mu.Unlock()
 		abandoned := ctx.Err() != nil && !e.o.releaseOnCancel

@@ -36,7 +36,7 @@ func ExampleElection_Run() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// SIGTERM ends the term's context; Run then resigns, so a standby leads at once.
+	// SIGTERM ends the term's context; Run then resigns, so a standby need not wait for the lease to run out.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = e.Run(ctx, "10.0.0.7:8080", distrlock.Callbacks{

@@ -772,3 +772,106 @@ func TestReleaseWithTokenPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestElectionResignDuringRun: Resign, even from OnStartedLeading, ends the term's context at once, and
+// Run frees the lock only once the callback has returned, so no standby leads while it still works.
+func TestElectionResignDuringRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		f.expectRelease(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				if err := f.e.Resign(context.Background()); err != nil {
+					t.Errorf("Resign = %v", err)
+				}
+				if lctx.Err() == nil {
+					t.Error("the term's context still live after Resign")
+				}
+				time.Sleep(100 * time.Millisecond) // winding down
+				if f.mock.ExpectationsWereMet() == nil {
+					t.Error("the lock was released while OnStartedLeading still ran")
+				}
+				cancel()
+			},
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want the context's error", err)
+		}
+	})
+}
+
+// TestElectionRunOnce: a second Run of one Election while the first has not returned is refused.
+func TestElectionRunOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		f.expectRelease(1)
+		ctx, cancel := context.WithCancel(t.Context())
+		started := make(chan struct{})
+		done := make(chan error)
+		go func() {
+			done <- f.e.Run(ctx, "a", Callbacks{OnStartedLeading: func(lctx context.Context) {
+				close(started)
+				<-lctx.Done()
+			}})
+		}()
+		<-started
+		if err := f.e.Run(ctx, "b", Callbacks{OnStartedLeading: func(context.Context) { t.Error("second Run leads") }}); !errors.Is(err, ErrAlreadyRunning) {
+			t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("first Run = %v", err)
+		}
+	})
+}
+
+// TestElectionProclaimFindsLoss: a Proclaim that finds the term's lease gone records the loss: the term's
+// context ends with ErrLockLost and Resign reports it, as after a failed extend.
+func TestElectionProclaimFindsLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil)
+		f.expectGet(0, "", 0)
+		f.expectAcquire(9)
+		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
+			t.Fatal(err)
+		}
+		f.mock.ExpectExec(f.m.q.proclaim).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg()).WillReturnResult(sqlmock.NewResult(0, 0))
+		if err := f.e.Proclaim(t.Context(), "v2"); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Proclaim on a lost lease = %v, want ErrNotLeader", err)
+		}
+		if f.e.IsLeader() {
+			t.Error("still leader")
+		}
+		f.expectRelease(0)
+		if err := f.e.Resign(t.Context()); !errors.Is(err, ErrLockLost) {
+			t.Errorf("Resign after the loss = %v, want ErrLockLost", err)
+		}
+	})
+}
+
+// TestElectionCampaignUnreadable: a campaign whose reads fail until its context ends reports the context
+// and the read's failure, not contention; one that read a leader reports contention.
+func TestElectionCampaignUnreadable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(5*time.Second))
+		f.expectGet(0, "", 0).WillDelayFor(2 * time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		err := f.e.Campaign(ctx, "v")
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrLockAlreadyAcquired) {
+			t.Errorf("Campaign with its read unanswered = %v, want the deadline and no contention", err)
+		}
+
+		f.expectGet(3, "other", time.Minute)
+		ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := f.e.Campaign(ctx, "v"); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrLockAlreadyAcquired) {
+			t.Errorf("Campaign against a leader = %v, want the deadline and contention", err)
+		}
+	})
+}

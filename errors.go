@@ -99,6 +99,10 @@ var (
 
 	// ErrNoLeader is returned by [Election.Leader] when no candidate leads the election.
 	ErrNoLeader = errors.New("no leader elected")
+
+	// ErrAlreadyRunning is returned by [Election.Run] while another Run of the same Election has not
+	// returned.
+	ErrAlreadyRunning = errors.New("election already running")
 )
 
 // opError formats an error leaving the package: `distrlock: <op> "<key>": <cause>`.

@@ -59,6 +59,9 @@ func newDoOptions(options []DoOption) (doOptions, error) {
 		// The kept lease stays under the token, and an acquire with the same token takes it back: the job
 		// would run again within its period.
 		return o, fmt.Errorf("%w: WithLockAtLeastFor cannot be combined with WithToken", ErrInvalidOption)
+	case o.atLeast > 0 && o.maxWait > 0:
+		// A waiter takes the lock when the kept lease ends, and runs the job a second time.
+		return o, fmt.Errorf("%w: WithLockAtLeastFor cannot be combined with WithWait", ErrInvalidOption)
 	}
 	// go-dbkit accepted an interval as long as the TTL, or longer: the lease then runs out before the first
 	// extend. The heartbeat's watchdog still cancels the work before that, so it is a warning, not an error.

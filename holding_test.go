@@ -180,8 +180,11 @@ func TestAcquireWaitHandoff(t *testing.T) {
 				median := lat[len(lat)/2]
 				t.Logf("%s: release-to-acquire median %v, max %v over %d handoffs",
 					waiterMgr.name, median.Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), trials)
-				if median > 50*time.Millisecond {
-					t.Errorf("%s: median handoff %v, want <= 50ms", waiterMgr.name, median)
+				// A waiter of another manager reads at most every backoff maximum (50 ms); a broken wake
+				// would take a second or the TTL. The bound leaves room for slow statements (-race, SQLite
+				// on a loaded machine): speed itself is measured by bench/, not here.
+				if limit := 2 * DefaultWaitMaxBackoff; median > limit {
+					t.Errorf("%s: median handoff %v, want <= %v", waiterMgr.name, median, limit)
 				}
 			}
 		})

@@ -128,6 +128,10 @@ func (s *Lease) Release(ctx context.Context) error {
 	return s.releaseErr
 }
 
+// lose records that the lease is lost for reason, as a failed extend does: its context ends with a cause
+// matching [ErrLockLost], and Lost and Release report it.
+func (s *Lease) lose(reason error) { s.hb.markLost(reason) }
+
 // abandon stops the heartbeat and ends the lease's context without freeing the lock, which stays held until
 // its lease runs out (an [Election] run without [WithReleaseOnCancel]). Release after it does nothing.
 func (s *Lease) abandon() {

@@ -151,9 +151,9 @@ func WithSafetyMargin(margin time.Duration) DoOption {
 }
 
 // WithLockAtLeastFor keeps the lock taken until at least d after its acquisition, on the database's clock,
-// when the work ends sooner: a job that every replica starts on a schedule runs once per period d across the
-// fleet (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
-// restored. Default 0; d outside [0, [MaxTTL]], or d > 0 with [WithToken], is [ErrInvalidOption].
+// when the work ends sooner: a job that every replica starts on a schedule runs on one of them, and not again
+// within d (ShedLock's lockAtLeastFor). The release is still one statement; a lease lost earlier is not
+// restored. Default 0; d outside [0, [MaxTTL]], or d > 0 with [WithToken] or [WithWait], is [ErrInvalidOption].
 func WithLockAtLeastFor(d time.Duration) DoOption {
 	return func(o *doOptions) { o.atLeast = d }
 }

@@ -309,6 +309,7 @@ func TestDoOptionsInvalid(t *testing.T) {
 		{"release timeout negative", []DoOption{WithReleaseTimeout(-time.Second)}, ErrInvalidOption},
 		{"least hold negative", []DoOption{WithLockAtLeastFor(-time.Second)}, ErrInvalidOption},
 		{"least hold with a static token", []DoOption{WithLockAtLeastFor(time.Minute), WithToken("t")}, ErrInvalidOption},
+		{"least hold with a wait", []DoOption{WithLockAtLeastFor(time.Minute), WithWait(time.Second)}, ErrInvalidOption},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o, err := newDoOptions(c.opts)
