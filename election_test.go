@@ -605,12 +605,7 @@ func TestElectionProclaimNotifies(t *testing.T) {
 // at once.
 func TestElectionProclaimDoesNotBlockTerm(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newElectionFixture(t, nil)
-		f.expectGet(0, "", 0)
-		f.expectAcquire(9)
-		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
-			t.Fatal(err)
-		}
+		f := newLeaderFixture(t)
 		f.mock.ExpectExec(f.m.q.proclaim).WillDelayFor(time.Hour).WillReturnResult(sqlmock.NewResult(0, 1))
 		pctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
@@ -773,14 +768,31 @@ func TestReleaseWithTokenPublishes(t *testing.T) {
 	}
 }
 
+// newLeaderFixture is an election fixture whose candidate leads term 9 with value "v1".
+func newLeaderFixture(t *testing.T) *electionFixture {
+	f := newElectionFixture(t, nil)
+	f.expectGet(0, "", 0)
+	f.expectAcquire(9)
+	if err := f.e.Campaign(t.Context(), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// newRunFixture is an election fixture whose Run wins term 1 at once and frees it once.
+func newRunFixture(t *testing.T) *electionFixture {
+	f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
+	f.expectGet(0, "", 0)
+	f.expectAcquire(1)
+	f.expectRelease(1)
+	return f
+}
+
 // TestElectionResignDuringRun: Resign, even from OnStartedLeading, ends the term's context at once, and
 // Run frees the lock only once the callback has returned, so no standby leads while it still works.
 func TestElectionResignDuringRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
-		f.expectGet(0, "", 0)
-		f.expectAcquire(1)
-		f.expectRelease(1)
+		f := newRunFixture(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		err := f.e.Run(ctx, "me", Callbacks{
 			OnStartedLeading: func(lctx context.Context) {
@@ -806,10 +818,7 @@ func TestElectionResignDuringRun(t *testing.T) {
 // TestElectionRunOnce: a second Run of one Election while the first has not returned is refused.
 func TestElectionRunOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second))
-		f.expectGet(0, "", 0)
-		f.expectAcquire(1)
-		f.expectRelease(1)
+		f := newRunFixture(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		started := make(chan struct{})
 		done := make(chan error)
@@ -834,12 +843,7 @@ func TestElectionRunOnce(t *testing.T) {
 // context ends with ErrLockLost and Resign reports it, as after a failed extend.
 func TestElectionProclaimFindsLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newElectionFixture(t, nil)
-		f.expectGet(0, "", 0)
-		f.expectAcquire(9)
-		if err := f.e.Campaign(t.Context(), "v1"); err != nil {
-			t.Fatal(err)
-		}
+		f := newLeaderFixture(t)
 		f.mock.ExpectExec(f.m.q.proclaim).WithArgs([]byte("v2"), "leader", sqlmock.AnyArg()).WillReturnResult(sqlmock.NewResult(0, 0))
 		if err := f.e.Proclaim(t.Context(), "v2"); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("Proclaim on a lost lease = %v, want ErrNotLeader", err)
