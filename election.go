@@ -101,10 +101,11 @@ func (m *DBManager) NewElection(db *sql.DB, name string, options ...ElectionOpti
 // Name returns the election's key.
 func (e *Election) Name() string { return e.name }
 
-// Campaign returns once this candidate leads with value (proclaiming value if it leads already), or when
-// ctx ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error. While it waits it only reads:
-// once per poll interval, or with a listening [Notifier] on each notice, when the leader's lease ends and
-// at least every half TTL.
+// Campaign returns once this candidate leads with value (proclaiming value if it leads already); when ctx
+// ends, with an error matching [ErrLockAlreadyAcquired] and ctx's error once it found another leader, else
+// ctx's error and that of the statement it cut short; or with the error of a read or attempt that failed.
+// While it waits it only reads: once per poll interval, or with a listening [Notifier] on each notice, when
+// the leader's lease ends and at least every half TTL.
 // ctx bounds the campaign only: the term lasts until [Election.Resign] or the loss of its lease (see
 // [Election.Context]).
 func (e *Election) Campaign(ctx context.Context, value string) error {
@@ -118,6 +119,9 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 	if err := validateOwnerData("", value); err != nil {
 		return opError(op, e.name, err)
 	}
+	if ctx.Err() != nil {
+		return opError(op, e.name, contextError(ctx))
+	}
 	select {
 	case e.campaign <- struct{}{}:
 		defer func() { <-e.campaign }()
@@ -129,7 +133,11 @@ func (e *Election) campaignWith(ctx context.Context, value string, reads *leader
 	}
 	e.mu.Lock()
 	ended := e.lease
-	e.lease = nil
+	if e.runTermLocked() != nil {
+		ended = nil // Run's term, resigned or lost: Run frees it once its callback has returned
+	} else {
+		e.lease = nil
+	}
 	e.mu.Unlock()
 	if ended != nil {
 		// A term that ended without Resign (its lease was lost): stop its heartbeat before the next one.
@@ -290,7 +298,24 @@ func proclaimNotice(name string) string { return name + "\x1fproclaimed" }
 func (e *Election) leading() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.lease != nil && e.lease.Context().Err() == nil
+	return e.currentLocked() != nil
+}
+
+// currentLocked returns the lease of the term this candidate leads: not resigned, not known to be lost; or
+// nil. e.mu must be held.
+func (e *Election) currentLocked() *Lease {
+	if e.lease == nil || e.lease.Context().Err() != nil || e.runTermLocked() != nil && e.term.resigned {
+		return nil
+	}
+	return e.lease
+}
+
+// runTermLocked returns the term Run leads, if it is the current one. e.mu must be held.
+func (e *Election) runTermLocked() *runTerm {
+	if e.term != nil && e.lease != nil && e.term.lease == e.lease {
+		return e.term
+	}
+	return nil
 }
 
 // IsLeader reports whether this candidate leads: it won a campaign, has not resigned, and its lease is
@@ -301,10 +326,10 @@ func (e *Election) IsLeader() bool { return e.leading() }
 func (e *Election) Term() int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.lease == nil || e.lease.Context().Err() != nil {
-		return 0
+	if l := e.currentLocked(); l != nil {
+		return l.Fence()
 	}
-	return e.lease.Fence()
+	return 0
 }
 
 // Context returns the context of this candidate's current term: it ends when the term ends, by
@@ -313,6 +338,9 @@ func (e *Election) Term() int64 {
 func (e *Election) Context() context.Context {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if t := e.runTermLocked(); t != nil {
+		return t.ctx
+	}
 	if e.lease == nil {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(ErrNotLeader)
@@ -337,9 +365,9 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	e.proclaiming.Lock()
 	defer e.proclaiming.Unlock()
 	e.mu.Lock()
-	lease, changed := e.lease, e.value != value || e.valueUnsure
+	lease, changed := e.currentLocked(), e.value != value || e.valueUnsure
 	e.mu.Unlock()
-	if lease == nil || lease.Context().Err() != nil {
+	if lease == nil {
 		return opError(op, e.name, ErrNotLeader)
 	}
 	var data any // "" stores NULL, as an acquire does
@@ -356,8 +384,13 @@ func (e *Election) Proclaim(ctx context.Context, value string) error {
 	}
 	if !found {
 		// The lease has ended on the server: the work under the term's context must stop, and the term
-		// ends as lost (another candidate may lead already).
-		lease.lose(fmt.Errorf("proclaim found the lease ended: %w", ErrNotLeader))
+		// ends as lost (another candidate may lead already). Unless the term was resigned meanwhile: a
+		// resigned term's lease is forgotten before its release is sent.
+		e.mu.Lock()
+		if e.lease == lease {
+			lease.lose(fmt.Errorf("proclaim found the lease ended: %w", ErrNotLeader))
+		}
+		e.mu.Unlock()
 		return opError(op, e.name, ErrNotLeader)
 	}
 	e.mu.Lock()
@@ -393,8 +426,9 @@ func (e *Election) proclaim(ctx context.Context, data any, token string, changed
 // [ErrLockLost] when the term's lease had been lost.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
-	lease, t := e.lease, e.term
-	if lease != nil && t != nil && t.lease == lease {
+	lease, t := e.lease, e.runTermLocked()
+	if t != nil {
+		t.resigned = true // Run releases the lock even if its ctx ends before the callback returns
 		e.mu.Unlock()
 		// The callback works under the term until it returns, so the lock must not be free before; and
 		// Resign may be called from the callback, so it does not wait for it.
@@ -424,8 +458,10 @@ func resigned(err error) error {
 
 // runTerm is a term that Run leads.
 type runTerm struct {
-	lease *Lease
-	end   context.CancelCauseFunc // ends OnStartedLeading's context
+	lease    *Lease
+	ctx      context.Context         // OnStartedLeading's
+	end      context.CancelCauseFunc // ends ctx
+	resigned bool                    // Resign ended it; under the election's mu
 }
 
 // Leader reads the current leader in one statement. It returns an error matching [ErrNoLeader] when no
@@ -656,7 +692,7 @@ func (e *Election) lead(ctx context.Context, cb Callbacks) {
 		return
 	}
 	termCtx, cancel := context.WithCancelCause(lease.Context())
-	t := &runTerm{lease: lease, end: cancel}
+	t := &runTerm{lease: lease, ctx: termCtx, end: cancel}
 	e.term = t
 	e.mu.Unlock()
 	stopAfter := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
@@ -671,8 +707,9 @@ func (e *Election) lead(ctx context.Context, cb Callbacks) {
 		if e.term == t {
 			e.term = nil
 		}
+		resigned := t.resigned
 		e.mu.Unlock()
-		abandoned := ctx.Err() != nil && !e.o.releaseOnCancel
+		abandoned := ctx.Err() != nil && !e.o.releaseOnCancel && !resigned
 		if abandoned {
 			lease.abandon()
 		}

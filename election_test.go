@@ -799,8 +799,12 @@ func TestElectionResignDuringRun(t *testing.T) {
 				if err := f.e.Resign(context.Background()); err != nil {
 					t.Errorf("Resign = %v", err)
 				}
-				if lctx.Err() == nil {
-					t.Error("the term's context still live after Resign")
+				if lctx.Err() == nil || f.e.Context().Err() == nil || f.e.IsLeader() || f.e.Term() != 0 {
+					t.Errorf("after Resign: callback's context %v, Context %v, IsLeader %t, Term %d; want ended, not leading",
+						lctx.Err(), f.e.Context().Err(), f.e.IsLeader(), f.e.Term())
+				}
+				if err := f.e.Proclaim(context.Background(), "v"); !errors.Is(err, ErrNotLeader) {
+					t.Errorf("Proclaim after Resign = %v, want ErrNotLeader", err)
 				}
 				time.Sleep(100 * time.Millisecond) // winding down
 				if f.mock.ExpectationsWereMet() == nil {
@@ -876,6 +880,29 @@ func TestElectionCampaignUnreadable(t *testing.T) {
 		defer cancel()
 		if err := f.e.Campaign(ctx, "v"); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrLockAlreadyAcquired) {
 			t.Errorf("Campaign against a leader = %v, want the deadline and contention", err)
+		}
+	})
+}
+
+// TestElectionResignDuringRunWithoutReleaseOnCancel: a term resigned during Run is released when the
+// callback returns even if Run's context ended meanwhile and the election keeps leases on cancel.
+func TestElectionResignDuringRunWithoutReleaseOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newElectionFixture(t, nil, WithElectionPollInterval(time.Second), WithReleaseOnCancel(false))
+		f.expectGet(0, "", 0)
+		f.expectAcquire(1)
+		f.expectRelease(1) // sqlmock fails the test in its cleanup if it is not sent
+		ctx, cancel := context.WithCancel(t.Context())
+		err := f.e.Run(ctx, "me", Callbacks{
+			OnStartedLeading: func(context.Context) {
+				if err := f.e.Resign(context.Background()); err != nil {
+					t.Errorf("Resign = %v", err)
+				}
+				cancel() // shutdown before the callback has returned
+			},
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want the context's error", err)
 		}
 	})
 }

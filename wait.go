@@ -140,10 +140,11 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 				ctx = m.startSpan(ctx, e)
 				m.emit(ctx, l.logger, e)
 			}
-			if waitCtx.Err() == nil && (!contended || (w.ticket == 0 && !w.enqueueFailed) || w.passed) {
+			if waitCtx.Err() == nil && (!contended || (w.ticket == 0 || w.passed) && !w.enqueueFailed) {
 				// A wait that has run out takes no ticket: it would only have to give it back. A ticket
-				// that the queue's head passed (a caller without one took the lock meanwhile) is renewed
-				// once per pass, or the releaser's attempts would take the lock before this waiter's turn.
+				// that the queue's head passed when it emptied the queue (a caller without one took the
+				// lock) is renewed, or the releaser's attempts would take the lock before this waiter's
+				// turn; a failed renewal is not tried again.
 				w.passed = false
 				w.enqueue(ctx)
 			}
@@ -179,7 +180,7 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			// after failures in a row twice as late each time, up to the backoff's maximum, so that an
 			// unreachable database is not sent a connection attempt every millisecond.
 			d := m.backoffMin
-			for range min(failures, 16) {
+			for range min(failures-1, 16) {
 				d = min(2*d, m.backoffMax)
 			}
 			sleep = d/2 + rand.N(d/2+1)
@@ -219,9 +220,9 @@ type waitState struct {
 	exec          SQLExecutor
 	grace         time.Duration
 	ticket        int64 // 0 until enqueued
-	enqueueFailed bool  // the ticket could not be taken: wait without one
+	enqueueFailed bool  // a ticket could not be taken: wait without one, or with the passed one
 	ahead         int64 // tickets before this one at the last read
-	passed        bool  // the last read found the queue's head at or past this ticket, before this waiter took the lock
+	passed        bool  // the last read found the queue emptied past this ticket by another caller
 }
 
 // enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
@@ -257,7 +258,9 @@ func (w *waitState) sleepFor(v peekView, n Notifier) time.Duration {
 	w.ahead = 0
 	if w.ticket > 0 {
 		w.ahead = max(w.ticket-v.head-1, 0)
-		w.passed = v.head >= w.ticket
+		// Passed, with nobody queued after it: no release publishes, and a caller without a ticket needs
+		// no grace. A passed ticket with others queued still goes first (acquire.sql), so it is kept.
+		w.passed = v.head >= w.ticket && v.tail <= v.head
 	}
 	if v.free {
 		ahead := w.ahead // queued tickets this caller lets go first

@@ -285,3 +285,30 @@ func TestAcquireWaitNoTicketAfterTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestAcquireWaitBackoffResets: the backoff after failures starts again once an attempt is refused (the
+// database answers again), so that a wait that found the holder reads at its usual pace.
+func TestAcquireWaitBackoffResets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newUnitFixture(t, DialectPgx, "")
+		dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+		for range 3 {
+			f.expectAcquire(&unitToken{}, time.Minute).fails(dial)
+		}
+		f.expectAcquire(&unitToken{}, time.Minute).refused()
+		f.expectEnqueue(7)
+		peek := unitQuery(t, DialectPgx, "peek", "")
+		f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnError(dial)
+		f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 6, 7))
+		f.expectAcquireTicket(&unitToken{}, time.Minute, 7).granted(4)
+		start := time.Now()
+		if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// Sleeps of 1–2, 2–4 and 4–8 ms after the failures, then 1–2 ms after the refusal and after the
+		// failed read: 9 to 18 ms. Without the reset the last two would be 4–8 and 8–16 ms.
+		if took := time.Since(start); took < 9*time.Millisecond || took > 18*time.Millisecond {
+			t.Errorf("took the lock after %v, want 9 to 18 ms", took)
+		}
+	})
+}
