@@ -445,11 +445,6 @@ func (e *Election) Resign(ctx context.Context) error {
 	}
 	err := lease.Release(ctx)
 	e.stopped(ctx, lease, err)
-	return resigned(err)
-}
-
-// resigned is Resign's result for a release that returned err.
-func resigned(err error) error {
 	if errors.Is(err, ErrLockAlreadyReleased) {
 		return nil // the lease ran out without being lost: nobody else could have led meanwhile
 	}

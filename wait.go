@@ -108,12 +108,13 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 			var view peekView
 			view, err = l.peek(ctx, exec)
 			switch {
-			case err != nil && classify(err) == failTransient && ctx.Err() == nil:
-				out = unchanged
-				err = opError(op, l.Key, classified(withContext(ctx, err), failTransient))
 			case err != nil:
+				f := classify(err)
 				out = notSent
-				err = opError(op, l.Key, classified(withContext(ctx, err), classify(err)))
+				if f == failTransient && ctx.Err() == nil {
+					out = unchanged // retried below, like an attempt that failed the same way
+				}
+				err = opError(op, l.Key, classified(withContext(ctx, err), f))
 			default:
 				if sleep = w.sleepFor(view, m.notifier); sleep <= 0 {
 					out, err = attempt()

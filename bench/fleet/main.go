@@ -296,15 +296,20 @@ func createTable(ctx context.Context, driver, dsn string, d distrlock.Dialect, t
 		db.Close()
 		return nil, err
 	}
+	return dropper(ctx, db, table, m.DropTableSQL()), nil
+}
+
+// dropper returns drop, which sends stmt to drop table on db, also after ctx has ended (an interrupt: the
+// table must not outlive the run), and closes db.
+func dropper(ctx context.Context, db *sql.DB, table, stmt string) (drop func()) {
 	return func() {
-		// Also after an interrupt: the table must not outlive the run.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := db.ExecContext(dctx, m.DropTableSQL()); err != nil {
+		if _, err := db.ExecContext(dctx, stmt); err != nil {
 			fmt.Fprintf(os.Stderr, "fleet: drop %s: %v\n", table, err)
 		}
 		db.Close()
-	}, nil
+	}
 }
 
 // createFenceTable makes the durable floor's table of one fence, and returns drop, which drops it.
@@ -316,15 +321,7 @@ func createFenceTable(ctx context.Context, driver, dsn, table string) (drop func
 	if err != nil {
 		return nil, err
 	}
-	drop = func() {
-		// Also after an interrupt or a failed INSERT: the table must not outlive the run.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := db.ExecContext(dctx, `DROP TABLE IF EXISTS "`+table+`"`); err != nil {
-			fmt.Fprintf(os.Stderr, "fleet: drop %s: %v\n", table, err)
-		}
-		db.Close()
-	}
+	drop = dropper(ctx, db, table, `DROP TABLE IF EXISTS "`+table+`"`)
 	if _, err := db.ExecContext(ctx, `CREATE TABLE "`+table+`" (k int PRIMARY KEY, fence bigint NOT NULL)`); err != nil {
 		db.Close()
 		return nil, err
