@@ -128,3 +128,35 @@ func TestRound(t *testing.T) {
 		}
 	}
 }
+
+// TestAsynchronous checks that the bound's DSN turns off waiting for the disk, and that the check refuses a
+// session that waits.
+func TestAsynchronous(t *testing.T) {
+	dsn := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	reachable(t, "pgx", dsn)
+	for _, c := range []struct {
+		dsn   string
+		async bool
+	}{{dsn, false}, {withRuntimeParam(dsn, "synchronous_commit", "off"), true}} {
+		db, err := sql.Open("pgx", c.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := asynchronous(t.Context(), db); (err == nil) != c.async {
+			t.Errorf("%s: asynchronous = %v, want an error: %t", c.dsn, err, !c.async)
+		}
+	}
+}
+
+func TestWithRuntimeParam(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u@h/db":               "postgres://u@h/db?synchronous_commit=off",
+		"postgresql://u@h/db?sslmode=off": "postgresql://u@h/db?sslmode=off&synchronous_commit=off",
+		"host=h user=u dbname=db":         "host=h user=u dbname=db synchronous_commit=off",
+	} {
+		if got := withRuntimeParam(in, "synchronous_commit", "off"); got != want {
+			t.Errorf("withRuntimeParam(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,7 +5,8 @@
 //   - contention: -workers processes loop on one key for -duration (wait, hold -hold, release), under
 //     distrlock on PostgreSQL (pgx; with -notify also with a pgnotify listener per process) and MariaDB
 //     (both DSNs) and under each database's own lock as the floor (pg_advisory_lock, GET_LOCK), in the
-//     same run;
+//     same run; on PostgreSQL also a durable floor (the advisory lock plus one durable UPDATE of a fence)
+//     and, with -notify, a bound: distrlock with push in sessions whose commits do not wait for the disk;
 //   - load: what one waiting process adds to the server while another process holds the lock with the
 //     library's heartbeat: counters over -load-duration with the holder alone, then with a waiter doing
 //     each of the -waiter-action list in turn (AcquireWait, an election standby).
@@ -133,6 +134,9 @@ type mode struct {
 	driver, dsn    string
 	dialect        distrlock.Dialect // distrlock only
 	notify         bool              // distrlock on PostgreSQL only: a pgnotify listener per worker
+	// async, distrlock on PostgreSQL only: no commit of the workers waits for the disk. Not crash-safe:
+	// the limit of any design whose durable write is made before the release.
+	async bool
 }
 
 func (m mode) floor() bool { return m.lock != "distrlock" }
@@ -142,13 +146,15 @@ func (m mode) fenced() bool { return m.lock == "distrlock" || m.lock == "pg-advi
 
 func modes(c config) []mode {
 	ms := []mode{
-		{"PostgreSQL", "floor: pg_advisory_lock on a *sql.Conn", "pg-advisory", "pgx", c.pg, "", false},
-		{"PostgreSQL", "durable floor: pg_advisory_lock, then a fence by one durable UPDATE", "pg-advisory-fence", "pgx", c.pg, "", false},
-		{"PostgreSQL", "distrlock AcquireWait (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, false},
-		{"PostgreSQL", "distrlock AcquireWait + pgnotify (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, true},
-		{"MariaDB", "floor: GET_LOCK on a *sql.Conn", "mariadb-getlock", "mysql", c.my, "", false},
-		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB, false},
-		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB, false},
+		{"PostgreSQL", "floor: pg_advisory_lock on a *sql.Conn", "pg-advisory", "pgx", c.pg, "", false, false},
+		{"PostgreSQL", "durable floor: pg_advisory_lock, then a fence by one durable UPDATE", "pg-advisory-fence", "pgx", c.pg, "", false, false},
+		{"PostgreSQL", "distrlock AcquireWait (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, false, false},
+		{"PostgreSQL", "distrlock AcquireWait + pgnotify (pgx)", "distrlock", "pgx", c.pg, distrlock.DialectPgx, true, false},
+		{"PostgreSQL", "bound, not crash-safe: AcquireWait + pgnotify, synchronous_commit=off", "distrlock", "pgx",
+			withRuntimeParam(c.pg, "synchronous_commit", "off"), distrlock.DialectPgx, true, true},
+		{"MariaDB", "floor: GET_LOCK on a *sql.Conn", "mariadb-getlock", "mysql", c.my, "", false, false},
+		{"MariaDB", "distrlock AcquireWait (DialectMariaDB)", "distrlock", "mysql", c.my, distrlock.DialectMariaDB, false, false},
+		{"MariaDB", "distrlock AcquireWait, interpolateParams=true", "distrlock", "mysql", addParam(c.my, "interpolateParams=true"), distrlock.DialectMariaDB, false, false},
 	}
 	return slices.DeleteFunc(ms, func(m mode) bool {
 		return m.notify && !c.notify || !slices.Contains(c.databases, m.database)
@@ -196,6 +202,9 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 			md.database, md.name, s.acquisitions, s.perSec, 100*share, s.handedOver, ms(s.waitP50), ms(s.waitP99),
 			ms(s.waitMax), ms(s.gapP50), ms(s.releaseP50), ms(s.afterP50), ms(s.gapP99), s.overlaps, fences, ratios)
 	}
+	if slices.ContainsFunc(modes(c), func(m mode) bool { return m.async }) {
+		fmt.Fprintln(out, "\nThe bound runs distrlock with push in sessions whose commits do not wait for the disk (synchronous_commit=off): no durable commit lies between the release and the next holder, as in any design that made its durable write before the release. It is not crash-safe; it is the limit of such designs on this host.")
+	}
 	if len(commits) > 0 {
 		fmt.Fprintf(out, "\nThe durable floor's fence UPDATE alone, p50 (%s), is one durable commit after a hold: a hand-over that survives a crash makes at least one between the release and the next holder's work.\n", strings.Join(commits, ", "))
 	}
@@ -209,7 +218,7 @@ func runContention(ctx context.Context, c config, md mode, i int) (contentionSta
 	switch md.lock {
 	case "distrlock":
 		a.table, a.key = fmt.Sprintf("fleet_%s_%d", c.run, i), "contended"
-		a.notify = md.notify
+		a.notify, a.async = md.notify, md.async
 		drop, err := createTable(ctx, md.driver, md.dsn, md.dialect, a.table)
 		if err != nil {
 			return contentionStats{}, err
@@ -357,6 +366,15 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// withRuntimeParam returns a pgx DSN, a URL or keyword/value string, that also sets the session
+// parameter name to value (a word each).
+func withRuntimeParam(dsn, name, value string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return addParam(dsn, name+"="+value)
+	}
+	return dsn + " " + name + "=" + value
 }
 
 func addParam(dsn, p string) string {

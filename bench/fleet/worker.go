@@ -67,13 +67,14 @@ type workerArgs struct {
 	hold     time.Duration
 	ttl      time.Duration
 	notify   bool
+	async    bool // distrlock: the session's commits must not wait for the disk (the bound)
 }
 
 func (a workerArgs) list() []string {
 	return []string{"-worker", "-role", a.role, "-lock", a.lock, "-action", a.action, "-driver", a.driver,
 		"-dsn", a.dsn, "-dialect", a.dialect, "-table", a.table, "-key", a.key, "-id", fmt.Sprint(a.id),
 		"-duration", a.duration.String(), "-hold", a.hold.String(), "-ttl", a.ttl.String(),
-		fmt.Sprintf("-notify=%t", a.notify)}
+		fmt.Sprintf("-notify=%t", a.notify), fmt.Sprintf("-async=%t", a.async)}
 }
 
 // isWorker reports whether the program was started as a worker.
@@ -96,6 +97,7 @@ func workerMain(args []string) int {
 	fs.DurationVar(&a.hold, "hold", 0, "contend: how long to hold the lock each time")
 	fs.DurationVar(&a.ttl, "ttl", 0, "distrlock lease")
 	fs.BoolVar(&a.notify, "notify", false, "PostgreSQL: a pgnotify listener of this process wakes its waits, and its releases publish")
+	fs.BoolVar(&a.async, "async", false, "distrlock on PostgreSQL: check that the DSN turned synchronous_commit off")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -252,6 +254,11 @@ type contendLock struct {
 func (w *worker) contendLock(ctx context.Context, db *sql.DB) (*contendLock, error) {
 	switch w.args.lock {
 	case "distrlock":
+		if w.args.async {
+			if err := asynchronous(ctx, db); err != nil {
+				return nil, err
+			}
+		}
 		m, stop, err := w.manager(ctx)
 		if err != nil {
 			return nil, err
@@ -354,6 +361,18 @@ func durable(ctx context.Context, conn *sql.Conn, table string) error {
 	}
 	if fsync != "on" || syncCommit != "on" && syncCommit != "remote_write" && syncCommit != "remote_apply" && syncCommit != "local" {
 		return fmt.Errorf("durable floor: fsync is %s and synchronous_commit %s: its commits would not wait for the disk", fsync, syncCommit)
+	}
+	return nil
+}
+
+// asynchronous checks that the bound's sessions commit without waiting for the disk.
+func asynchronous(ctx context.Context, db *sql.DB) error {
+	var syncCommit string
+	if err := db.QueryRowContext(ctx, "SELECT current_setting('synchronous_commit')").Scan(&syncCommit); err != nil {
+		return err
+	}
+	if syncCommit != "off" {
+		return fmt.Errorf("bound: synchronous_commit is %s: its commits would wait for the disk", syncCommit)
 	}
 	return nil
 }
