@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/distrlock/distrlock"
 )
 
 // TestMain lets the test binary serve as the workers it starts: they re-execute it with -worker.
@@ -129,15 +131,16 @@ func TestRound(t *testing.T) {
 	}
 }
 
-// TestAsynchronous checks that the bound's DSN turns off waiting for the disk, and that the check refuses a
-// session that waits.
+// TestAsynchronous checks that the bound's DSN turns off waiting for the disk, that the check refuses a
+// session that waits, and that a bound worker given such a session refuses to run.
 func TestAsynchronous(t *testing.T) {
 	dsn := envOr("DISTRLOCK_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	reachable(t, "pgx", dsn)
+	durableDSN := withRuntimeParam(dsn, "synchronous_commit", "on")
 	for _, c := range []struct {
 		dsn   string
 		async bool
-	}{{dsn, false}, {withRuntimeParam(dsn, "synchronous_commit", "off"), true}} {
+	}{{durableDSN, false}, {withRuntimeParam(dsn, "synchronous_commit", "off"), true}} {
 		db, err := sql.Open("pgx", c.dsn)
 		if err != nil {
 			t.Fatal(err)
@@ -146,6 +149,12 @@ func TestAsynchronous(t *testing.T) {
 		if err := asynchronous(t.Context(), db); (err == nil) != c.async {
 			t.Errorf("%s: asynchronous = %v, want an error: %t", c.dsn, err, !c.async)
 		}
+	}
+	c := config{pg: dsn, workers: 1, duration: 100 * time.Millisecond, hold: time.Millisecond,
+		run: fmt.Sprintf("a%x", time.Now().UnixNano()&0xffffffffff)}
+	md := mode{"PostgreSQL", "bound on a durable session", "distrlock", "pgx", durableDSN, distrlock.DialectPgx, false, true}
+	if _, err := runContention(t.Context(), c, md, 0); err == nil {
+		t.Error("a bound worker ran on a session whose commits wait for the disk")
 	}
 }
 

@@ -135,7 +135,8 @@ type mode struct {
 	dialect        distrlock.Dialect // distrlock only
 	notify         bool              // distrlock on PostgreSQL only: a pgnotify listener per worker
 	// async, distrlock on PostgreSQL only: no commit of the workers waits for the disk. Not crash-safe:
-	// the limit of any design whose durable write is made before the release.
+	// the limit of a design whose durable write is made before the release and whose next holder still
+	// acquires after the notice.
 	async bool
 }
 
@@ -203,7 +204,7 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 			ms(s.waitMax), ms(s.gapP50), ms(s.releaseP50), ms(s.afterP50), ms(s.gapP99), s.overlaps, fences, ratios)
 	}
 	if slices.ContainsFunc(modes(c), func(m mode) bool { return m.async }) {
-		fmt.Fprintln(out, "\nThe bound runs distrlock with push in sessions whose commits do not wait for the disk (synchronous_commit=off): no durable commit lies between the release and the next holder, as in any design that made its durable write before the release. It is not crash-safe; it is the limit of such designs on this host.")
+		fmt.Fprintln(out, "\nThe bound runs distrlock with push in sessions whose commits do not wait for the disk (synchronous_commit=off): no durable commit lies between the release and the next holder, as in a design that made its durable write before the release and whose next holder still acquires after the notice. It is not crash-safe; it is the limit of such designs in this run.")
 	}
 	if len(commits) > 0 {
 		fmt.Fprintf(out, "\nThe durable floor's fence UPDATE alone, p50 (%s), is one durable commit after a hold: a hand-over that survives a crash makes at least one between the release and the next holder's work.\n", strings.Join(commits, ", "))

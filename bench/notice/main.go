@@ -1,9 +1,10 @@
-// Command notice measures the part of a push hand-over on PostgreSQL that no lock table can avoid: a
+// Command notice measures the part of a push hand-over on PostgreSQL that any NOTIFY-based hand-over pays: a
 // release, an UPDATE that commits without waiting for the disk and publishes with pg_notify, until its
 // notice reaches a listening process. One process releases every -idle, -count times; each of -listeners
-// other processes (each run, one line of the table) listens on its own connection and reports when the
+// other processes (each number, one line of the table) listens on its own connection and reports when the
 // notices arrived. A design in which the release itself handed the lock to the next waiter would still pay
-// this; every design today also sends the next holder's statement after it (bench/fleet measures that).
+// this; distrlock's waiter also sends its acquire after it (bench/fleet measures the whole hand-over, where
+// the releasing worker's own listener is one of the listening backends: 4 workers signal 4 of them).
 //
 // Run it as `cd bench && go run ./notice`; DISTRLOCK_POSTGRES_DSN names the database.
 package main
@@ -16,8 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,12 +30,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 3 && os.Args[1] == "-listen" {
-		if err := listen(os.Args[2], os.Args[3]); err != nil {
-			fmt.Fprintln(os.Stderr, "notice listener:", err)
-			os.Exit(1)
-		}
-		return
+	if isListener(os.Args) {
+		os.Exit(listenerMain())
 	}
 	var c config
 	fs := flag.NewFlagSet("notice", flag.ExitOnError)
@@ -40,15 +39,21 @@ func main() {
 	fs.IntVar(&c.count, "count", 1500, "releases per run")
 	fs.DurationVar(&c.idle, "idle", 5*time.Millisecond, "pause before each release, as a holder's hold")
 	_ = fs.Parse(os.Args[1:])
-	c.dsn = os.Getenv("DISTRLOCK_POSTGRES_DSN")
+	c.dsn = os.Getenv(dsnEnv)
 	if c.dsn == "" {
 		c.dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	}
-	if err := run(context.Background(), os.Stdout, c); err != nil {
+	// Ctrl-C ends the run through its context, so that the table is dropped.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, c); err != nil {
 		fmt.Fprintln(os.Stderr, "notice:", err)
 		os.Exit(1)
 	}
 }
+
+// dsnEnv names the database; listeners get it from their environment, not their command line, which ps shows.
+const dsnEnv = "DISTRLOCK_POSTGRES_DSN"
 
 type config struct {
 	dsn       string
@@ -65,6 +70,9 @@ type result struct {
 }
 
 func run(ctx context.Context, out io.Writer, c config) error {
+	if c.count < 1 || c.idle < 0 {
+		return fmt.Errorf("-count %d must be positive and -idle %v not negative", c.count, c.idle)
+	}
 	fmt.Fprintf(out, "# Release and notice on PostgreSQL: %d releases, each after %v idle\n\n", c.count, c.idle)
 	fmt.Fprintln(out, "| listening processes | release p50 | release start → notice in each listening process, p50 |")
 	fmt.Fprintln(out, "|---|---|---|")
@@ -86,9 +94,10 @@ func run(ctx context.Context, out io.Writer, c config) error {
 	return nil
 }
 
-// measure runs n listening processes and the releases.
+// measure runs n listening processes and the releases. It gives up, killing the listeners, when the run takes
+// far longer than its releases should: a listener that never got ready or never got the last notice.
 func measure(ctx context.Context, c config, n int) (result, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(c.count)*(c.idle+20*time.Millisecond))
 	defer cancel() // kills any listener left
 	conn, err := pgx.Connect(ctx, c.dsn)
 	if err != nil {
@@ -100,7 +109,13 @@ func measure(ctx context.Context, c config, n int) (result, error) {
 	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (k int PRIMARY KEY, v bigint NOT NULL); INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
 		return result{}, err
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "DROP TABLE "+table)
+	defer func() {
+		dropCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(dropCtx, "DROP TABLE "+table); err != nil {
+			fmt.Fprintf(os.Stderr, "notice: drop table %s: %v\n", table, err)
+		}
+	}()
 
 	self, err := os.Executable()
 	if err != nil {
@@ -119,7 +134,8 @@ func measure(ctx context.Context, c config, n int) (result, error) {
 		}
 	}()
 	for range n {
-		cmd := exec.CommandContext(ctx, self, "-listen", c.dsn, name)
+		cmd := exec.CommandContext(ctx, self, listenArg, name)
+		cmd.Env = append(os.Environ(), dsnEnv+"="+c.dsn)
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -135,7 +151,7 @@ func measure(ctx context.Context, c config, n int) (result, error) {
 		l := listener{cmd, bufio.NewScanner(stdout), stdin}
 		ls = append(ls, l)
 		if !l.out.Scan() || l.out.Text() != "ready" {
-			return result{}, errors.New("a listener did not start")
+			return result{}, errors.Join(errors.New("a listener did not start"), ctx.Err())
 		}
 	}
 
@@ -155,11 +171,11 @@ func measure(ctx context.Context, c config, n int) (result, error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_notify($1, 'end')", name); err != nil {
 		return result{}, err
 	}
-	r := result{release: p50(times)}
+	r := result{release: percentile(times, 0.5)}
 	for _, l := range ls {
 		var rep report
 		if !l.out.Scan() {
-			return result{}, errors.New("a listener ended without its report")
+			return result{}, errors.Join(errors.New("a listener ended without its report"), ctx.Err())
 		}
 		if err := json.Unmarshal(l.out.Bytes(), &rep); err != nil {
 			return result{}, err
@@ -178,15 +194,31 @@ type report struct {
 	P50      int64 `json:"p50"` // nanoseconds from a release's start to its notice's arrival
 }
 
-// listen listens on channel until its "end" notice, then prints its report. It gives up when its stdin
-// ends: the parent is gone.
-func listen(dsn, channel string) error {
+// listenArg, as the first argument, makes the program a listener of the channel in the second.
+const listenArg = "-listen"
+
+func isListener(args []string) bool { return len(args) == 3 && args[1] == listenArg }
+
+// listenerMain runs a listener and returns its exit code.
+func listenerMain() int {
+	// The goroutine that watches stdin is the exception to every goroutine being waited for: it ends with
+	// the process, which exits when the parent is gone and stdin ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
+	if err := listen(ctx, os.Getenv(dsnEnv), os.Args[2]); err != nil {
+		fmt.Fprintln(os.Stderr, "notice listener:", err)
+		return 1
+	}
+	return 0
+}
+
+// listen listens on channel until its "end" notice, then prints its report. The payloads, the releases'
+// start times, must grow: a notice out of order or twice is an error.
+func listen(ctx context.Context, dsn, channel string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
@@ -197,6 +229,7 @@ func listen(dsn, channel string) error {
 	}
 	fmt.Println("ready")
 	var ds []time.Duration
+	var last int64
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -210,9 +243,13 @@ func listen(dsn, channel string) error {
 		if err != nil {
 			return err
 		}
+		if sent <= last {
+			return fmt.Errorf("notice of a release started at %d after one started at %d", sent, last)
+		}
+		last = sent
 		ds = append(ds, time.Duration(arrived-sent))
 	}
-	b, err := json.Marshal(report{Received: len(ds), P50: int64(p50(ds))})
+	b, err := json.Marshal(report{Received: len(ds), P50: int64(percentile(ds, 0.5))})
 	if err != nil {
 		return err
 	}
@@ -220,13 +257,15 @@ func listen(dsn, channel string) error {
 	return nil
 }
 
-func p50(ds []time.Duration) time.Duration {
+// percentile is the nearest-rank p-quantile of ds, or 0 for none, as bench/fleet computes it.
+func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	i := int(math.Ceil(p*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -12,11 +13,8 @@ import (
 
 // TestMain lets the test binary serve as the listening processes, as the command does.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 3 && os.Args[1] == "-listen" {
-		if err := listen(os.Args[2], os.Args[3]); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if isListener(os.Args) {
+		os.Exit(listenerMain())
 	}
 	os.Exit(m.Run())
 }
@@ -25,7 +23,7 @@ func TestMain(m *testing.M) {
 // every notice (measure fails otherwise) and that the times are plausible: the notice arrives after the
 // release started, within a second.
 func TestNoticeSmoke(t *testing.T) {
-	c := config{dsn: os.Getenv("DISTRLOCK_POSTGRES_DSN"), listeners: "2", count: 30, idle: time.Millisecond}
+	c := config{dsn: os.Getenv(dsnEnv), listeners: "2", count: 30, idle: time.Millisecond}
 	if c.dsn == "" {
 		c.dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	}
@@ -55,5 +53,10 @@ func TestNoticeSmoke(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "| 2 | ") {
 		t.Errorf("no row for 2 listeners:\n%s", out.String())
+	}
+	for _, bad := range []config{{dsn: c.dsn, listeners: "1", count: 0}, {dsn: c.dsn, listeners: "1", count: 1, idle: -1}, {dsn: c.dsn, listeners: "0", count: 1}} {
+		if err := run(t.Context(), io.Discard, bad); err == nil {
+			t.Errorf("run(%+v) = nil, want an error", bad)
+		}
 	}
 }
