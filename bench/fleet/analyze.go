@@ -2,9 +2,10 @@ package main
 
 import (
 	"cmp"
-	"math"
 	"slices"
 	"time"
+
+	"github.com/distrlock/distrlock/bench/internal/quantile"
 )
 
 // contentionStats is what the parent computes from the acquisitions of one mode's workers.
@@ -79,12 +80,4 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 }
 
 // percentile is the nearest-rank p-quantile of ds, or 0 for none.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	i := int(math.Ceil(p*float64(len(ds)))) - 1
-	return ds[max(i, 0)]
-}
+func percentile(ds []time.Duration, p float64) time.Duration { return quantile.Nearest(ds, p) }

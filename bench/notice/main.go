@@ -17,15 +17,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/distrlock/distrlock/bench/internal/quantile"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -257,15 +256,7 @@ func listen(ctx context.Context, dsn, channel string) error {
 	return nil
 }
 
-// percentile is the nearest-rank p-quantile of ds, or 0 for none, as bench/fleet computes it.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	i := int(math.Ceil(p*float64(len(ds)))) - 1
-	return ds[max(i, 0)]
-}
+// percentile is the nearest-rank p-quantile of ds, or 0 for none.
+func percentile(ds []time.Duration, p float64) time.Duration { return quantile.Nearest(ds, p) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
