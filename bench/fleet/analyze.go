@@ -72,12 +72,9 @@ func analyze(acqs []acquisition, fenced bool) contentionStats {
 	if span := time.Duration(last - first); span > 0 {
 		s.perSec = float64(len(acqs)) / span.Seconds()
 	}
-	s.waitP50, s.waitP99, s.waitMax = percentile(waits, 0.50), percentile(waits, 0.99), slices.Max(waits)
-	s.gapP50, s.gapP99 = percentile(gaps, 0.50), percentile(gaps, 0.99)
-	s.releaseP50, s.afterP50 = percentile(releases, 0.50), percentile(afters, 0.50)
-	s.commitP50 = percentile(commits, 0.50)
+	s.waitP50, s.waitP99, s.waitMax = quantile.Nearest(waits, 0.50), quantile.Nearest(waits, 0.99), slices.Max(waits)
+	s.gapP50, s.gapP99 = quantile.Nearest(gaps, 0.50), quantile.Nearest(gaps, 0.99)
+	s.releaseP50, s.afterP50 = quantile.Nearest(releases, 0.50), quantile.Nearest(afters, 0.50)
+	s.commitP50 = quantile.Nearest(commits, 0.50)
 	return s
 }
-
-// percentile is the nearest-rank p-quantile of ds, or 0 for none.
-func percentile(ds []time.Duration, p float64) time.Duration { return quantile.Nearest(ds, p) }

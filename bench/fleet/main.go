@@ -170,7 +170,8 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 	floors := map[string]contentionStats{}
 	var commits []string // the durable floors' commit times, printed under the table
 	var errs []error
-	for i, md := range modes(c) {
+	all := modes(c)
+	for i, md := range all {
 		if ctx.Err() != nil {
 			break
 		}
@@ -203,7 +204,7 @@ func contentionTable(ctx context.Context, out io.Writer, c config) error {
 			md.database, md.name, s.acquisitions, s.perSec, 100*share, s.handedOver, ms(s.waitP50), ms(s.waitP99),
 			ms(s.waitMax), ms(s.gapP50), ms(s.releaseP50), ms(s.afterP50), ms(s.gapP99), s.overlaps, fences, ratios)
 	}
-	if slices.ContainsFunc(modes(c), func(m mode) bool { return m.async }) {
+	if slices.ContainsFunc(all, func(m mode) bool { return m.async }) {
 		fmt.Fprintln(out, "\nThe bound runs distrlock with push in sessions whose commits do not wait for the disk (synchronous_commit=off): no durable commit lies between the release and the next holder, as in a design that made its durable write before the release and whose next holder still acquires after the notice. It is not crash-safe; it is the limit of such designs in this run.")
 	}
 	if len(commits) > 0 {

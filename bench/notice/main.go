@@ -170,7 +170,7 @@ func measure(ctx context.Context, c config, n int) (result, error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_notify($1, 'end')", name); err != nil {
 		return result{}, err
 	}
-	r := result{release: percentile(times, 0.5)}
+	r := result{release: quantile.Nearest(times, 0.5)}
 	for _, l := range ls {
 		var rep report
 		if !l.out.Scan() {
@@ -248,15 +248,12 @@ func listen(ctx context.Context, dsn, channel string) error {
 		last = sent
 		ds = append(ds, time.Duration(arrived-sent))
 	}
-	b, err := json.Marshal(report{Received: len(ds), P50: int64(percentile(ds, 0.5))})
+	b, err := json.Marshal(report{Received: len(ds), P50: int64(quantile.Nearest(ds, 0.5))})
 	if err != nil {
 		return err
 	}
 	fmt.Println(string(b))
 	return nil
 }
-
-// percentile is the nearest-rank p-quantile of ds, or 0 for none.
-func percentile(ds []time.Duration, p float64) time.Duration { return quantile.Nearest(ds, p) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
