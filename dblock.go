@@ -328,8 +328,9 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 	var released bool
 	if m.notifier != nil {
 		// The same UPDATE, which also publishes the key to the waiters of other processes, if any.
+		var queued bool
 		err := retryConflicts(ctx, exec, func() error {
-			return exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel(), l.announce)...).Scan(new(sql.NullString))
+			return exec.QueryRowContext(ctx, m.q.releaseNotify, append(args, m.notifier.Channel(), l.announce)...).Scan(new(sql.NullString), &queued)
 		})
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -337,6 +338,9 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 			return classified(withContext(ctx, err), classify(err))
 		default:
 			released = true
+			if queued {
+				m.waiters.handOver(l.Key, time.Now().Add(m.backoffMin))
+			}
 		}
 	} else {
 		var res sql.Result

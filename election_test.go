@@ -56,9 +56,9 @@ func (f *electionFixture) expectGet(term int64, value string, left time.Duration
 // manager with a notifier, the release that notifies.
 func (f *electionFixture) expectRelease(n int64) {
 	if f.m.notifier != nil {
-		rows := sqlmock.NewRows([]string{"lock_key"})
+		rows := sqlmock.NewRows([]string{"notified", "queued"})
 		if n == 1 {
-			rows.AddRow("leader")
+			rows.AddRow("", false)
 		}
 		f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs("leader", sqlmock.AnyArg(), int64(0), true, f.m.notifier.Channel(), true).WillReturnRows(rows)
 		return
@@ -762,7 +762,7 @@ func TestReleaseWithTokenPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mock.ExpectQuery(m.q.releaseNotify).WithArgs("leader", "tok", int64(0), true, n.Channel(), true).
-		WillReturnRows(sqlmock.NewRows([]string{"notified"}).AddRow(""))
+		WillReturnRows(sqlmock.NewRows([]string{"notified", "queued"}).AddRow("", false))
 	if err := m.ReleaseWithToken(t.Context(), db, "leader", "tok"); err != nil {
 		t.Fatal(err)
 	}

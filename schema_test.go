@@ -200,7 +200,7 @@ func unitRecordStatements(t *testing.T, d Dialect, table string) map[string]unit
 			t.Fatal(err)
 		}
 		unitExpectAcquire(t, mock, d, table)
-		mock.ExpectQuery(unitQuery(t, d, "release_notify", table)).WillReturnRows(sqlmock.NewRows([]string{"lock_key"}).AddRow(unitRecKey))
+		mock.ExpectQuery(unitQuery(t, d, "release_notify", table)).WillReturnRows(sqlmock.NewRows([]string{"notified", "queued"}).AddRow(nil, false))
 		nl, err := nm.NewLock(ctx, rec, unitRecKey)
 		if err != nil {
 			t.Fatal(err)

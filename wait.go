@@ -37,7 +37,10 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
 // Notifier, until a release notice or the lease's end. A release through this manager ends a sleep at once
 // and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
-// others before it reads after a short pause.
+// others before it reads after a short pause. A wait that starts within backoffMin of a release through this
+// manager that freed the lock for queued tickets first sleeps out that moment, then takes a ticket without an
+// attempt: the next waiter of another process is taking the lock, and an attempt and a ticket sent now would
+// only reach the key's row at the same time and slow it.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
@@ -92,6 +95,20 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 		}
 		return l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
 	}
+	// A release of this manager has just freed the lock for waiters queued in other processes: an attempt
+	// now would be refused, and it and the ticket that follows would reach the key's row while the next
+	// waiter takes it. Let that waiter go first, then queue without an attempt.
+	stepAside := false
+	if d := m.waiters.stepAside(l.Key, time.Now()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return time.Time{}, waitCancelled(op, l.Key, ctx)
+		}
+		stepAside = true
+	}
 	contended := false  // an attempt was refused: the wait is for another holder
 	woken := false      // a release ended the last sleep: attempt without reading first
 	var transient error // the last step's error that proved it changed nothing
@@ -122,9 +139,9 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 					out = refused
 				}
 			}
-		} else if !contended && m.waiters.queued(l.Key) {
-			// Others of this manager wait for the key with tickets: an attempt without one would be
-			// refused, so queue at once.
+		} else if !contended && (stepAside || m.waiters.queued(l.Key)) {
+			// Others of this manager wait for the key with tickets, or this manager just freed it for
+			// others': an attempt without one would be refused, so queue at once.
 			out = refused
 		} else {
 			out, err = attempt()
@@ -362,6 +379,11 @@ func waitCancelled(op, key string, ctx context.Context) error {
 type waitRoom struct {
 	mu   sync.Mutex
 	keys map[string][]*waiter // per key, in the order they entered
+
+	// handed holds, per key, until when a new wait of this manager lets the queued waiters of other
+	// processes take the lock its release just freed for them; sweepAt is the size that next sweeps it.
+	handed  map[string]time.Time
+	sweepAt int
 }
 
 type waiter struct {
@@ -430,4 +452,42 @@ func (r *waitRoom) queued(key string) bool {
 		}
 	}
 	return false
+}
+
+// handOver records that a release freed key for waiters queued in other processes, so that a wait of this
+// manager that starts before until steps aside (see stepAside).
+func (r *waitRoom) handOver(key string, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.handed == nil {
+		r.handed = make(map[string]time.Time)
+	}
+	if len(r.handed) >= r.sweepAt {
+		// Entries live for a moment: sweeping when the map has doubled keeps it to the keys handed over
+		// in the last moment, at a constant cost per entry.
+		now := time.Now()
+		for k, t := range r.handed {
+			if !now.Before(t) {
+				delete(r.handed, k)
+			}
+		}
+		r.sweepAt = max(2*len(r.handed), 16)
+	}
+	r.handed[key] = until
+}
+
+// stepAside returns how long a wait for key that starts now should let other processes' waiters take the
+// lock first: until the instant handOver recorded, or 0 when none is pending.
+func (r *waitRoom) stepAside(key string, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.handed[key]
+	if !ok {
+		return 0
+	}
+	if d := until.Sub(now); d > 0 {
+		return d
+	}
+	delete(r.handed, key)
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -311,4 +312,71 @@ func TestAcquireWaitBackoffResets(t *testing.T) {
 			t.Errorf("took the lock after %v, want 9 to 18 ms", took)
 		}
 	})
+}
+
+// TestAcquireWaitStepsAside: a wait that follows its manager's release of a lock queued waiters of other
+// processes were freed for lets them take it first: it sleeps the minimum backoff, then queues without an
+// attempt; after a release that freed it for nobody it attempts at once.
+func TestAcquireWaitStepsAside(t *testing.T) {
+	for _, queued := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			n := &fakeNotifier{}
+			f := newUnitFixtureWith(t, DialectPgx, "", WithNotifier(n), WithWaitBackoff(4*time.Millisecond, 50*time.Millisecond))
+			f.hold()
+			f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs(unitKey, unitHeldToken, int64(0), true, n.Channel(), false).
+				WillReturnRows(sqlmock.NewRows([]string{"notified", "queued"}).AddRow(nil, queued))
+			if err := f.lock.Release(context.Background(), f.db); err != nil {
+				t.Fatal(err)
+			}
+			next, err := f.m.NewLock(context.Background(), f.db, unitKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if queued {
+				f.expectEnqueue(7)
+				f.mock.ExpectQuery(unitQuery(t, DialectPgx, "peek", "")).WithArgs(unitKey).
+					WillReturnRows(unitPeekRows("", nil, int64(10), nil, 6, 7))
+				f.expectAcquireTicket(&unitToken{}, time.Minute, 7).granted(5)
+			} else {
+				f.expectAcquire(&unitToken{}, time.Minute).granted(4)
+			}
+			start := time.Now()
+			if err := next.AcquireWait(context.Background(), f.db, time.Minute, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			switch {
+			case queued && took < 4*time.Millisecond:
+				t.Errorf("after a release to queued waiters, took the lock after %v, want at least the minimum backoff, 4 ms", took)
+			case !queued && took != 0:
+				t.Errorf("after a release to nobody, took the lock after %v, want at once", took)
+			}
+			if err := f.mock.ExpectationsWereMet(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestWaitRoomHandOverSweeps: the hand-overs a manager records expire at their instant, and recording
+// them keeps the map to those of the last moment.
+func TestWaitRoomHandOverSweeps(t *testing.T) {
+	var r waitRoom
+	now := time.Now()
+	r.handOver("a", now.Add(time.Hour))
+	if d := r.stepAside("a", now); d != time.Hour {
+		t.Errorf("stepAside before the instant = %v, want 1h", d)
+	}
+	if d := r.stepAside("a", now.Add(2*time.Hour)); d != 0 {
+		t.Errorf("stepAside after the instant = %v, want 0", d)
+	}
+	if d := r.stepAside("b", now); d != 0 {
+		t.Errorf("stepAside of a key never handed over = %v, want 0", d)
+	}
+	for i := range 1000 {
+		r.handOver(strconv.Itoa(i), now.Add(-time.Second)) // each expired when the next is recorded
+	}
+	if len(r.handed) > 32 {
+		t.Errorf("after 1000 expired hand-overs the room keeps %d, want at most 32", len(r.handed))
+	}
 }
