@@ -284,18 +284,23 @@ func (f *unitFixture) expectAcquireInTx(token any, ttl time.Duration) unitAcquir
 	return unitAcquire{e: f.mock.ExpectExec(f.query("acquire_in_tx")).WithArgs(args...)}
 }
 
-// expectEnqueue expects a waiter to take its ticket in the key's queue, and hands it ticket.
+// expectEnqueue expects a waiter to take its ticket in the key's queue, and hands it ticket; 0 answers
+// as the database does when the key has no row.
 func (f *unitFixture) expectEnqueue(ticket int64) {
 	query := f.query("enqueue")
 	if unitIsMySQL(f.d) {
-		f.mock.ExpectExec(query).WithArgs(unitKey).WillReturnResult(sqlmock.NewResult(ticket, 1))
+		f.mock.ExpectExec(query).WithArgs(unitKey).WillReturnResult(sqlmock.NewResult(ticket, min(ticket, 1)))
 		return
 	}
 	args := []driver.Value{unitKey, true}
 	if f.d == DialectSQLite {
 		args = args[:1]
 	}
-	f.mock.ExpectQuery(query).WithArgs(args...).WillReturnRows(sqlmock.NewRows([]string{"queue_tail"}).AddRow(ticket))
+	rows := sqlmock.NewRows([]string{"queue_tail"})
+	if ticket > 0 {
+		rows.AddRow(ticket)
+	}
+	f.mock.ExpectQuery(query).WithArgs(args...).WillReturnRows(rows)
 }
 
 // unitPeekRows is a waiter's read of the key's row: the token, the lease left, how long it has been free

@@ -162,7 +162,8 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 				// A wait that has run out takes no ticket: it would only have to give it back. A ticket
 				// that the queue's head passed when it emptied the queue (a caller without one took the
 				// lock) is renewed, or the releaser's attempts would take the lock before this waiter's
-				// turn; a failed renewal is not tried again.
+				// turn; a failed renewal is not tried again. A wait without a ticket takes one at its next
+				// refusal (see enqueue).
 				w.passed = false
 				w.enqueue(ctx)
 			}
@@ -238,13 +239,15 @@ type waitState struct {
 	exec          SQLExecutor
 	grace         time.Duration
 	ticket        int64 // 0 until enqueued
-	enqueueFailed bool  // a ticket could not be taken: wait without one, or with the passed one
+	enqueueFailed bool  // a ticket could not be taken enqueueTries times: wait without one, or with the passed one
+	enqueueErrors int   // failed attempts to take a ticket, besides those that found no row
 	ahead         int64 // tickets before this one at the last read
 	passed        bool  // the last read found the queue emptied past this ticket by another caller
 }
 
 // enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
-// queue; so a failure here only costs the waiter its place.
+// queue, and takes a ticket at its next refusal, up to enqueueTries failures: a caller without a ticket
+// lets every queued ticket go first, so a fleet that keeps queueing would keep it waiting.
 func (w *waitState) enqueue(ctx context.Context) {
 	m := w.lock.manager
 	var ticket int64
@@ -253,11 +256,20 @@ func (w *waitState) enqueue(ctx context.Context) {
 		return err
 	})
 	if err != nil {
-		w.enqueueFailed = true
+		// No row: the key's first acquires all failed (MySQL's deadlock between first inserts, which
+		// counts as contention), so there is no queue yet; the next refusal finds the row, which the
+		// waiter's own attempt creates if nobody else's does.
+		if !errors.Is(err, sql.ErrNoRows) {
+			w.enqueueErrors++
+			w.enqueueFailed = w.enqueueErrors >= enqueueTries
+		}
 		return
 	}
 	w.ticket = ticket
 }
+
+// enqueueTries bounds how many times a wait tries to take a ticket when the statement fails.
+const enqueueTries = 3
 
 // dequeueTimeout bounds the statement by which a waiter that gives up leaves the queue.
 const dequeueTimeout = time.Second

@@ -207,27 +207,39 @@ func TestAcquireWaitBacksOffFailures(t *testing.T) {
 	})
 }
 
-// TestAcquireWaitRenewsPassedTicket: a waiter whose ticket the queue's head has passed (a caller without
-// a ticket took the lock meanwhile) takes a new one, so that it gets its turn again (and a notice with it).
-func TestAcquireWaitRenewsPassedTicket(t *testing.T) {
+// TestAcquireWaitTakesTicketAgain: a waiter whose ticket the queue's head has passed (a caller without a
+// ticket took the lock meanwhile) takes a new one, so that it gets its turn again (and a notice with it);
+// so does one whose ticket found no row (the key's first acquires all failed, as MySQL's first inserts can
+// in a deadlock), rather than wait behind every ticket queued after it.
+func TestAcquireWaitTakesTicketAgain(t *testing.T) {
+	cases := []struct {
+		name       string
+		first      int64 // the first ticket; 0: no row
+		head, tail int64 // the queue at the read after it
+	}{
+		{"passed", 7, 7, 7},
+		{"no row", 0, 6, 7},
+	}
 	for _, d := range unitDialects {
-		t.Run(string(d), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				f := newUnitFixture(t, d, "")
-				peek := unitQuery(t, d, "peek", "")
-				f.expectAcquire(&unitToken{}, time.Minute).refused()
-				f.expectEnqueue(7)
-				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", int64(5000), nil, int64(1000), 7, 7))
-				f.expectEnqueue(8)
-				f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 7, 8))
-				tok := &unitToken{}
-				f.expectAcquireTicket(tok, time.Minute, 8).granted(9)
-				if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
-					t.Fatal(err)
-				}
-				f.wantState(tok.got, 9, time.Minute)
+		for _, c := range cases {
+			t.Run(string(d)+"/"+c.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					f := newUnitFixture(t, d, "")
+					peek := unitQuery(t, d, "peek", "")
+					f.expectAcquire(&unitToken{}, time.Minute).refused()
+					f.expectEnqueue(c.first)
+					f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", int64(5000), nil, int64(1000), c.head, c.tail))
+					f.expectEnqueue(8)
+					f.mock.ExpectQuery(peek).WithArgs(unitKey).WillReturnRows(unitPeekRows("other", nil, int64(10), nil, 7, 8))
+					tok := &unitToken{}
+					f.expectAcquireTicket(tok, time.Minute, 8).granted(9)
+					if err := f.lock.AcquireWait(context.Background(), f.db, time.Minute, time.Second); err != nil {
+						t.Fatal(err)
+					}
+					f.wantState(tok.got, 9, time.Minute)
+				})
 			})
-		})
+		}
 	}
 }
 
