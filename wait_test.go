@@ -3,6 +3,7 @@ package distrlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -328,17 +329,19 @@ func TestAcquireWaitBackoffResets(t *testing.T) {
 
 // TestAcquireWaitStepsAside: a wait that follows its manager's release of a lock queued waiters of other
 // processes were freed for lets them take it first: it sleeps the minimum backoff, then queues without an
-// attempt; after a release that freed it for nobody it attempts at once, and so does one whose maxWait
-// ends before the moment does.
+// attempt; after a release that freed it for nobody it attempts at once, and so do one whose maxWait ends
+// before the moment does and one with a static token (WithToken), which takes back the lock it released.
 func TestAcquireWaitStepsAside(t *testing.T) {
 	cases := []struct {
 		name    string
 		queued  bool          // the release freed the lock for queued tickets
 		maxWait time.Duration // of the wait after it
+		static  string        // the wait's token, if static
 	}{
-		{"after a release to queued tickets", true, time.Minute},
-		{"after a release to nobody", false, time.Minute},
-		{"maxWait shorter than the moment", true, time.Millisecond},
+		{"after a release to queued tickets", true, time.Minute, ""},
+		{"after a release to nobody", false, time.Minute, ""},
+		{"maxWait shorter than the moment", true, time.Millisecond, ""},
+		{"static token", true, time.Minute, unitHeldToken},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -360,6 +363,8 @@ func TestAcquireWaitStepsAside(t *testing.T) {
 				case c.maxWait < 4*time.Millisecond:
 					f.expectAcquire(&unitToken{}, time.Minute).refused()
 					lo, hi = c.maxWait, c.maxWait
+				case c.static != "":
+					f.expectAcquire(c.static, time.Minute).granted(4)
 				case c.queued:
 					// 4 ms aside, the ticket, 2 to 4 ms before the read, the attempt.
 					f.expectEnqueue(7)
@@ -371,7 +376,7 @@ func TestAcquireWaitStepsAside(t *testing.T) {
 					f.expectAcquire(&unitToken{}, time.Minute).granted(4)
 				}
 				start := time.Now()
-				err = next.AcquireWait(context.Background(), f.db, time.Minute, c.maxWait)
+				_, err = next.acquireWait(context.Background(), f.db, "acquire wait", c.static, time.Minute, c.maxWait)
 				took := time.Since(start)
 				if c.maxWait < 4*time.Millisecond {
 					if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, ErrLockAlreadyAcquired) {
@@ -411,5 +416,31 @@ func TestWaitRoomHandOverSweeps(t *testing.T) {
 	}
 	if len(r.handed) > 32 {
 		t.Errorf("after 1000 expired hand-overs the room keeps %d, want at most 32", len(r.handed))
+	}
+}
+
+// TestEnqueueRetriesSpacedOut: a wait whose ticket keeps failing tries again at the next refusal, then 2,
+// 4, 8, … refusals later, and never gives up; a ticket taken ends the spacing.
+func TestEnqueueRetriesSpacedOut(t *testing.T) {
+	f := newUnitFixture(t, DialectMariaDB, "")
+	w := waitState{lock: &f.lock, exec: f.db}
+	var sent []int
+	for refusal := range 20 {
+		if w.ticket != 0 || !w.enqueueDue() {
+			continue
+		}
+		sent = append(sent, refusal)
+		if refusal < 15 {
+			f.mock.ExpectExec(f.query("enqueue")).WithArgs(unitKey).WillReturnError(errors.New("boom"))
+		} else {
+			f.expectEnqueue(7)
+		}
+		w.enqueue(context.Background())
+	}
+	if fmt.Sprint(sent) != "[0 1 3 7 15]" || w.ticket != 7 || !w.enqueueDue() {
+		t.Errorf("tickets sent at refusals %v, ticket %d; want [0 1 3 7 15], ticket 7 and no spacing after it", sent, w.ticket)
+	}
+	if err := f.mock.ExpectationsWereMet(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,4 +1,5 @@
--- A waiter's ticket in the key's queue, taken once per wait after a refused attempt (see acquire.sql).
+-- A waiter's ticket in the key's queue, taken once per wait after a refused attempt or a release that
+-- freed the lock for queued tickets (see acquire.sql and wait.go); again only if it failed or was passed.
 -- Parameters: key. LAST_INSERT_ID(…) hands the ticket back in the OK packet.
 UPDATE `my_locks`
 SET queue_tail = LAST_INSERT_ID(queue_tail + 1)
