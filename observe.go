@@ -109,7 +109,8 @@ func (k EventKind) String() string {
 //     [ErrLockAlreadyAcquired] when held by another); Duration is the statement's latency.
 //   - EventWaitStarted: Attempts counts the acquire statements sent so far: 1, or 0 when waiters of the
 //     same manager were queued already or its release had just freed the lock for queued waiters.
-//   - EventWaitEnded: Err as the wait returns it; Duration since the wait began (its first attempt);
+//   - EventWaitEnded: Err as the wait returns it; Duration since the wait began (its first attempt, or
+//     the pause before it after a release of its manager, see docs/design.md);
 //     Attempts counts the acquire statements of the whole wait; Fence and Owner when taken.
 //   - EventExtend: Fence, Owner; Err nil when extended; Shared when the heartbeat's statement extended other
 //     locks too; Duration is the statement's latency.

@@ -39,8 +39,8 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
 // others before it reads after a short pause. A wait without a static token that starts within backoffMin of
 // a release through this manager (not in a *sql.Tx, with a listening Notifier) that freed the lock for
-// queued tickets first sleeps out that moment, then takes a ticket without an attempt (if maxWait ends
-// first, it makes its one attempt): the next waiter of another process is taking the lock, and an attempt
+// queued tickets first sleeps out that moment, then takes a ticket without an attempt (one that would run
+// out by then attempts at once): the next waiter of another process is taking the lock, and an attempt
 // and a ticket sent now would only reach the key's row at the same time and slow it.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
@@ -99,19 +99,19 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 	// A release of this manager has just freed the lock for waiters queued in other processes: an attempt
 	// now would be refused, and it and the ticket that follows would reach the key's row while the next
 	// waiter takes it. Let that waiter go first, then queue without an attempt.
-	// A static token skips it: it would take back the lock it released (acquire.sql).
+	// A static token skips it, since it would take back the lock it released (acquire.sql), and so does a
+	// wait that would run out before the moment ends: it makes its one attempt now.
 	stepAside := false
 	if d := m.waiters.stepAside(l.Key, time.Now()); d > 0 && static == "" {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-			stepAside = true
-		case <-waitCtx.Done():
-			t.Stop()
-			if ctx.Err() != nil {
+		if deadline, ok := waitCtx.Deadline(); !ok || deadline.After(time.Now().Add(d)) {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+				stepAside = true
+			case <-ctx.Done():
+				t.Stop()
 				return time.Time{}, waitCancelled(op, l.Key, ctx)
 			}
-			// maxWait ran out first: the wait still makes its one attempt.
 		}
 	}
 	contended := false  // an attempt was refused: the wait is for another holder
@@ -262,10 +262,14 @@ func (w *waitState) enqueue(ctx context.Context) {
 	if err != nil {
 		// sql.ErrNoRows: the key's first acquires all failed (on MariaDB a deadlock between first
 		// inserts, which counts as contention), so there is no queue yet; the next attempt creates the
-		// row if nobody else's does. The next try comes at the next refusal, then 2, 4, … 1024 later,
-		// so that a statement that keeps failing costs a few statements, not one per read.
-		w.enqueueSkip = 1<<min(w.enqueueErrors, 10) - 1
-		w.enqueueErrors++
+		// row if nobody else's does, and the ticket is tried again at the next refusal. Other errors: at
+		// the next refusal, then 2, 4, … 1024 later, so that a statement that keeps failing costs a few
+		// statements, not one per read. A failed renewal of a passed ticket counts only the reads that
+		// find it passed again.
+		if !errors.Is(err, sql.ErrNoRows) {
+			w.enqueueSkip = 1<<min(w.enqueueErrors, 10) - 1
+			w.enqueueErrors++
+		}
 		return
 	}
 	w.ticket, w.enqueueErrors, w.enqueueSkip = ticket, 0, 0

@@ -330,23 +330,29 @@ func TestAcquireWaitBackoffResets(t *testing.T) {
 // TestAcquireWaitStepsAside: a wait that follows its manager's release of a lock queued waiters of other
 // processes were freed for lets them take it first: it sleeps the minimum backoff, then queues without an
 // attempt; after a release that freed it for nobody it attempts at once, and so do one whose maxWait ends
-// before the moment does and one with a static token (WithToken), which takes back the lock it released.
+// before the moment does, one with a static token (WithToken), which takes back the lock it released, and
+// one whose manager's notifier does not listen (no notice went out). Cancelling its context ends the pause.
 func TestAcquireWaitStepsAside(t *testing.T) {
 	cases := []struct {
 		name    string
 		queued  bool          // the release freed the lock for queued tickets
 		maxWait time.Duration // of the wait after it
 		static  string        // the wait's token, if static
+		deaf    bool          // the notifier does not listen
+		cancel  bool          // the wait's context is cancelled after 1 ms
 	}{
-		{"after a release to queued tickets", true, time.Minute, ""},
-		{"after a release to nobody", false, time.Minute, ""},
-		{"maxWait shorter than the moment", true, time.Millisecond, ""},
-		{"static token", true, time.Minute, unitHeldToken},
+		{"after a release to queued tickets", true, time.Minute, "", false, false},
+		{"after a release to nobody", false, time.Minute, "", false, false},
+		{"maxWait shorter than the moment", true, time.Millisecond, "", false, false},
+		{"maxWait as long as the moment", true, 4 * time.Millisecond, "", false, false},
+		{"static token", true, time.Minute, unitHeldToken, false, false},
+		{"notifier not listening", true, time.Minute, "", true, false},
+		{"cancelled", true, time.Minute, "", false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				n := &fakeNotifier{}
+				n := &fakeNotifier{deaf: c.deaf}
 				f := newUnitFixtureWith(t, DialectPgx, "", WithNotifier(n), WithWaitBackoff(4*time.Millisecond, 50*time.Millisecond))
 				f.hold()
 				f.mock.ExpectQuery(f.m.q.releaseNotify).WithArgs(unitKey, unitHeldToken, int64(0), true, n.Channel(), false).
@@ -360,11 +366,12 @@ func TestAcquireWaitStepsAside(t *testing.T) {
 				}
 				var lo, hi time.Duration // when the wait must end
 				switch {
-				case c.maxWait < 4*time.Millisecond:
-					f.expectAcquire(&unitToken{}, time.Minute).refused()
-					lo, hi = c.maxWait, c.maxWait
+				case c.cancel:
+					lo, hi = time.Millisecond, time.Millisecond
 				case c.static != "":
 					f.expectAcquire(c.static, time.Minute).granted(4)
+				case c.deaf, c.maxWait <= 4*time.Millisecond:
+					f.expectAcquire(&unitToken{}, time.Minute).granted(4)
 				case c.queued:
 					// 4 ms aside, the ticket, 2 to 4 ms before the read, the attempt.
 					f.expectEnqueue(7)
@@ -375,12 +382,17 @@ func TestAcquireWaitStepsAside(t *testing.T) {
 				default:
 					f.expectAcquire(&unitToken{}, time.Minute).granted(4)
 				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if c.cancel {
+					time.AfterFunc(time.Millisecond, cancel)
+				}
 				start := time.Now()
-				_, err = next.acquireWait(context.Background(), f.db, "acquire wait", c.static, time.Minute, c.maxWait)
+				_, err = next.acquireWait(ctx, f.db, "acquire wait", c.static, time.Minute, c.maxWait)
 				took := time.Since(start)
-				if c.maxWait < 4*time.Millisecond {
-					if !errors.Is(err, ErrWaitTimeout) || !errors.Is(err, ErrLockAlreadyAcquired) {
-						t.Fatalf("AcquireWait = %v, want ErrWaitTimeout and ErrLockAlreadyAcquired", err)
+				if c.cancel {
+					if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrLockAlreadyAcquired) {
+						t.Errorf("cancelled wait = %v, want context.Canceled and ErrLockAlreadyAcquired", err)
 					}
 				} else if err != nil {
 					t.Fatal(err)

@@ -1,5 +1,6 @@
--- A waiter's ticket in the key's queue, taken once per wait after a refused attempt or a release that
--- freed the lock for queued tickets (see acquire.sql and wait.go); again only if it failed or was passed.
+-- A waiter's ticket in the key's queue, taken once per wait: after a refused attempt, or without one when
+-- waiters of its process queue already or its process just freed the lock for queued tickets (wait.go);
+-- again only if it failed or was passed.
 -- Parameters: 1 key. Returns the ticket.
 UPDATE "app"."my_locks"
 SET queue_tail = queue_tail + 1
