@@ -29,19 +29,19 @@ func (l *DBLock) AcquireWait(ctx context.Context, exec SQLExecutor, ttl, maxWait
 // acquireWait is AcquireWait that also returns when the successful attempt started, where the lease begins;
 // static, unless empty, is the token of every attempt (WithToken).
 //
-// A wait goes: one attempt; if it is refused, a ticket in the key's queue (enqueue.sql, the wait's only
-// write unless it fails and is tried again); then reads of the key's row (peek.sql) until the lock is free
-// and it is this ticket's turn (the ticket after the queue's head at once, each later one a grace later),
-// an attempt, and reads again if another waiter came first. Between reads it sleeps for half as long as the holder has held the lock so
-// far (the longer a lock is held, the less likely it is to be released in the next instant), times its
-// place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a listening
-// Notifier, until a release notice or the lease's end. A release through this manager ends a sleep at once
-// and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter with
-// others before it reads after a short pause. A wait without a static token that starts within backoffMin of
-// a release through this manager (not in a *sql.Tx, with a listening Notifier) that freed the lock for
-// queued tickets first sleeps out that moment, then takes a ticket without an attempt (one that would run
-// out by then attempts at once): the next waiter of another process is taking the lock, and an attempt
-// and a ticket sent now would only reach the key's row at the same time and slow it.
+// A wait goes: one attempt; if it is refused, a ticket in the key's queue (enqueue.sql, the wait's only write
+// unless it fails and is tried again); then reads of the key's row (peek.sql) until the lock is free and it is
+// this ticket's turn (the ticket after the queue's head at once, each later one a grace later), an attempt,
+// and reads again if another waiter came first. Between reads it sleeps for half as long as the holder has
+// held the lock so far (the longer a lock is held, the less likely it is to be released in the next instant),
+// times its place in the queue, within [backoffMin, backoffMax], never past the holder's lease; with a
+// listening Notifier, until a release notice or the lease's end. A release through this manager ends a sleep
+// at once and the waiter attempts without reading first; so does a notice for the next ticket, while a waiter
+// with others before it reads after a short pause. A wait without a static token that starts within backoffMin
+// of a release through this manager (not in a *sql.Tx, with a listening Notifier) that freed the lock for
+// queued tickets first sleeps out that moment, then takes a ticket without an attempt (one that would run out
+// by then attempts at once): the next waiter of another process is taking the lock, and an attempt and a
+// ticket sent now would only reach the key's row at the same time and slow it.
 func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static string, ttl, maxWait time.Duration) (_ time.Time, err error) {
 	if maxWait <= 0 {
 		return time.Time{}, opError(op, l.Key, fmt.Errorf("%w: maximum wait %v is not positive", ErrInvalidOption, maxWait))
@@ -96,11 +96,9 @@ func (l *DBLock) acquireWait(ctx context.Context, exec SQLExecutor, op, static s
 		}
 		return l.acquireTicket(ctx, exec, op, cmp.Or(static, l.retryToken()), ttl, w.ticket, w.grace)
 	}
-	// A release of this manager has just freed the lock for waiters queued in other processes: an attempt
-	// now would be refused, and it and the ticket that follows would reach the key's row while the next
-	// waiter takes it. Let that waiter go first, then queue without an attempt.
-	// A static token skips it, since it would take back the lock it released (acquire.sql), and so does a
-	// wait that would run out before the moment ends: it makes its one attempt now.
+	// A release of this manager has just freed the lock for waiters queued in other processes: let the next
+	// one take it, then queue without an attempt (see above). Not with a static token, which would take back
+	// the lock it released (acquire.sql), nor when the wait would run out first: it attempts now.
 	stepAside := false
 	if d := m.waiters.stepAside(l.Key, time.Now()); d > 0 && static == "" {
 		if deadline, ok := waitCtx.Deadline(); !ok || deadline.After(time.Now().Add(d)) {
